@@ -1,0 +1,48 @@
+"""The `effnet` command line: a thin layer that parses flags, builds config objects and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module defines `register(subparsers)`; subcommands set `func(args) -> int`.
+COMMAND_MODULES = (
+    "effnet.commands.model",  # profile, scale
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="effnet", description="EfficientNet and compound model scaling.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `effnet` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from effnet import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as err:  # user mistakes: one clear line, no traceback
+        print(f"effnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"effnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

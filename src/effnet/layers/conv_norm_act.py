@@ -1,0 +1,56 @@
+"""Conv -> BatchNorm -> activation, the unit every EfficientNet block is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from effnet.layers.padding import create_conv2d
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,  # the paper's Swish
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,  # Lite: quantization friendly
+    "hardswish": nn.Hardswish,
+}
+
+
+def create_activation(name: str) -> nn.Module:
+    """Activation module by name (silu, relu, relu6, hardswish)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](inplace=True) if name != "hardswish" else nn.Hardswish()
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """What every conv-norm-act in one network shares: activation, BN settings and padding mode."""
+
+    activation: str = "silu"
+    norm_eps: float = 1e-3
+    norm_momentum: float = 0.01
+    padding: str = "symmetric"
+
+
+class ConvNormAct(nn.Module):
+    """Conv2d (no bias) + BatchNorm2d + optional activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        layer: LayerConfig = LayerConfig(),
+        act: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = create_conv2d(in_channels, out_channels, kernel_size, stride, groups, padding=layer.padding)
+        self.bn = nn.BatchNorm2d(out_channels, eps=layer.norm_eps, momentum=layer.norm_momentum)
+        self.act = create_activation(layer.activation) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))

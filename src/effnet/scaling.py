@@ -1,0 +1,165 @@
+"""Compound model scaling (Tan & Le 2019, section 3.3) as pure functions on specs.
+
+depth x alpha^phi, width x beta^phi, resolution x gamma^phi with alpha * beta^2 * gamma^2 ~= 2, so multiply-adds
+grow by about 2^phi. `compound_scale` is the formula; `PUBLISHED` is the rounded table B1..B8/L2 were released
+with, which does *not* follow the formula exactly. Both are offered; neither pretends to be the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from effnet.specs import NetSpec
+
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid search at phi = 1 on B0
+
+
+def round_channels(channels: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """Nearest multiple of `divisor` (at least `divisor`), bumped up if rounding lost more than 1 - round_limit."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * channels:
+        rounded += divisor
+    return rounded
+
+
+def round_repeats(num_layers: int, depth: float) -> int:
+    """Repeats scale by ceil, so a stage never loses its last block."""
+    return int(math.ceil(num_layers * depth))
+
+
+def round_resolution(resolution: float, divisor: int = 8) -> int:
+    """Nearest multiple of `divisor` pixels (at least 32, the networks' output stride)."""
+    return max(32, int(round(resolution / divisor)) * divisor)
+
+
+def _check_multiplier(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} multiplier must be a finite number > 0, got {value!r}")
+
+
+def scale(
+    base: NetSpec,
+    *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: float = 1.0,
+    name: str | None = None,
+) -> NetSpec:
+    """Scale `base` by explicit multipliers (single-dimension scaling when only one differs from 1)."""
+    for label, value in (("width", width), ("depth", depth), ("resolution", resolution)):
+        _check_multiplier(label, value)
+    rules = base.rules
+
+    def channels(c: int) -> int:
+        return round_channels(c * width, rules.channel_divisor, rules.round_limit)
+
+    stages = tuple(
+        replace(
+            stage,
+            out_channels=channels(stage.out_channels),
+            num_layers=stage.num_layers
+            if i in rules.fixed_depth_stages
+            else round_repeats(stage.num_layers, depth),
+        )
+        for i, stage in enumerate(base.stages)
+    )
+    head = base.head_channels
+    if head is not None and rules.scale_head:
+        head = channels(head)
+    return replace(
+        base,
+        name=name or f"{base.name}-w{width:g}-d{depth:g}-r{resolution:g}",
+        stages=stages,
+        stem_channels=channels(base.stem_channels) if rules.scale_stem else base.stem_channels,
+        head_channels=head,
+        resolution=round_resolution(base.resolution * resolution),
+        train_resolution=None
+        if base.train_resolution is None
+        else round_resolution(base.train_resolution * resolution),
+        width_mult=base.width_mult * width,
+        depth_mult=base.depth_mult * depth,
+    )
+
+
+def check_coefficients(
+    alpha: float,
+    beta: float,
+    gamma: float,
+    *,
+    target: float = 2.0,
+    tolerance: float = 0.1,
+    allow_any_ratio: bool = False,
+) -> float:
+    """Validate alpha, beta, gamma; returns alpha * beta^2 * gamma^2 (the multiply-add growth per unit phi)."""
+    for label, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{label} must be a finite number, got {value!r}")
+        if value < 1:
+            raise ValueError(
+                f"{label}={value} < 1: compound scaling grows every dimension (alpha, beta, gamma >= 1); "
+                "to make a network smaller use a negative phi"
+            )
+    ratio = alpha * beta**2 * gamma**2
+    if not allow_any_ratio and abs(ratio / target - 1) > tolerance:
+        raise ValueError(
+            f"alpha * beta^2 * gamma^2 = {ratio:.3f} is more than {tolerance:.0%} away from {target:g}, so "
+            f"multiply-adds would not grow by ~{target:g}^phi; adjust alpha/beta/gamma or pass "
+            "allow_any_ratio=True (--allow-any-ratio) if that is intended"
+        )
+    return ratio
+
+
+def compound_scale(
+    base: NetSpec,
+    phi: float,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    *,
+    allow_any_ratio: bool = False,
+    name: str | None = None,
+) -> NetSpec:
+    """The paper's formula for any real phi (fractional, or negative for smaller-than-base networks)."""
+    if not isinstance(phi, (int, float)) or not math.isfinite(phi):
+        raise ValueError(f"phi must be a finite number, got {phi!r}")
+    check_coefficients(alpha, beta, gamma, allow_any_ratio=allow_any_ratio)
+    return scale(
+        base,
+        width=beta**phi,
+        depth=alpha**phi,
+        resolution=gamma**phi,
+        name=name or f"{base.name}-phi{phi:g}",
+    )
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """One row of a published scaling table."""
+
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+# As released with the TF reference code: rounded by hand from the formula, not equal to it
+# (B1 is width 1.0, depth 1.1 rather than 1.1, 1.2). Use these to reproduce the released models.
+PUBLISHED: dict[str, Coefficients] = {
+    "b0": Coefficients(1.0, 1.0, 224, 0.2),
+    "b1": Coefficients(1.0, 1.1, 240, 0.2),
+    "b2": Coefficients(1.1, 1.2, 260, 0.3),
+    "b3": Coefficients(1.2, 1.4, 300, 0.3),
+    "b4": Coefficients(1.4, 1.8, 380, 0.4),
+    "b5": Coefficients(1.6, 2.2, 456, 0.4),
+    "b6": Coefficients(1.8, 2.6, 528, 0.5),
+    "b7": Coefficients(2.0, 3.1, 600, 0.5),
+    "b8": Coefficients(2.2, 3.6, 672, 0.5),
+    "l2": Coefficients(4.3, 5.3, 800, 0.5),
+}
+
+
+def published_scale(base: NetSpec, coefficients: Coefficients, name: str) -> NetSpec:
+    """Apply one published table row: its width/depth multipliers, exact resolution and dropout."""
+    scaled = scale(base, width=coefficients.width, depth=coefficients.depth, name=name)
+    return replace(scaled, resolution=coefficients.resolution, dropout=coefficients.dropout)

@@ -1,0 +1,143 @@
+"""The model registry: names -> specs, preprocessing, and `create_model`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from effnet.net import EfficientNet
+from effnet.scaling import PUBLISHED, Coefficients, published_scale
+from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for a model: resize to input_size / crop_pct, center crop, normalize."""
+
+    input_size: int
+    crop_pct: float
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the center crop."""
+        return int(round(self.input_size / self.crop_pct))
+
+
+def default_preprocess(spec: NetSpec) -> Preprocess:
+    """TF reference eval protocol: crop fraction res / (res + 32), bicubic, ImageNet mean/std."""
+    return Preprocess(spec.resolution, spec.resolution / (spec.resolution + 32))
+
+
+def _efficientnet(key: str) -> Callable[[], NetSpec]:
+    return lambda: published_scale(B0, PUBLISHED[key], f"efficientnet_{key}")
+
+
+_LITE = {
+    "lite0": Coefficients(1.0, 1.0, 224, 0.2),
+    "lite1": Coefficients(1.0, 1.1, 240, 0.2),
+    "lite2": Coefficients(1.1, 1.2, 260, 0.3),
+    "lite3": Coefficients(1.2, 1.4, 280, 0.3),
+    "lite4": Coefficients(1.4, 1.8, 300, 0.3),
+}
+
+# V2-B0..B3: (width, depth, eval resolution, dropout) and their train resolution.
+_V2_BASE = {
+    "b0": (Coefficients(1.0, 1.0, 224, 0.2), 192),
+    "b1": (Coefficients(1.0, 1.1, 240, 0.2), 192),
+    "b2": (Coefficients(1.1, 1.2, 260, 0.3), 208),
+    "b3": (Coefficients(1.2, 1.4, 300, 0.3), 240),
+}
+
+
+def _lite(key: str) -> Callable[[], NetSpec]:
+    return lambda: published_scale(LITE0, _LITE[key], f"efficientnet_{key}")
+
+
+def _v2_base(key: str) -> Callable[[], NetSpec]:
+    coefficients, train_resolution = _V2_BASE[key]
+    return lambda: replace(
+        published_scale(V2_BASE, coefficients, f"efficientnetv2_{key}"), train_resolution=train_resolution
+    )
+
+
+_REGISTRY: dict[str, Callable[[], NetSpec]] = {
+    **{f"efficientnet_{key}": _efficientnet(key) for key in PUBLISHED},
+    **{f"efficientnet_{key}": _lite(key) for key in _LITE},
+    **{f"efficientnetv2_{key}": _v2_base(key) for key in _V2_BASE},
+    "efficientnetv2_s": lambda: V2_S,
+    "efficientnetv2_m": lambda: V2_M,
+    "efficientnetv2_l": lambda: V2_L,
+    "efficientnetv2_xl": lambda: V2_XL,
+    "mobilenetv2": lambda: MOBILENETV2,
+    "resnet50": lambda: RESNET50,
+}
+
+
+def list_models() -> list[str]:
+    """Names `create_model` accepts."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> NetSpec:
+    """The spec of a registered model; unknown names get a ValueError listing close matches."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=4, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} See effnet.list_models() for all names.")
+    return _REGISTRY[name]()
+
+
+def resolve_spec(model: str | Path | NetSpec) -> NetSpec:
+    """A NetSpec from a registry name, a spec file written by `effnet scale`, or a spec itself."""
+    if isinstance(model, NetSpec):
+        return model
+    if isinstance(model, Path) or str(model).endswith(".json"):
+        return NetSpec.load(model)
+    return get_spec(str(model))
+
+
+def create_model(
+    model: str | Path | NetSpec,
+    *,
+    num_classes: int = 1000,
+    weights: str | Path | None = None,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    padding: str | None = None,
+    norm_eps: float | None = None,
+    strict: bool = True,
+) -> EfficientNet:
+    """Build a model by name, spec file or NetSpec, optionally loading weights from a local file.
+
+    `padding="same"` and `norm_eps=1e-3` reproduce TensorFlow-trained weights; effnet's own weight files
+    record both, so they reload as they were saved.
+    """
+    spec = resolve_spec(model)
+    if weights is not None:
+        from effnet.weights import read_weights
+
+        state_dict, saved_spec = read_weights(weights)
+        if saved_spec is not None:
+            spec = spec.replace(padding=saved_spec.padding, norm_eps=saved_spec.norm_eps)
+    overrides = {
+        "dropout": drop_rate,
+        "drop_path_rate": drop_path_rate,
+        "padding": padding,
+        "norm_eps": norm_eps,
+    }
+    spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+    net = EfficientNet(spec, num_classes=num_classes)
+    net.preprocess = default_preprocess(spec)
+    if weights is not None:
+        from effnet.weights import load_state_dict
+
+        load_state_dict(net, state_dict, source=str(weights), strict=strict)
+    return net
