@@ -23,9 +23,21 @@ def round_channels(channels: float, divisor: int = 8, round_limit: float = 0.9) 
     return rounded
 
 
-def round_repeats(num_layers: int, depth: float) -> int:
-    """Repeats scale by ceil, so a stage never loses its last block."""
-    return int(math.ceil(num_layers * depth))
+DEPTH_ROUNDING = ("ceil", "round")
+
+
+def round_repeats(num_layers: int, depth: float, rounding: str = "ceil") -> int:
+    """Scaled repeats of one stage: ceil (the TF reference) or nearest; never fewer than one block.
+
+    ceil is what B1..B7 were built with, but it adds a whole block to every 1-block stage as soon as depth > 1,
+    so small phi overshoot 2^phi multiply-adds (B0 at phi=0.5: 1.9x instead of 1.41x); "round" tracks 2^phi
+    within ~10% at every phi.
+    """
+    if rounding == "ceil":
+        return max(1, int(math.ceil(num_layers * depth)))
+    if rounding == "round":
+        return max(1, int(math.floor(num_layers * depth + 0.5)))
+    raise ValueError(f"depth rounding must be one of {DEPTH_ROUNDING}, got {rounding!r}")
 
 
 def round_resolution(resolution: float, divisor: int = 8) -> int:
@@ -45,6 +57,7 @@ def scale(
     depth: float = 1.0,
     resolution: float = 1.0,
     name: str | None = None,
+    depth_rounding: str = "ceil",
 ) -> NetSpec:
     """Scale `base` by explicit multipliers (single-dimension scaling when only one differs from 1)."""
     for label, value in (("width", width), ("depth", depth), ("resolution", resolution)):
@@ -60,7 +73,7 @@ def scale(
             out_channels=channels(stage.out_channels),
             num_layers=stage.num_layers
             if i in rules.fixed_depth_stages
-            else round_repeats(stage.num_layers, depth),
+            else round_repeats(stage.num_layers, depth, depth_rounding),
         )
         for i, stage in enumerate(base.stages)
     )
@@ -119,6 +132,7 @@ def compound_scale(
     *,
     allow_any_ratio: bool = False,
     name: str | None = None,
+    depth_rounding: str = "ceil",
 ) -> NetSpec:
     """The paper's formula for any real phi (fractional, or negative for smaller-than-base networks)."""
     if not isinstance(phi, (int, float)) or not math.isfinite(phi):
@@ -130,6 +144,7 @@ def compound_scale(
         depth=alpha**phi,
         resolution=gamma**phi,
         name=name or f"{base.name}-phi{phi:g}",
+        depth_rounding=depth_rounding,
     )
 
 

@@ -1,0 +1,112 @@
+"""`effnet models`, `effnet profile` and `effnet scale`: the model zoo, its complexity and the scaling engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from effnet.complexity import PAPER_FIGURES, Complexity, profile
+from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA, compound_scale, scale
+from effnet.specs import NetSpec
+from effnet.zoo import list_models, resolve_spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the model-core subcommands."""
+    models = subparsers.add_parser("models", help="list the model names create_model accepts")
+    models.set_defaults(func=_models)
+
+    prof = subparsers.add_parser("profile", help="params and multiply-adds beside the paper's figures")
+    prof.add_argument("models", nargs="*", help="model names or spec files (default: efficientnet_b0..b7)")
+    prof.add_argument("--resolution", type=int, help="input size (default: each model's native resolution)")
+    prof.add_argument("--stages", action="store_true", help="also print the per-stage breakdown")
+    prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    prof.set_defaults(func=_profile)
+
+    sc = subparsers.add_parser("scale", help="compound-scale a base network and write the spec to a file")
+    sc.add_argument("--base", default="efficientnet_b0", help="registry name (b0 = efficientnet_b0) or spec file")
+    sc.add_argument("--phi", type=float, help="compound coefficient (any real number; negative = smaller)")
+    sc.add_argument("--alpha", type=float, default=ALPHA, help=f"depth base (default {ALPHA})")
+    sc.add_argument("--beta", type=float, default=BETA, help=f"width base (default {BETA})")
+    sc.add_argument("--gamma", type=float, default=GAMMA, help=f"resolution base (default {GAMMA})")
+    sc.add_argument("--width", type=float, help="explicit width multiplier (instead of --phi)")
+    sc.add_argument("--depth", type=float, help="explicit depth multiplier (instead of --phi)")
+    sc.add_argument("--resolution", type=float, help="explicit resolution multiplier (instead of --phi)")
+    sc.add_argument("--depth-rounding", choices=DEPTH_ROUNDING, default="ceil", help="repeats rounding rule")
+    sc.add_argument("--allow-any-ratio", action="store_true", help="accept alpha*beta^2*gamma^2 far from 2")
+    sc.add_argument("--name", help="name of the scaled spec")
+    sc.add_argument("--out", type=Path, help="spec file to write (default: <name>.json)")
+    sc.set_defaults(func=_scale)
+
+
+def _base(name: str) -> NetSpec:
+    if name in list_models() or name.endswith(".json"):
+        return resolve_spec(name)
+    return resolve_spec(f"efficientnet_{name}")  # `b0` shorthand
+
+
+def _models(args: argparse.Namespace) -> int:
+    print("\n".join(list_models()))
+    return 0
+
+
+def _row(result: Complexity, spec: NetSpec) -> dict[str, object]:
+    # The papers' figures hold only for the published network at its native resolution.
+    paper = PAPER_FIGURES.get(result.name) if result.resolution == spec.resolution else None
+    row: dict[str, object] = {"model": result.name, "resolution": result.resolution, "params": result.params,
+                              "macs": result.macs}
+    if paper:
+        row |= {"paper_params": paper[0], "paper_macs": paper[1],
+                "params_dev": result.params / paper[0] - 1, "macs_dev": result.macs / paper[1] - 1}
+    return row
+
+
+def _profile(args: argparse.Namespace) -> int:
+    names = args.models or [f"efficientnet_b{i}" for i in range(8)]
+    specs = [resolve_spec(name) for name in names]
+    results = [profile(spec, args.resolution) for spec in specs]
+    if args.json:
+        payload = [
+            _row(r, spec) | {"parts": [{"name": p.name, "params": p.params, "macs": p.macs} for p in r.parts]}
+            for r, spec in zip(results, specs, strict=True)
+        ]
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"{'model':<22}{'res':>5}{'params':>14}{'paper':>8}{'dev':>8}{'MACs (B)':>11}{'paper':>8}{'dev':>8}")
+    for result, spec in zip(results, specs, strict=True):
+        row = _row(result, spec)
+        paper = (
+            f"{row['paper_params'] / 1e6:>7.1f}M{row['params_dev']:>+8.1%}{result.macs / 1e9:>11.3f}"
+            f"{row['paper_macs'] / 1e9:>8.2f}{row['macs_dev']:>+8.1%}"
+            if "paper_macs" in row
+            else f"{'-':>8}{'-':>8}{result.macs / 1e9:>11.3f}{'-':>8}{'-':>8}"
+        )
+        print(f"{result.name:<22}{result.resolution:>5}{result.params:>14,}{paper}")
+        if args.stages:
+            for part in result.parts:
+                print(f"    {part.name:<18}{part.params:>14,}{'':>16}{part.macs / 1e9:>11.4f}")
+    return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    base = _base(args.base)
+    explicit = (args.width, args.depth, args.resolution)
+    if args.phi is not None and any(v is not None for v in explicit):
+        raise ValueError("give either --phi (compound scaling) or --width/--depth/--resolution, not both")
+    if args.phi is not None:
+        spec = compound_scale(base, args.phi, args.alpha, args.beta, args.gamma, name=args.name,
+                              allow_any_ratio=args.allow_any_ratio, depth_rounding=args.depth_rounding)
+    elif any(v is not None for v in explicit):
+        width, depth, resolution = (1.0 if v is None else v for v in explicit)
+        spec = scale(base, width=width, depth=depth, resolution=resolution, name=args.name,
+                     depth_rounding=args.depth_rounding)
+    else:
+        raise ValueError("nothing to scale: give --phi, or --width/--depth/--resolution")
+    scaled, original = profile(spec), profile(base)
+    out = spec.save(args.out or Path(f"{spec.name}.json"))
+    print(spec.summary())
+    print(f"params {scaled.params:,} ({scaled.params / original.params:.2f}x {base.name}), "
+          f"multiply-adds {scaled.macs / 1e9:.3f}B ({scaled.macs / original.macs:.2f}x) at {spec.resolution}px")
+    print(f"wrote {out}  (build it: effnet.create_model('{out}'), or effnet profile {out})")
+    return 0
