@@ -24,6 +24,8 @@ class Preprocess:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # "crop": shorter side to resize_size, then center crop; "squash": whole image to input_size x input_size.
+    resize_mode: str = "crop"
 
     @property
     def resize_size(self) -> int:
@@ -114,12 +116,21 @@ def create_model(
     padding: str | None = None,
     norm_eps: float | None = None,
     strict: bool = True,
+    pretrained: bool = False,
 ) -> EfficientNet:
     """Build a model by name, spec file or NetSpec, optionally loading weights from a local file.
 
     `padding="same"` and `norm_eps=1e-3` reproduce TensorFlow-trained weights; effnet's own weight files
-    record both, so they reload as they were saved.
+    record both, so they reload as they were saved. `pretrained=True` loads the model's offline weight record
+    (effnet.pretrained) with its padding, BN eps and preprocessing.
     """
+    if pretrained:
+        if weights is not None or padding is not None or norm_eps is not None:
+            raise ValueError("pretrained=True sets the weights, padding and norm_eps itself; drop those arguments")
+        from effnet.pretrained import create_pretrained
+
+        name = model.name if isinstance(model, NetSpec) else str(model)
+        return create_pretrained(name, num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     spec = resolve_spec(model)
     if weights is not None:
         from effnet.weights import read_weights
