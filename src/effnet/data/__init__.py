@@ -1,0 +1,29 @@
+"""Datasets (built-in procedural shapes, image folders, CIFAR files), transform presets and mixup/cutmix."""
+
+from effnet.data.cifar import ArrayImageDataset, load_cifar
+from effnet.data.config import DATASET_NAMES, DataConfig, DatasetPair, build_datasets
+from effnet.data.folder import ImageFolderDataset, load_rgb
+from effnet.data.mixup import MixupCutmix, smooth_one_hot
+from effnet.data.procedural import CLASS_NAMES, ProceduralShapes, render_sample
+from effnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PaperRandAugment, eval_transform, train_transform
+
+__all__ = [
+    "ArrayImageDataset",
+    "CLASS_NAMES",
+    "DATASET_NAMES",
+    "DataConfig",
+    "DatasetPair",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageFolderDataset",
+    "MixupCutmix",
+    "PaperRandAugment",
+    "ProceduralShapes",
+    "build_datasets",
+    "eval_transform",
+    "load_cifar",
+    "load_rgb",
+    "render_sample",
+    "smooth_one_hot",
+    "train_transform",
+]

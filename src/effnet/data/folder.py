@@ -1,0 +1,161 @@
+"""Image-folder datasets (one sub-folder per class) that skip and count unreadable images instead of crashing."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image file fully and return it as RGB (alpha composited on white, 16-bit grey rescaled)."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            # 16-bit / float greyscale: PIL's own conversion clips at 255, so rescale to 8 bits explicitly.
+            array = np.asarray(image, dtype=np.float32)
+            top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 255.0)
+            image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        if image.mode in ("RGBA", "LA", "PA"):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return image.convert("RGB")
+
+
+def _is_readable(path: Path) -> bool:
+    """Cheap integrity check: the header parses and (for PNG/GIF etc.) the data checks out."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) for bad files
+        return False
+
+
+def list_classes(directory: Path) -> list[str]:
+    """Sorted names of the class sub-folders of a directory (hidden folders ignored)."""
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_class_folders(
+    directory: Path, classes: list[str], verify: bool = True
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image under directory/<class>/ (recursively, sorted) and the skipped paths."""
+    samples: list[tuple[str, int]] = []
+    skipped: list[str] = []
+    for label, name in enumerate(classes):
+        class_dir = directory / name
+        if not class_dir.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(class_dir):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if filename.startswith(".") or not filename.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                path = Path(dirpath) / filename
+                if verify and not _is_readable(path):
+                    skipped.append(str(path))
+                    continue
+                samples.append((str(path), label))
+    return samples, skipped
+
+
+def split_samples(
+    samples: list[tuple[str, int]], val_fraction: float, seed: int, root: Path
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Deterministic per-class split: files ordered by a hash of (seed, relative path), the first ones go to val.
+
+    Hashing paths (not shuffling positions) keeps a file on the same side when other files are added.
+    """
+
+    def key(sample: tuple[str, int]) -> str:
+        relative = os.path.relpath(sample[0], root).replace(os.sep, "/")
+        return hashlib.sha256(f"{seed}:{relative}".encode()).hexdigest()
+
+    train: list[tuple[str, int]] = []
+    val: list[tuple[str, int]] = []
+    labels = sorted({label for _, label in samples})
+    for label in labels:
+        members = sorted((s for s in samples if s[1] == label), key=key)
+        num_val = int(round(len(members) * val_fraction))
+        if len(members) >= 2:
+            num_val = min(max(num_val, 1), len(members) - 1)  # both sides keep every class
+        else:
+            num_val = 0
+        val_set = {s[0] for s in members[:num_val]}
+        train += [s for s in samples if s[1] == label and s[0] not in val_set]
+        val += [s for s in samples if s[1] == label and s[0] in val_set]
+    return train, val
+
+
+class ImageFolderDataset(Dataset):
+    """(path, label) samples decoded to RGB on access; a file that fails to decode is replaced and counted."""
+
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        classes: list[str],
+        transform: Callable[[Image.Image], Any] | None = None,
+        skipped: list[str] | None = None,
+    ) -> None:
+        if not samples:
+            raise ValueError("an image folder dataset needs at least one readable image")
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+        self.skipped_files = list(skipped or [])  # found unreadable when the folder was scanned
+        self.load_failures = 0  # found unreadable at load time, in this process (each DataLoader worker counts its own)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def num_skipped(self) -> int:
+        """Unreadable images: skipped when scanning plus replaced at load time in this process."""
+        return len(self.skipped_files) + self.load_failures
+
+    @property
+    def targets(self) -> list[int]:
+        """Label of every sample, in order."""
+        return [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        # A file can pass the scan and still fail to decode (e.g. truncated JPEG data): use the next readable
+        # sample instead, deterministically, so one bad file never stops a DataLoader worker.
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                image = load_rgb(path)
+            except Exception as error:  # noqa: BLE001 - any decode failure means "skip this file"
+                self.load_failures += 1
+                logger.warning(
+                    "skipping unreadable image %s (%s: %s); %d skipped in this process",
+                    path,
+                    type(error).__name__,
+                    error,
+                    self.load_failures,
+                )
+                continue
+            if self.transform is not None:
+                image = self.transform(image)
+            return image, label
+        raise RuntimeError(f"none of the {len(self.samples)} images could be decoded")

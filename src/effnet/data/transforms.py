@@ -1,0 +1,128 @@
+"""Train and eval preprocessing presets (torchvision transforms v2), following the EfficientNet recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+
+from effnet.zoo import IMAGENET_MEAN, IMAGENET_STD
+
+_INTERPOLATIONS = {
+    "bicubic": InterpolationMode.BICUBIC,
+    "bilinear": InterpolationMode.BILINEAR,
+    "nearest": InterpolationMode.NEAREST,
+}
+_AUGMENTS = ("randaugment", "autoaugment")
+
+
+def _interpolation(name: str) -> InterpolationMode:
+    if name not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {name!r}")
+    return _INTERPOLATIONS[name]
+
+
+def _linear(top: float) -> object:
+    """Magnitude table whose bin i is the TF reference's level i: top * i / 10, extrapolated past 10."""
+    return lambda num_bins, height, width: torch.arange(num_bins, dtype=torch.float32) * (top / 10.0)
+
+
+class PaperRandAugment(v2.RandAugment):
+    """RandAugment with the paper's magnitude scale: M=10 is the TF reference's full strength, and the larger
+    magnitudes of V2's progressive learning (15-25) extrapolate linearly instead of being out of range.
+
+    torchvision's own table spreads full strength over 31 bins, so its magnitude 10 is a third of the paper's.
+    Photometric factors are kept in [0.05, 1.95] and posterize/solarize clamped so every level stays valid.
+    """
+
+    _AUGMENTATION_SPACE = {
+        "Identity": (lambda num_bins, height, width: None, False),
+        "ShearX": (_linear(0.3), True),
+        "ShearY": (_linear(0.3), True),
+        "TranslateX": (lambda num_bins, height, width: _linear(150.0 / 331.0 * width)(num_bins, 0, 0), True),
+        "TranslateY": (lambda num_bins, height, width: _linear(150.0 / 331.0 * height)(num_bins, 0, 0), True),
+        "Rotate": (_linear(30.0), True),
+        "Brightness": (lambda n, h, w: _linear(0.9)(n, h, w).clamp(max=0.95), True),
+        "Color": (lambda n, h, w: _linear(0.9)(n, h, w).clamp(max=0.95), True),
+        "Contrast": (lambda n, h, w: _linear(0.9)(n, h, w).clamp(max=0.95), True),
+        "Sharpness": (lambda n, h, w: _linear(0.9)(n, h, w).clamp(max=0.95), True),
+        "Posterize": (lambda n, h, w: (8 - _linear(4.0)(n, h, w)).round().clamp(min=1).int(), False),
+        "Solarize": (lambda n, h, w: (1.0 - _linear(1.0)(n, h, w)).clamp(min=0.0), False),
+        "AutoContrast": (lambda num_bins, height, width: None, False),
+        "Equalize": (lambda num_bins, height, width: None, False),
+    }
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 10, interpolation: InterpolationMode = "nearest"):
+        if magnitude < 0:
+            raise ValueError(f"RandAugment magnitude must be >= 0, got {magnitude}")
+        # One bin per integer level from 0 to the magnitude asked for (and at least the reference's 10).
+        super().__init__(num_ops, int(magnitude), max(11, int(magnitude) + 1), interpolation)
+
+
+def train_transform(
+    size: int,
+    *,
+    interpolation: str = "bicubic",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    scale: tuple[float, float] = (0.08, 1.0),
+    hflip: float = 0.5,
+    augment: str | None = "randaugment",
+    magnitude: int = 10,
+    num_ops: int = 2,
+    re_prob: float = 0.0,
+) -> v2.Compose:
+    """Training preprocessing: Inception crop, flip, RandAugment/AutoAugment, normalize, random erasing."""
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if augment is not None and augment not in _AUGMENTS:
+        raise ValueError(f"augment must be one of {_AUGMENTS} or None, got {augment!r}")
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max <= 1, got {scale}")
+    mode = _interpolation(interpolation)
+    steps: list[v2.Transform] = [
+        v2.RandomResizedCrop(size, scale=scale, ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True)
+    ]
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    if augment == "randaugment" and num_ops > 0:
+        steps.append(PaperRandAugment(num_ops, magnitude, interpolation=mode))
+    elif augment == "autoaugment":
+        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=mode))
+    steps += _to_normalized_tensor(mean, std)
+    if re_prob > 0:
+        # Per-pixel random values, as in the reference random erasing, not a flat grey box.
+        steps.append(v2.RandomErasing(p=re_prob, value="random"))
+    return v2.Compose(steps)
+
+
+def eval_transform(
+    size: int,
+    crop_pct: float,
+    interpolation: str = "bicubic",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Eval preprocessing: resize the shorter side to round(size / crop_pct), center crop size, normalize."""
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    resize = int(round(size / crop_pct))
+    return v2.Compose(
+        [
+            v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),
+            v2.CenterCrop(size),
+            *_to_normalized_tensor(mean, std),
+        ]
+    )
+
+
+def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
