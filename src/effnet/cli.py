@@ -9,6 +9,7 @@ import sys
 # Each module defines `register(subparsers)`; subcommands set `func(args) -> int`.
 COMMAND_MODULES = (
     "effnet.commands.model",  # profile, scale
+    "effnet.commands.deploy",  # predict, cam, export, bench
 )
 
 

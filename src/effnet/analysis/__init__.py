@@ -1,0 +1,1 @@
+"""Looking inside and timing models: class activation maps, CPU latency."""

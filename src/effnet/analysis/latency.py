@@ -1,0 +1,266 @@
+"""CPU inference timing: the paper's Table 4 protocol (batch 1, one thread, warm-up, median of N runs) and a
+throughput mode, with timm / torchvision twins and ResNets timed in the same process for honest ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+Runner = Callable[[torch.Tensor], object]
+BENCH_MODES = ("latency", "throughput")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to time: batch size, threads, warm-up and measured runs; resolution None = each model's native."""
+
+    mode: str = "latency"
+    batch_size: int = 1
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 30
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in BENCH_MODES:
+            raise ValueError(f"mode must be one of {BENCH_MODES}, got {self.mode!r}")
+        if self.batch_size < 1 or self.threads < 1 or self.runs < 1 or self.warmup < 0:
+            raise ValueError("batch_size, threads and runs must be >= 1 and warmup >= 0")
+
+    @classmethod
+    def paper(cls, runs: int = 30, warmup: int = 5, resolution: int | None = None) -> BenchConfig:
+        """Table 4 of the paper: batch 1 on a single core."""
+        return cls("latency", 1, 1, warmup, runs, resolution)
+
+    @classmethod
+    def throughput(cls, batch_size: int = 32, runs: int = 10, warmup: int = 2) -> BenchConfig:
+        """Images per second at batch `batch_size` with every core."""
+        return cls("throughput", batch_size, torch.get_num_threads(), warmup, runs)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to time: a label, its family (effnet, timm, torchvision, resnet) and a lazy runner factory."""
+
+    label: str
+    family: str
+    group: str  # the effnet model this row is compared with (its own name for ResNets)
+    resolution: int
+    build: Callable[[torch.Tensor, int], tuple[Runner, str]]  # (example input, threads) -> (runner, backend)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Timing of one candidate: median and 10th/90th percentile latency of one batch, and images per second."""
+
+    label: str
+    family: str
+    group: str
+    backend: str
+    resolution: int
+    batch_size: int
+    threads: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput implied by the median batch time."""
+        return self.batch_size * 1000.0 / self.median_ms
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_runner(runner: Runner, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
+    """Wall-clock seconds of each of `runs` calls, after `warmup` untimed calls (caches, allocator, JIT)."""
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            runner(x)
+        for _ in range(runs):
+            start = time.perf_counter()
+            runner(x)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def eager_runner(model: nn.Module) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
+    """Plain eval-mode PyTorch, no tricks: the baseline every ratio refers to."""
+    return lambda _x, _threads: (model.eval(), "eager")
+
+
+def _onnxruntime_runner(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) -> Runner:
+    from effnet.export import export_onnx, onnx_session
+
+    path = export_onnx(model, folder / "model.onnx", x[:1])
+    session = onnx_session(path, threads)
+    return lambda batch: session.run(None, {"input": batch.numpy()})
+
+
+def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
+    """The fastest of: BN folded + channels_last eager, and BN folded + onnxruntime (when installed).
+
+    Each option is timed briefly on the benchmark's own input and thread count and the fastest one is kept, so
+    the choice adapts to the machine instead of being hard-coded.
+    """
+
+    def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
+        from effnet.export import fold_batchnorm
+
+        folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+        options: dict[str, Runner] = {
+            "folded+channels_last": lambda batch: folded(batch.contiguous(memory_format=torch.channels_last))
+        }
+        try:
+            import onnxruntime  # noqa: F401
+
+            folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
+            options["folded+onnxruntime"] = _onnxruntime_runner(fold_batchnorm(model), x, threads, folder)
+        except ImportError:
+            pass
+        scores = {name: statistics.median(time_runner(run, x, 1, trial_runs)) for name, run in options.items()}
+        best = min(scores, key=scores.__getitem__)
+        return options[best], best
+
+    return build
+
+
+def run_benchmark(candidates: Sequence[Candidate], config: BenchConfig) -> Iterator[BenchResult]:
+    """Time each candidate under `config`, in order, yielding results as they finish."""
+    generator = torch.Generator().manual_seed(0)
+    for candidate in candidates:
+        resolution = config.resolution or candidate.resolution
+        x = torch.randn(config.batch_size, 3, resolution, resolution, generator=generator)
+        with torch_threads(config.threads):
+            runner, backend = candidate.build(x, config.threads)
+            times = time_runner(runner, x, config.warmup, config.runs)
+        ms = [t * 1000.0 for t in times]
+        yield BenchResult(
+            candidate.label,
+            candidate.family,
+            candidate.group,
+            backend,
+            resolution,
+            config.batch_size,
+            config.threads,
+            statistics.median(ms),
+            _quantile(ms, 0.1),
+            _quantile(ms, 0.9),
+        )
+
+
+# effnet name -> twin constructor names, for the architectures torchvision / timm implement.
+TORCHVISION_TWINS = {
+    **{f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(8)},
+    **{f"efficientnetv2_{size}": f"efficientnet_v2_{size}" for size in "sml"},
+}
+TIMM_TWINS = {
+    **{f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(9)},
+    **{f"efficientnet_lite{i}": f"efficientnet_lite{i}" for i in range(5)},
+    **{f"efficientnetv2_b{i}": f"tf_efficientnetv2_b{i}" for i in range(4)},
+    **{f"efficientnetv2_{size}": f"tf_efficientnetv2_{size}" for size in ("s", "m", "l", "xl")},
+}
+RESNETS = ("resnet50", "resnet152")
+
+
+def _torchvision_model(name: str) -> nn.Module | None:
+    try:
+        import torchvision
+    except ImportError:
+        return None
+    return torchvision.models.get_model(name, weights=None)  # random weights: speed does not depend on them
+
+
+def _timm_model(name: str) -> nn.Module | None:
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm.create_model(name, pretrained=False) if name in timm.list_models(name) else None
+
+
+def _lazy(factory: Callable[[], nn.Module | None]) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
+    def build(_x: torch.Tensor, _threads: int) -> tuple[Runner, str]:
+        model = factory()
+        assert model is not None
+        return model.eval(), "eager"
+
+    return build
+
+
+def build_candidates(
+    models: Sequence[str], *, twins: bool = True, resnets: bool = True, optimize: bool = False
+) -> list[Candidate]:
+    """effnet models (eager, plus the optimized path with `optimize`), their installed twins and ResNets."""
+    from effnet.zoo import create_model, get_spec
+
+    candidates: list[Candidate] = []
+    for name in models:
+        resolution = get_spec(name).resolution
+        model = create_model(name)
+        candidates.append(Candidate(f"effnet {name}", "effnet", name, resolution, eager_runner(model)))
+        if optimize:
+            candidates.append(
+                Candidate(f"effnet {name} --optimize", "effnet", name, resolution, optimized_runner(model))
+            )
+        if not twins:
+            continue
+        if name in TORCHVISION_TWINS and _torchvision_model(TORCHVISION_TWINS[name]) is not None:
+            twin = TORCHVISION_TWINS[name]
+            candidates.append(
+                Candidate(
+                    f"torchvision {twin}", "torchvision", name, resolution, _lazy(lambda t=twin: _torchvision_model(t))
+                )
+            )
+        if name in TIMM_TWINS and _timm_model(TIMM_TWINS[name]) is not None:
+            twin = TIMM_TWINS[name]
+            candidates.append(Candidate(f"timm {twin}", "timm", name, resolution, _lazy(lambda t=twin: _timm_model(t))))
+    if resnets and _torchvision_model("resnet50") is not None:
+        for name in RESNETS:
+            candidates.append(
+                Candidate(f"torchvision {name}", "resnet", name, 224, _lazy(lambda n=name: _torchvision_model(n)))
+            )
+    return candidates
+
+
+def baseline_ratios(results: Sequence[BenchResult]) -> dict[str, float]:
+    """Each row's median over its group's baseline (torchvision eager when timed, else the group's first row)."""
+    baselines: dict[str, float] = {}
+    for result in results:
+        if result.family == "torchvision":
+            baselines[result.group] = result.median_ms
+    for result in results:
+        baselines.setdefault(result.group, result.median_ms)
+    return {result.label: result.median_ms / baselines[result.group] for result in results}
+
+
+def speedups_over(results: Sequence[BenchResult], reference: str = "resnet152") -> dict[str, float]:
+    """How many times faster than `reference` (e.g. ResNet-152, paper Table 4) each effnet row runs."""
+    matches = [r.median_ms for r in results if r.group == reference]
+    if not matches:
+        return {}
+    return {r.label: matches[0] / r.median_ms for r in results if r.family == "effnet"}

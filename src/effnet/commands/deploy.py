@@ -1,0 +1,275 @@
+"""`effnet predict`, `effnet cam`, `effnet export` and `effnet bench`: using and shipping a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from effnet.zoo import create_model
+
+_HELP_MODEL = "registry name or spec file (see `effnet models`)"
+
+
+def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
+    if multiple:
+        parser.add_argument("--model", nargs="+", default=["efficientnet_lite0"], help=_HELP_MODEL + "; several OK")
+        parser.add_argument("--weights", nargs="+", type=Path, help="one weight file per --model")
+    else:
+        parser.add_argument("--model", default="efficientnet_lite0", help=_HELP_MODEL)
+        parser.add_argument("--weights", type=Path, help="weight file (effnet safetensors, timm, torchvision, ...)")
+    parser.add_argument("--pretrained", action="store_true", help="the model's offline pretrained record")
+    parser.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
+    parser.add_argument("--norm-eps", type=float, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
+
+
+def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("preprocessing overrides (default: the model's own)")
+    group.add_argument("--input-size", type=int, help="crop / network input size")
+    group.add_argument("--crop-pct", type=float, help="input size / resize size (crop resize mode)")
+    group.add_argument("--resize-mode", choices=("crop", "squash"), help="center crop or whole-image resize")
+    group.add_argument("--mean", type=float, nargs=3, help="per-channel mean of [0, 1] pixels")
+    group.add_argument("--std", type=float, nargs=3, help="per-channel std of [0, 1] pixels")
+
+
+def _load(args: argparse.Namespace, name: str, weights: Path | None, need_weights: bool):  # -> EfficientNet
+    if args.pretrained and weights is not None:
+        raise ValueError("give either --pretrained or --weights, not both")
+    if args.pretrained:
+        model = create_model(name, pretrained=True)
+    elif weights is not None:
+        model = create_model(name, weights=weights, padding=args.padding, norm_eps=args.norm_eps)
+    elif need_weights:
+        raise ValueError(
+            f"{name} has random weights: pass --pretrained (offline records: see effnet.pretrained) or --weights FILE"
+        )
+    else:
+        model = create_model(name, padding=args.padding, norm_eps=args.norm_eps)
+    overrides = {
+        key: value
+        for key, value in {
+            "input_size": getattr(args, "input_size", None),
+            "crop_pct": getattr(args, "crop_pct", None),
+            "resize_mode": getattr(args, "resize_mode", None),
+            "mean": tuple(args.mean) if getattr(args, "mean", None) else None,
+            "std": tuple(args.std) if getattr(args, "std", None) else None,
+        }.items()
+        if value is not None
+    }
+    model.preprocess = replace(model.preprocess, **overrides)
+    return model.eval()
+
+
+def _class_names(args: argparse.Namespace, num_classes: int) -> list[str] | None:
+    from effnet.pretrained import imagenet_classes
+
+    if getattr(args, "classes_file", None):
+        return [line.strip() for line in Path(args.classes_file).read_text().splitlines() if line.strip()]
+    return list(imagenet_classes()) if num_classes == 1000 else None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the use-and-deploy subcommands."""
+    pr = subparsers.add_parser("predict", help="classify images (files, folders, globs) with a model")
+    pr.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    _add_model_args(pr)
+    _add_preprocess_args(pr)
+    pr.add_argument("--top-k", type=int, default=5, help="classes to print per image (default 5)")
+    pr.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    pr.add_argument("--classes-file", type=Path, help="class names, one per line (default: ImageNet-1k)")
+    pr.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    pr.set_defaults(func=_predict)
+
+    cam = subparsers.add_parser("cam", help="class activation maps (CAM / Grad-CAM) as PNG overlays and a grid")
+    cam.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    _add_model_args(cam, multiple=True)
+    cam.add_argument("--method", nargs="+", choices=("cam", "gradcam"), default=["cam"], help="one or both")
+    cam.add_argument("--layer", default="head", help='Grad-CAM layer: "head" or "stageN" (default head)')
+    cam.add_argument("--class-index", type=int, nargs="+", help="classes to explain (default: each top-1)")
+    cam.add_argument("--out", type=Path, default=Path("cam"), help="output folder (default ./cam)")
+    cam.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    cam.set_defaults(func=_cam)
+
+    ex = subparsers.add_parser("export", help="export to ONNX or TorchScript (BN folded) and check it")
+    _add_model_args(ex)
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
+    ex.add_argument("--out", type=Path, help="output file (default: <model>.onnx / <model>.pt)")
+    ex.add_argument("--resolution", type=int, help="input height and width (default: the model's input size)")
+    ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers in the exported graph")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
+    ex.add_argument("--atol", type=float, default=1e-4, help="max |exported - PyTorch| allowed (default 1e-4)")
+    ex.set_defaults(func=_export)
+
+    be = subparsers.add_parser("bench", help="CPU latency (paper Table 4 protocol) or throughput, with ratios")
+    be.add_argument("models", nargs="*", default=["efficientnet_b0"], help="effnet models (default b0)")
+    be.add_argument(
+        "--mode",
+        choices=("latency", "throughput"),
+        default="latency",
+        help="latency: batch 1, 1 thread (paper); throughput: --batch-size, all threads",
+    )
+    be.add_argument("--batch-size", type=int, default=32, help="throughput batch size (default 32)")
+    be.add_argument("--threads", type=int, help="threads (default: 1 for latency, all for throughput)")
+    be.add_argument("--runs", type=int, default=30, help="timed runs, the median is reported (default 30)")
+    be.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    be.add_argument("--resolution", type=int, help="input size for every model (default: each native)")
+    be.add_argument("--optimize", action="store_true", help="also time the optimized path (BN fold + best backend)")
+    be.add_argument("--no-twins", action="store_true", help="skip timm / torchvision twins")
+    be.add_argument("--no-resnets", action="store_true", help="skip ResNet-50 / ResNet-152")
+    be.add_argument("--quick", action="store_true", help="smoke test: 3 runs, 1 warm-up")
+    be.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    be.set_defaults(func=_bench)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from effnet.predict import collect_images, predict_files
+
+    paths = collect_images(args.inputs)
+    model = _load(args, args.model, args.weights, need_weights=True)
+    names = _class_names(args, model.num_classes)
+    failures = 0
+    results = predict_files(model, paths, top_k=args.top_k, batch_size=args.batch_size, class_names=names)
+    show_progress = len(paths) > args.batch_size and not args.json
+    for prediction in tqdm(results, total=len(paths), disable=not show_progress, unit="img", file=sys.stderr):
+        if prediction.error is not None:
+            failures += 1
+            print(f"{prediction.path}: cannot read: {prediction.error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(prediction.to_dict()))
+            continue
+        if args.json:
+            print(json.dumps(prediction.to_dict()))
+            continue
+        print(prediction.path)
+        for score in prediction.top:
+            print(f"  {score.index:>5}  {score.probability:7.2%}  {score.name}")
+    if failures:
+        print(f"{failures} of {len(paths)} files could not be read; the others were classified", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cam(args: argparse.Namespace) -> int:
+    from effnet.analysis.cam import image_cam, overlay, save_grid
+    from effnet.predict import collect_images, load_image
+
+    weights = args.weights or [None] * len(args.model)
+    if len(weights) != len(args.model):
+        raise ValueError(f"--weights needs one file per --model ({len(args.model)}), got {len(weights)}")
+    models = {name: _load(args, name, w, need_weights=True) for name, w in zip(args.model, weights, strict=True)}
+    paths = collect_images(args.inputs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, row_labels, written = [], [], 0
+    for path in paths:
+        try:
+            image = load_image(path)
+        except (OSError, ValueError) as err:
+            print(f"{path}: cannot read: {err}", file=sys.stderr)
+            continue
+        cells = []
+        for name, model in models.items():
+            names = _class_names(args, model.num_classes)
+            for method in args.method:
+                for class_index in args.class_index or [None]:
+                    result = image_cam(model, image, class_index, method, args.layer)
+                    label = names[result.class_index] if names else str(result.class_index)
+                    picture = overlay(image, result.heatmap, args.alpha)
+                    tag = f"{method}" + (f"-{args.layer}" if method == "gradcam" else "")
+                    out = args.out / f"{Path(path).stem}_{name}_{tag}_{result.class_index}.png"
+                    picture.save(out)
+                    written += 1
+                    print(f"{out}  {name} {tag}: class {result.class_index} {label} (p={result.probability:.3f})")
+                    cells.append((picture, f"{name} {tag}\n{result.class_index} {label} p={result.probability:.2f}"))
+        rows.append(cells)
+        row_labels.append(Path(path).name)
+    if not rows:
+        raise ValueError("none of the inputs could be read as an image")
+    grid = save_grid(rows, args.out / "grid.png", row_labels)
+    print(f"wrote {written} overlays and {grid}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from effnet.export import count_batchnorms, export_model, fold_batchnorm
+
+    model = _load(args, args.model, args.weights, need_weights=False)
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    out = args.out or Path(f"{Path(args.model).stem}{suffix}")
+    check = export_model(
+        model,
+        out,
+        args.format,
+        resolution=args.resolution,
+        fold_bn=not args.no_fold_bn,
+        opset=args.opset,
+        check=not args.no_check,
+    )
+    resolution = args.resolution or model.preprocess.input_size
+    bns = count_batchnorms(model if args.no_fold_bn else fold_batchnorm(model))
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, {resolution}, "
+        f"{resolution}) with dynamic batch, {bns} BatchNorm layers left, padding {model.spec.padding}"
+    )
+    if check is None:
+        return 0
+    sizes = ", ".join(map(str, check.batch_sizes))
+    verdict = "OK" if check.max_abs_diff <= args.atol else f"FAILED (> {args.atol:g})"
+    print(f"check: {check.runtime} vs PyTorch at batch sizes {sizes}: max |diff| = {check.max_abs_diff:.2e}  {verdict}")
+    return 0 if check.max_abs_diff <= args.atol else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
+
+    latency = args.mode == "latency"
+    threads = args.threads or (1 if latency else torch.get_num_threads())
+    runs, warmup = (3, 1) if args.quick else (args.runs, args.warmup)
+    config = BenchConfig(args.mode, 1 if latency else args.batch_size, threads, warmup, runs, args.resolution)
+    candidates = build_candidates(
+        args.models, twins=not args.no_twins, resnets=not args.no_resnets, optimize=args.optimize
+    )
+    results = []
+    for result in tqdm(
+        run_benchmark(candidates, config), total=len(candidates), desc="timing", file=sys.stderr, disable=args.json
+    ):
+        results.append(result)
+    ratios, speedups = baseline_ratios(results), speedups_over(results)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    vars(r)
+                    | {
+                        "images_per_s": r.images_per_s,
+                        "vs_baseline": ratios[r.label],
+                        "resnet152_speedup": speedups.get(r.label),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"{args.mode}: batch {config.batch_size}, {threads} thread(s), median of {runs} runs after {warmup} "
+        f"warm-up, torch {torch.__version__}"
+    )
+    print(
+        f"{'model':<38}{'backend':<22}{'res':>4}{'median ms':>11}{'p10-p90 ms':>15}{'img/s':>9}"
+        f"{'vs tv':>7}{'R152/x':>8}"
+    )
+    for r in results:
+        speedup = f"{speedups[r.label]:>7.1f}x" if r.label in speedups else f"{'':>8}"
+        print(
+            f"{r.label:<38}{r.backend:<22}{r.resolution:>4}{r.median_ms:>11.2f}"
+            f"{f'{r.p10_ms:.1f}-{r.p90_ms:.1f}':>15}{r.images_per_s:>9.1f}{ratios[r.label]:>6.2f}x{speedup}"
+        )
+    print("vs tv: median / torchvision twin's eager median (same model); R152/x: ResNet-152 median / this median")
+    return 0

@@ -1,0 +1,174 @@
+"""Deployment: fold BatchNorm into convolutions, export to ONNX or TorchScript, and check the result.
+
+ONNX goes through torch.onnx's TorchScript-based exporter (`dynamo=False`): in this environment the dynamo
+exporter needs the extra `onnxscript` package, while tracing handles TF "SAME" padding (computed from the traced
+input size) and a dynamic batch axis. The exported graph therefore has a fixed height and width.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from effnet.layers import ConvNormAct
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm into the conv that feeds it, in place: y = scale * conv(x) + shift."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` whose conv weights absorb every BatchNorm (the BNs become Identity).
+
+    The input model is left untouched; the copy computes the same function up to float rounding.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, ConvNormAct) and isinstance(module.bn, nn.BatchNorm2d):
+            fuse_conv_bn(module.conv, module.bn)
+            module.bn = nn.Identity()
+    return folded
+
+
+def count_batchnorms(model: nn.Module) -> int:
+    """How many BatchNorm2d layers a model still has (0 after `fold_batchnorm` on an effnet model)."""
+    return sum(isinstance(module, nn.BatchNorm2d) for module in model.modules())
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def example_input(model: nn.Module, resolution: int | None = None, batch_size: int = 1) -> torch.Tensor:
+    """A random (batch, 3, res, res) input; the resolution defaults to the model's preprocessing size."""
+    if resolution is None:
+        preprocess = getattr(model, "preprocess", None)
+        resolution = preprocess.input_size if preprocess is not None else 224
+    return torch.randn(batch_size, 3, resolution, resolution)
+
+
+def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = 17) -> Path:
+    """Write `model` (eval mode) to ONNX with a dynamic batch axis; input "input", output "logits"."""
+    model = model.eval()
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation warnings are expected and not actionable
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+
+    return _atomic_write(Path(path), write)
+
+
+def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
+    """Write a traced, frozen TorchScript module (any batch size; height and width as traced)."""
+    model = model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.freeze(torch.jit.trace(model, example))
+    return _atomic_write(Path(path), lambda tmp: torch.jit.save(scripted, tmp))
+
+
+def onnx_session(path: str | Path, threads: int = 0):  # -> onnxruntime.InferenceSession
+    """An onnxruntime CPU session (threads=0: onnxruntime's default, all cores)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ValueError("onnxruntime is not installed; run: pip install 'effnet[export]'") from err
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1 if threads else 0
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How closely an exported file reproduces the PyTorch model on random inputs."""
+
+    path: str
+    format: str
+    batch_sizes: tuple[int, ...]
+    max_abs_diff: float
+    runtime: str
+
+
+@torch.no_grad()
+def check_export(
+    model: nn.Module, path: str | Path, fmt: str, resolution: int, batch_sizes: tuple[int, ...] = (1, 3)
+) -> ExportCheck:
+    """Run the exported file (onnxruntime or torch.jit) and the original model on the same random inputs."""
+    model = model.eval()
+    if fmt == "onnx":
+        session = onnx_session(path)
+        run = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])  # noqa: E731
+        runtime = "onnxruntime"
+    elif fmt == "torchscript":
+        loaded = torch.jit.load(str(path))
+        run = loaded
+        runtime = "torch.jit"
+    else:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    # Different batch sizes prove the batch axis is really dynamic.
+    for batch_size in batch_sizes:
+        x = torch.randn(batch_size, 3, resolution, resolution, generator=generator)
+        worst = max(worst, (run(x) - model(x)).abs().max().item())
+    return ExportCheck(str(path), fmt, batch_sizes, worst, runtime)
+
+
+def export_model(
+    model: nn.Module,
+    path: str | Path,
+    fmt: str = "onnx",
+    *,
+    resolution: int | None = None,
+    fold_bn: bool = True,
+    opset: int = 17,
+    check: bool = True,
+) -> ExportCheck | None:
+    """Fold BN (optional), export to `fmt` and, with `check`, compare the file against the unfolded model."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    model = model.eval()
+    example = example_input(model, resolution)
+    deployed = fold_batchnorm(model) if fold_bn else model
+    if fmt == "onnx":
+        export_onnx(deployed, path, example, opset)
+    else:
+        export_torchscript(deployed, path, example)
+    return check_export(model, path, fmt, example.shape[-1]) if check else None
