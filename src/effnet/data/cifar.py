@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 from collections.abc import Callable
@@ -41,6 +42,8 @@ _ALLOWED = {
     ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # Python 3 writes bytes this way in protocol 2 (files re-saved from Python 3); it only turns text into bytes.
+    ("_codecs", "encode"): codecs.encode,
 }
 
 

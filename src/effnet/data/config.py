@@ -88,9 +88,8 @@ def _build_folder(config: DataConfig) -> DatasetPair:
         val_skipped = []
     skipped = len(train_skipped) + len(val_skipped)
     if skipped:
-        logger.warning(
-            "skipped %d unreadable image(s) under %s, e.g. %s", skipped, root, (train_skipped + val_skipped)[0]
-        )
+        examples = ", ".join((train_skipped + val_skipped)[:3])
+        logger.warning("skipped %d unreadable image(s) under %s: %s", skipped, root, examples)
     if not train_samples or not val_samples:
         raise ValueError(
             f"{root} has too few readable images for a train and a val split "

@@ -118,12 +118,18 @@ class ImageFolderDataset(Dataset):
         self.classes = list(classes)
         self.transform = transform
         self.skipped_files = list(skipped or [])  # found unreadable when the folder was scanned
-        self.load_failures = 0  # found unreadable at load time, in this process (each DataLoader worker counts its own)
+        # Found unreadable at load time, in this process: each DataLoader worker keeps (and logs) its own.
+        self._unreadable: set[int] = set()
 
     @property
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+    @property
+    def load_failures(self) -> int:
+        """Files that passed the scan but failed to decode when loaded, in this process."""
+        return len(self._unreadable)
 
     @property
     def num_skipped(self) -> int:
@@ -142,17 +148,20 @@ class ImageFolderDataset(Dataset):
         # A file can pass the scan and still fail to decode (e.g. truncated JPEG data): use the next readable
         # sample instead, deterministically, so one bad file never stops a DataLoader worker.
         for offset in range(len(self.samples)):
-            path, label = self.samples[(index + offset) % len(self.samples)]
+            position = (index + offset) % len(self.samples)
+            if position in self._unreadable:
+                continue
+            path, label = self.samples[position]
             try:
                 image = load_rgb(path)
-            except Exception as error:  # noqa: BLE001 - any decode failure means "skip this file"
-                self.load_failures += 1
+            except Exception as error:  # any decode failure means "skip this file"
+                self._unreadable.add(position)
                 logger.warning(
-                    "skipping unreadable image %s (%s: %s); %d skipped in this process",
+                    "skipping unreadable image %s (%s: %s); %d found at load time in this process",
                     path,
                     type(error).__name__,
                     error,
-                    self.load_failures,
+                    len(self._unreadable),
                 )
                 continue
             if self.transform is not None:

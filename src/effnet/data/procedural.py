@@ -72,12 +72,14 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=3).astype(np.float32)
 
 
-def _contrasting_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two colours far enough apart that the texture is visible at full resolution."""
-    while True:
+def _object_colours(rng: np.random.Generator, behind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two texture colours far enough apart to see the texture at full resolution, whose average (all that is
+    left of the texture at low resolution) stands out from the background behind the object."""
+    for _ in range(100):
         a, b = _random_colour(rng), _random_colour(rng)
-        if np.abs(a - b).max() > 0.35:
-            return a, b
+        if np.abs(a - b).max() > 0.35 and np.abs((a + b) / 2 - behind).max() > 0.3:
+            break
+    return a, b
 
 
 def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[Image.Image, int]:
@@ -110,11 +112,13 @@ def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[I
     tx, ty = tc * dx + ts * dy, -ts * dx + tc * dy
     coverage = _texture(texture, tx, ty, period, px)
 
-    colour_a, colour_b = _contrasting_pair(rng)
+    weight = alpha.sum()
+    behind = (image * alpha[..., None]).sum(axis=(0, 1)) / max(float(weight), 1e-6)
+    colour_a, colour_b = _object_colours(rng, behind)
     fill = colour_a[None, None, :] * (1.0 - coverage[..., None]) + colour_b[None, None, :] * coverage[..., None]
     image = image * (1.0 - alpha[..., None]) + fill * alpha[..., None]
 
-    noise = rng.uniform(0.0, 0.08)
+    noise = rng.uniform(0.0, 0.06)
     image = image + rng.standard_normal(image.shape, dtype=np.float32) * noise
     image = np.clip(image * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
     return Image.fromarray(image, mode="RGB"), label
@@ -131,13 +135,13 @@ def _draw_background(rng: np.random.Generator, size: int) -> Image.Image:
     background = Image.fromarray(gradient.astype(np.uint8), mode="RGB")
     draw = ImageDraw.Draw(background)
     scale = size / 128.0
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(1, 5))):
         points = rng.uniform(0, size, size=4)
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         draw.line(list(points), fill=colour, width=max(1, int(round(rng.uniform(1, 3) * scale))))
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         x, y = rng.uniform(0, size, size=2)
-        r = rng.uniform(0.02, 0.06) * size
+        r = rng.uniform(0.02, 0.045) * size
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         if rng.random() < 0.5:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
