@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = (
     "effnet.commands.model",  # profile, scale
     "effnet.commands.deploy",  # predict, cam, export, bench
+    "effnet.commands.train",  # train, eval
 )
 
 

@@ -1,0 +1,215 @@
+"""`effnet train` and `effnet eval`: flags (and an optional YAML file) -> TrainConfig -> effnet.train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from effnet.data import DATASET_NAMES, DataConfig
+
+# What `effnet train` with no options trains: B0 on the built-in shapes at 96 px, a few minutes per epoch on a
+# laptop CPU. A --config file or --resume replaces these; explicit flags override everything.
+QUICKSTART: dict[str, Any] = {"image_size": 96, "batch_size": 32, "epochs": 3}
+
+_HELP = {
+    "model": "registry name (see `effnet models`) or a spec file from `effnet scale`",
+    "weights": "start from these weights (an effnet checkpoint, .safetensors, timm/torchvision file)",
+    "freeze_epochs": "train only the classifier for the first N epochs",
+    "batch_size": "global batch size (split across DDP processes)",
+    "image_size": "train resolution (default: the model's own)",
+    "eval_size": "eval resolution (default: --image-size, else the model's own)",
+    "lr": "peak learning rate (default: lr_per_256 x batch/256)",
+    "warmup_epochs": "warm-up length (default min(5, 10%% of the epochs))",
+    "ema_decay": "EMA decay of the weights (0 = off)",
+    "progressive": "EfficientNetV2 progressive learning (size and regularization grow by stage)",
+    "memory_efficient_act": "SiLU that saves only its input (less memory, same results)",
+    "checkpoint_every_steps": "also checkpoint every N optimizer steps (0 = per epoch only)",
+    "resume": "continue from the run folder's last checkpoint",
+    "amp": "autocast dtype: bf16 (CPU/GPU) or fp16 (GPU)",
+    "deterministic": "deterministic kernels (a resumed run then ends exactly like an uninterrupted one)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` and `eval`."""
+    train = subparsers.add_parser("train", help="train a model with the EfficientNet recipe",
+                                  description="Train with the EfficientNet recipe. Flags override --config.")
+    train.add_argument("--config", type=Path, help="YAML file of options (e.g. a run folder's config.yaml)")
+    train.add_argument("--recipe", choices=("paper", "finetune"), help="preset to start from (default paper)")
+    _add_data_flags(train)
+    for option in fields(_config_class()):
+        if option.name in ("data", "resume"):
+            continue
+        _add_option(train, option)
+    train.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                       help="continue a run (its folder, or --run-name's) from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    ev = subparsers.add_parser("eval", help="top-1 / top-5 / loss of a checkpoint or weights file on a dataset")
+    ev.add_argument("weights", type=Path, help="an `effnet train` checkpoint (.pt) or a weights file")
+    ev.add_argument("--model", help="architecture, for weight files that do not record it")
+    ev.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA ones")
+    ev.add_argument("--image-size", type=int, help="eval resolution (default: the run's / the model's)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    _add_data_flags(ev)
+    ev.set_defaults(func=_eval)
+
+
+def _config_class() -> type:
+    from effnet.train.config import TrainConfig
+
+    return TrainConfig
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", choices=DATASET_NAMES, help="dataset (default shapes, built in)")
+    parser.add_argument("--data-root", help="folder of a folder/CIFAR dataset")
+    parser.add_argument("--num-train", type=int, help="shapes: training images (default 5000)")
+    parser.add_argument("--num-val", type=int, help="shapes: validation images (default 1000)")
+    parser.add_argument("--val-fraction", type=float, help="folder without val/: fraction held out")
+    parser.add_argument("--data-seed", type=int, help="shapes/split seed")
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(type, optional) of a field annotation such as `int | None` or `tuple[float, float] | None`."""
+    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307 - own code
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [arg for arg in args if arg is not type(None)]
+        return inner[0], True
+    return hint, False
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
+    flag = "--" + option.name.replace("_", "-")
+    kind, optional = _base_type(option.type)
+    default = option.default if option.default is not MISSING else None
+    if option.name in QUICKSTART:
+        default = f"{default}; {QUICKSTART[option.name]} without --config/--recipe"
+    help_text = _HELP.get(option.name, "") + f" (default {default})"
+    if kind is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    elif typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        parser.add_argument(flag, type=item, nargs=2, metavar=("MIN", "MAX"), default=None, help=help_text)
+    else:
+        convert = kind if not optional else _optional(kind)
+        parser.add_argument(flag, type=convert, default=None, help=help_text)
+
+
+def _optional(kind: type) -> Any:
+    def convert(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """TrainConfig from (lowest first) quick-start defaults or --config / a resumed run's config, --recipe, flags."""
+    from effnet.train.config import RECIPES, TrainConfig, read_yaml
+
+    values: dict[str, Any] = {}
+    resume_dir = Path(args.resume) if isinstance(args.resume, str) else None
+    if resume_dir is not None:
+        if not (resume_dir / "config.yaml").is_file():
+            raise ValueError(f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` made")
+        values = read_yaml(resume_dir / "config.yaml")
+        values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name}
+    elif args.config is not None:
+        values = read_yaml(args.config)
+    elif args.recipe is None:
+        values = dict(QUICKSTART)
+    if args.recipe:
+        values = {**values, **RECIPES[args.recipe]}
+    data = dict(values.pop("data", {}) or {})
+    data_flags = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
+                  "val_fraction": args.val_fraction, "seed": args.data_seed}
+    data |= {key: value for key, value in data_flags.items() if value is not None}
+    for option in fields(TrainConfig):
+        if option.name in ("data", "resume"):
+            continue
+        value = getattr(args, option.name)
+        if value is not None:
+            values[option.name] = tuple(value) if isinstance(value, list) else value
+    values["data"] = data
+    values["resume"] = args.resume is not None
+    return TrainConfig.from_dict(values)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from effnet.train import TrainingDiverged, fit
+
+    config = build_config(args)
+    try:
+        result = fit(config, progress=not args.quiet)
+    except TrainingDiverged as err:
+        print(f"effnet train: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"effnet train: interrupted; resume with: effnet train --resume {_run_dir_hint(config)}",
+              file=sys.stderr)
+        return 130
+    if result.run_dir and str(result.run_dir) != "None":
+        ema = f", EMA {result.final_ema_val_acc:.4f}" if result.final_ema_val_acc is not None else ""
+        print(f"done: {result.epochs} epochs in {result.train_seconds:.0f}s; val top-1 {result.final_val_acc:.4f}"
+              f" (best {result.best_val_acc:.4f}){ema}; run folder {result.run_dir}")
+    return 0
+
+
+def _run_dir_hint(config: Any) -> str:
+    return str(Path(config.output_dir) / config.run_name) if config.run_name else "<run folder>"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from effnet.data import build_datasets, eval_transform
+    from effnet.train.evaluate import evaluate, load_trained_model
+
+    model = load_trained_model(args.weights, model=args.model, use_ema=not args.raw)
+    saved_data = _saved_data_config(args.weights)
+    data_values = saved_data | {key: value for key, value in {
+        "name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
+        "val_fraction": args.val_fraction, "seed": args.data_seed}.items() if value is not None}
+    pair = build_datasets(DataConfig(**data_values))
+    if model.num_classes != pair.num_classes:
+        raise ValueError(f"the model has {model.num_classes} outputs but {data_values.get('name', 'shapes')} has "
+                         f"{pair.num_classes} classes; evaluate on the data it was trained for")
+    pre = model.preprocess
+    size = args.image_size or pre.input_size
+    crop_pct = pre.crop_pct if size == pre.input_size else size / (size + 32)
+    pair.val.transform = eval_transform(size, crop_pct, pre.interpolation, pre.mean, pre.std)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    loader = DataLoader(pair.val, batch_size=args.batch_size)
+    metrics = evaluate(model.to(device), loader, device)
+    metrics |= {"weights": str(args.weights), "image_size": size, "crop_pct": round(crop_pct, 4)}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.weights}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}"
+              f"  ({metrics['count']} images at {size}px, crop {crop_pct:.3f})")
+    return 0
+
+
+def _saved_data_config(path: Path) -> dict[str, Any]:
+    """The data section of the run a checkpoint came from (so eval defaults to the same validation set)."""
+    if path.suffix not in (".pt", ".pth"):
+        return {}
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("config"), dict):
+        return dict(state["config"].get("data") or {})
+    return {}

@@ -1,0 +1,36 @@
+"""Training engine: the EfficientNet recipe, V2 progressive learning, fine-tuning, DDP and resumable runs."""
+
+from effnet.train.checkpoint import CheckpointManager, load_checkpoint
+from effnet.train.config import RECIPES, TrainConfig
+from effnet.train.ema import ModelEma, tf_ema_decay
+from effnet.train.evaluate import evaluate, load_trained_model
+from effnet.train.finetune import load_pretrained, set_backbone_frozen
+from effnet.train.loop import TrainingDiverged, TrainResult, fit
+from effnet.train.optim import RMSpropTF, build_optimizer, param_groups
+from effnet.train.progressive import TABLE6, ProgressiveRange, ProgressiveStage, default_range, progressive_stages
+from effnet.train.schedule import LRSchedule
+
+__all__ = [
+    "RECIPES",
+    "TABLE6",
+    "CheckpointManager",
+    "LRSchedule",
+    "ModelEma",
+    "ProgressiveRange",
+    "ProgressiveStage",
+    "RMSpropTF",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_optimizer",
+    "default_range",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_pretrained",
+    "load_trained_model",
+    "param_groups",
+    "progressive_stages",
+    "set_backbone_frozen",
+    "tf_ema_decay",
+]

@@ -1,0 +1,201 @@
+"""TrainConfig: one frozen, typed description of a training run, from Python, flags or a YAML file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from effnet.data import DataConfig
+from effnet.train.optim import OPTIMIZERS
+from effnet.train.schedule import SCHEDULES
+
+AMP_DTYPES = ("bf16", "fp16")
+
+# Named presets: a starting point that flags and YAML values override.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The EfficientNet paper / TF reference on ImageNet (these are TrainConfig's own defaults).
+    "paper": {},
+    # EfficientNetV2 reference fine-tuning: 15 epochs, constant lr 5e-4, EMA 0.9996.
+    "finetune": {"epochs": 15, "lr": 5e-4, "schedule": "constant", "warmup_epochs": 0.0, "ema_decay": 0.9996},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run: model, data, recipe, schedule, runtime options and outputs."""
+
+    # --- what to train on what
+    model: str = "efficientnet_b0"  # registry name or spec JSON path (fit(spec=...) overrides it)
+    data: DataConfig = field(default_factory=DataConfig)
+    weights: str | None = None  # start from these weights (fine-tuning); the classifier is replaced if needed
+    freeze_epochs: int = 0  # train only the classifier for the first K epochs (backbone frozen, BN in eval)
+    # --- length and resolution
+    epochs: int = 10
+    batch_size: int = 64  # global batch, split across DDP processes
+    image_size: int | None = None  # train resolution; None = the model's train/native resolution
+    eval_size: int | None = None  # eval resolution; None = image_size if set, else the model's native one
+    eval_crop_pct: float | None = None  # None = TF's res / (res + 32)
+    interpolation: str = "bicubic"
+    # --- optimizer and schedule (paper recipe)
+    optimizer: str = "rmsprop_tf"  # rmsprop_tf | sgd | adamw
+    lr: float | None = None  # None = lr_per_256 * batch_size / 256
+    lr_per_256: float = 0.016
+    momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    rmsprop_eps: float = 1e-3
+    weight_decay: float = 1e-5  # not applied to BN parameters and biases
+    schedule: str = "step"  # step (x decay_rate every decay_epochs) | cosine | constant
+    warmup_epochs: float | None = None  # None = min(5, 10% of the epochs)
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    min_lr: float = 0.0
+    grad_clip: float | None = None
+    # --- regularization and augmentation
+    label_smoothing: float = 0.1
+    dropout: float | None = None  # None = the model's own
+    drop_path_rate: float | None = None  # None = the model's own
+    ema_decay: float = 0.9999  # 0 turns the EMA off
+    augment: str | None = "randaugment"  # randaugment | autoaugment | None
+    randaugment_magnitude: int = 10
+    randaugment_ops: int = 2
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    random_erasing: float = 0.0
+    # --- V2 progressive learning (ranges None = the paper's Table 6 for the model's size)
+    progressive: bool = False
+    progressive_stages: int = 4
+    progressive_image_size: tuple[int, int] | None = None
+    progressive_magnitude: tuple[float, float] | None = None
+    progressive_mixup: tuple[float, float] | None = None
+    progressive_dropout: tuple[float, float] | None = None
+    # --- runtime
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0
+    channels_last: bool = False
+    amp: str | None = None  # bf16 | fp16 (fp16 on GPU only)
+    compile: bool = False
+    grad_checkpointing: bool = False
+    memory_efficient_act: bool = False  # SiLU that saves only its input (less memory, same numbers)
+    sync_bn: bool = False
+    # --- outputs
+    output_dir: str = "runs"
+    run_name: str | None = None  # None = <model>-<date>-<time>
+    checkpoint_every_steps: int = 0  # 0 = only at the end of each epoch
+    keep_last: int = 2
+    resume: bool = False  # continue from <run dir>/checkpoints/last.pt when it exists
+    tensorboard: bool = True
+    plot: bool = True
+    eval_every: int = 1  # evaluate every N epochs (and always after the last)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.amp in (None, *AMP_DTYPES), f"amp must be one of {AMP_DTYPES} or None, got {self.amp!r}"),
+            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}"),
+            (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}"),
+            (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
+            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0 = per epoch only)"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (self.image_size is None or self.image_size >= 32, "image_size must be >= 32 (the network's stride)"),
+            (self.eval_size is None or self.eval_size >= 32, "eval_size must be >= 32 (the network's stride)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    # ------------------------------------------------------------------------------------- derived values
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate after warm-up: `lr`, or lr_per_256 scaled linearly with the batch size."""
+        return self.lr if self.lr is not None else self.lr_per_256 * self.batch_size / 256
+
+    @property
+    def warmup(self) -> float:
+        """Warm-up length in epochs (the paper's 5, but at most 10% of a short run)."""
+        return self.warmup_epochs if self.warmup_epochs is not None else min(5.0, 0.1 * self.epochs)
+
+    # ---------------------------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML/JSON-able; tuples become lists)."""
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from plain data (a YAML file, a checkpoint); unknown keys are an error with the valid ones."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid ones: {', '.join(sorted(known))}")
+        kwargs = dict(values)
+        if isinstance(kwargs.get("data"), dict):
+            data_known = {f.name for f in fields(DataConfig)}
+            bad = sorted(set(kwargs["data"]) - data_known)
+            if bad:
+                raise ValueError(f"unknown data option(s) {bad}; valid ones: {', '.join(sorted(data_known))}")
+            kwargs["data"] = DataConfig(**kwargs["data"])
+        for name in ("crop_scale", "progressive_image_size", "progressive_magnitude", "progressive_mixup",
+                     "progressive_dropout"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "paper", **overrides: Any) -> TrainConfig:
+        """A config starting from a named recipe (`paper`, `finetune`) with some values changed."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        return cls.from_dict({**RECIPES[recipe], **overrides})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a YAML file (as written in every run folder), optionally overriding some values."""
+        return cls.from_dict({**read_yaml(path), **overrides})
+
+    def save_yaml(self, path: str | Path) -> Path:
+        """Write the config as YAML."""
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some values changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (a `recipe:` key selects a preset underneath it)."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read config file {path}: {err}") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
+    recipe = values.pop("recipe", None)
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ValueError(f"{path}: unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        values = {**RECIPES[recipe], **values}
+    return values
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

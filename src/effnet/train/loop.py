@@ -1,0 +1,351 @@
+"""`fit`: the training loop (recipe, progressive learning, EMA, checkpoints, resume, DDP) and its result."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from effnet.specs import NetSpec
+from effnet.train.checkpoint import CheckpointManager, load_checkpoint
+from effnet.train.config import TrainConfig
+from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
+from effnet.train.evaluate import autocast_context
+from effnet.train.finetune import apply_train_mode, set_backbone_frozen
+from effnet.train.progressive import ProgressiveStage
+from effnet.train.sampling import ResumableSampler, SeededDataset
+from effnet.train.setup import RunSetup, build_run, collect_rng, restore_rank_rng
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reached. Accuracies are top-1 in [0, 1] of the raw (non-EMA) model."""
+
+    run_dir: Path
+    epochs: int
+    best_val_acc: float
+    final_val_acc: float
+    final_val_loss: float
+    best_ema_val_acc: float | None
+    final_ema_val_acc: float | None
+    history: list[dict[str, Any]]
+    num_params: int
+    train_seconds: float
+    best_checkpoint: Path | None
+
+
+def fit(config: TrainConfig, *, spec: NetSpec | None = None, progress: bool = True) -> TrainResult:
+    """Train as `config` says (spec overrides config.model); returns the result, files are in result.run_dir."""
+    device = _resolve_device(config.device)
+    info = init_distributed(device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _Trainer(build_run(config, spec, device, info, progress)).run()
+    finally:
+        cleanup(info)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but no GPU is available; use device='cpu'")
+    return torch.device(name)
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability targets (mixup/cutmix with label smoothing folded in)."""
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to checkpoint and stop at the next step boundary; a second one kills."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Trainer:
+    """Holds the state of one run; `run` drives epochs, steps, evaluation and checkpoints."""
+
+    def __init__(self, run: RunSetup) -> None:
+        self.run_setup = run
+        self.cfg: TrainConfig = run.config
+        self.info: DistInfo = run.info
+        self.device = run.device
+        self.model = run.model
+        self.ema = run.ema
+        self.optimizer = run.optimizer
+        self.scaler = run.scaler
+        self.schedule = run.schedule
+        self.log = run.log
+        self.checkpoints = CheckpointManager(run.run_dir, self.cfg.keep_last) if run.run_dir else None
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.running = [0.0, 0.0, 0.0]  # loss sum, correct, images (this process; rank 0 may hold carried sums)
+        self.history: list[dict[str, Any]] = []
+        self.best_val_acc = -1.0
+        self.train_model: nn.Module = self.model
+        self.stage: ProgressiveStage | None = None
+        self.mixer: Any = None
+        self.seeded = SeededDataset(run.data.train, self.cfg.seed)
+        self.sampler = ResumableSampler(self.seeded, num_replicas=self.info.world_size, rank=self.info.rank,
+                                        seed=self.cfg.seed)
+
+    # ------------------------------------------------------------------------------------------- driving
+    def run(self) -> TrainResult:
+        started = time.time()
+        self._maybe_resume()
+        frozen = None
+        with _StopFlag() as stop:
+            self.stop = stop
+            try:
+                while self.epoch < self.cfg.epochs:
+                    want_frozen = self.epoch < self.cfg.freeze_epochs
+                    if want_frozen != frozen:
+                        frozen = want_frozen
+                        set_backbone_frozen(self.model, frozen)
+                        self._wrap_model()
+                        if frozen or self.cfg.freeze_epochs:
+                            self.log(f"backbone {'frozen' if frozen else 'unfrozen'} from epoch {self.epoch + 1}")
+                    self._train_epoch()
+            finally:
+                if self.run_setup.logger is not None:
+                    self.run_setup.logger.close()
+        return self._result(time.time() - started)
+
+    def _maybe_resume(self) -> None:
+        if not (self.cfg.resume and self.checkpoints and self.checkpoints.last.is_file()):
+            if self.cfg.resume:
+                self.log("resume: no checkpoint yet in this run folder, starting from scratch")
+            return
+        state = load_checkpoint(self.checkpoints.last)
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state["history"])
+        self.best_val_acc = float(state["best_val_acc"])
+        # The carried partial-epoch sums are global; only rank 0 adds them back.
+        self.running = list(state["running"]) if self.info.is_main else [0.0, 0.0, 0.0]
+        restore_rank_rng(state["rng"], self.info)
+        if self.run_setup.logger is not None:
+            self.run_setup.logger.purge_after(self.global_step)
+        self.log(f"resumed from {self.checkpoints.last} at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+
+    def _wrap_model(self) -> None:
+        model: nn.Module = self.model
+        if self.info.enabled:
+            # Rebuilt when the backbone is (un)frozen: DDP fixes the set of parameters it syncs at construction.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.compile:
+            model = torch.compile(model)
+        self.train_model = model
+
+    # ------------------------------------------------------------------------------------------- an epoch
+    def _enter_stage(self) -> None:
+        stage = self.run_setup.stage_at(self.epoch)
+        if stage == self.stage:
+            return
+        self.stage = stage
+        self.run_setup.data.train.transform = self.run_setup.train_transform(stage)
+        self.model.dropout.p = stage.dropout
+        self.mixer = self.run_setup.mixer(stage)
+        if self.cfg.progressive:
+            self.log("progressive " + stage.describe())
+
+    def _train_epoch(self) -> None:
+        self._enter_stage()
+        cfg, setup = self.cfg, self.run_setup
+        self.seeded.epoch = self.epoch
+        self.sampler.set_position(self.epoch, self.step_in_epoch * setup.batch_per_rank)
+        loader = DataLoader(self.seeded, batch_size=setup.batch_per_rank, sampler=self.sampler,
+                            num_workers=cfg.num_workers, drop_last=True, generator=torch.Generator(),
+                            pin_memory=self.device.type == "cuda")
+        apply_train_mode(self.model)
+        bar = setup.progress_bar(self.epoch, self.step_in_epoch)
+        tick, images_seen = time.time(), 0
+        for images, targets in loader:
+            lr = self.schedule(self.global_step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, correct = self._train_step(images, targets)
+            n = targets.numel()
+            self.running[0] += loss * n
+            self.running[1] += correct
+            self.running[2] += n
+            images_seen += n
+            self.global_step += 1
+            self.step_in_epoch += 1
+            rate = images_seen * self.info.world_size / max(1e-9, time.time() - tick)
+            setup.update_bar(bar, self.running, lr, rate, self.global_step)
+            if setup.logger is not None and self.global_step % 10 == 0:
+                setup.logger.scalars(self.global_step, {"train/loss": loss, "train/lr": lr})
+            if self._should_stop():
+                self._save(is_best=False)
+                bar.close()
+                self.log(f"interrupted: checkpoint saved to {self.checkpoints.last if self.checkpoints else '-'}; "
+                         "continue with --resume")
+                raise KeyboardInterrupt
+            every = cfg.checkpoint_every_steps
+            if every and self.global_step % every == 0 and self.step_in_epoch < setup.steps_per_epoch:
+                self._save(is_best=False)
+        bar.close()
+        epoch_time = time.time() - tick
+        self._end_epoch(images_seen * self.info.world_size / max(1e-9, epoch_time), epoch_time, lr)
+
+    def _train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        soft = None
+        if self.mixer.active:
+            images, soft = self.mixer(images, targets)
+        with autocast_context(self.device, self.cfg.amp):
+            logits = self.train_model(images)
+        logits = logits.float()
+        if soft is not None:
+            loss = soft_cross_entropy(logits, soft)
+        else:
+            loss = F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+        self._check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            self._clip()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self._clip()
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        correct = (logits.detach().argmax(dim=1) == targets).sum().item()
+        return loss.item(), float(correct)
+
+    def _clip(self) -> None:
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        bad = 0.0 if torch.isfinite(loss).item() else 1.0
+        bad = all_reduce_sum([bad], self.device, self.info)[0]  # every rank stops together
+        if bad:
+            last = self.checkpoints.last if self.checkpoints and self.checkpoints.last.is_file() else None
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
+                f"(global step {self.global_step}); stopped, {kept}. Lower the learning rate "
+                f"(now {self.optimizer.param_groups[0]['lr']:.3g}), add warm-up or grad_clip, or turn amp off."
+            )
+
+    def _should_stop(self) -> bool:
+        flag = all_reduce_sum([1.0 if self.stop.requested else 0.0], self.device, self.info)[0]
+        return flag > 0
+
+    # ----------------------------------------------------------------------------------- end of an epoch
+    def _end_epoch(self, images_per_s: float, epoch_time: float, lr: float) -> None:
+        loss_sum, correct, count = all_reduce_sum(self.running, self.device, self.info)
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "global_step": self.global_step, "lr": lr,
+                               "train_loss": loss_sum / max(1, count), "train_acc": correct / max(1, count)}
+        last = self.epoch + 1 == self.cfg.epochs
+        if (self.epoch + 1) % self.cfg.eval_every == 0 or last:
+            raw = self.run_setup.evaluate(self.model)
+            row |= {"val_loss": raw["loss"], "val_acc": raw["top1"], "val_acc5": raw["top5"]}
+            if self.ema is not None:
+                ema = self.run_setup.evaluate(self.ema.module)
+                row |= {"ema_val_loss": ema["loss"], "ema_val_acc": ema["top1"], "ema_val_acc5": ema["top5"]}
+        stage = self.stage
+        assert stage is not None
+        row |= {"image_size": stage.image_size, "magnitude": stage.magnitude, "mixup_alpha": stage.mixup_alpha,
+                "dropout": stage.dropout, "img_per_s": round(images_per_s, 2), "epoch_time_s": round(epoch_time, 2)}
+        self.history.append(row)
+        is_best = row.get("val_acc", -1.0) > self.best_val_acc
+        self.best_val_acc = max(self.best_val_acc, row.get("val_acc", -1.0))
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.running = [0.0, 0.0, 0.0]
+        self._save(is_best=is_best)
+        self.log(self.run_setup.describe_row(row))
+        if self.run_setup.logger is not None:
+            self.run_setup.logger.epoch_end(self.history)
+
+    def _save(self, *, is_best: bool) -> None:
+        """Checkpoint the exact position (every rank takes part: RNG states and partial sums are gathered)."""
+        rng = collect_rng(self.info)
+        running = all_reduce_sum(self.running, self.device, self.info)
+        if self.info.enabled:
+            # From now on the global partial sums live on rank 0 (matching what the checkpoint says).
+            self.running = running if self.info.is_main else [0.0, 0.0, 0.0]
+        if not (self.info.is_main and self.checkpoints):
+            return
+        state = {
+            **self.run_setup.static_state(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "running": running,
+            "history": self.history,
+            "best_val_acc": self.best_val_acc,
+            "rng": rng,
+        }
+        self.checkpoints.save(state, self.global_step, is_best=is_best)
+
+    def _result(self, seconds: float) -> TrainResult:
+        evaluated = [row for row in self.history if "val_acc" in row]
+        ema_rows = [row for row in evaluated if "ema_val_acc" in row]
+        final = evaluated[-1] if evaluated else {}
+        best = self.checkpoints.best if self.checkpoints and self.checkpoints.best.is_file() else None
+        return TrainResult(
+            run_dir=self.run_setup.run_dir or Path(),
+            epochs=self.epoch,
+            best_val_acc=max((row["val_acc"] for row in evaluated), default=math.nan),
+            final_val_acc=final.get("val_acc", math.nan),
+            final_val_loss=final.get("val_loss", math.nan),
+            best_ema_val_acc=max((row["ema_val_acc"] for row in ema_rows), default=None),
+            final_ema_val_acc=ema_rows[-1]["ema_val_acc"] if ema_rows else None,
+            history=list(self.history),
+            num_params=sum(p.numel() for p in self.model.parameters()),
+            train_seconds=seconds,
+            best_checkpoint=best,
+        )

@@ -1,0 +1,258 @@
+"""Everything a run builds before its first step: model, data, optimizer, schedule, stages, run folder."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
+from effnet.specs import NetSpec
+from effnet.train.checkpoint import capture_rng, restore_rng
+from effnet.train.config import TrainConfig
+from effnet.train.distributed import DistInfo, broadcast_object
+from effnet.train.ema import ModelEma
+from effnet.train.evaluate import evaluate
+from effnet.train.finetune import load_pretrained
+from effnet.train.metrics import RunLogger
+from effnet.train.optim import build_optimizer
+from effnet.train.progressive import (
+    ProgressiveRange,
+    ProgressiveStage,
+    default_range,
+    progressive_stages,
+    stage_at,
+)
+from effnet.train.sampling import ShardedEval
+from effnet.train.schedule import LRSchedule
+from effnet.zoo import Preprocess, create_model, resolve_spec
+
+
+@dataclass
+class RunSetup:
+    """The built pieces of a run (see `build_run`) and small helpers the loop calls."""
+
+    config: TrainConfig
+    info: DistInfo
+    device: torch.device
+    spec: NetSpec
+    model: nn.Module
+    ema: ModelEma | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    schedule: LRSchedule
+    data: DatasetPair
+    val_loader: DataLoader
+    preprocess: Preprocess
+    stages: list[ProgressiveStage]
+    batch_per_rank: int
+    steps_per_epoch: int
+    run_dir: Path | None
+    logger: RunLogger | None
+    show_progress: bool
+
+    def log(self, message: str) -> None:
+        """A line for the console (rank 0, when progress is on) and train.log."""
+        if self.info.is_main and self.show_progress:
+            tqdm.write(message)
+        if self.logger is not None:
+            self.logger.log_line(message)
+
+    def stage_at(self, epoch: int) -> ProgressiveStage:
+        """Image size / magnitude / mixup / dropout for `epoch`."""
+        return stage_at(self.stages, epoch)
+
+    def train_transform(self, stage: ProgressiveStage) -> Callable:
+        """The training preprocessing at a stage's size and RandAugment magnitude."""
+        cfg, pre = self.config, self.preprocess
+        return train_transform(
+            stage.image_size, interpolation=cfg.interpolation, mean=pre.mean, std=pre.std, scale=cfg.crop_scale,
+            hflip=cfg.hflip, augment=cfg.augment, magnitude=stage.magnitude, num_ops=cfg.randaugment_ops,
+            re_prob=cfg.random_erasing,
+        )
+
+    def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
+        """Mixup/cutmix at the stage's mixup alpha, with label smoothing folded into the targets."""
+        return MixupCutmix(self.data.num_classes, mixup_alpha=stage.mixup_alpha,
+                           cutmix_alpha=self.config.cutmix_alpha, label_smoothing=self.config.label_smoothing)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Loss / top-1 / top-5 on the validation set (all processes together)."""
+        return evaluate(model, self.val_loader, self.device, amp=self.config.amp,
+                        channels_last=self.config.channels_last, info=self.info)
+
+    def progress_bar(self, epoch: int, initial: int) -> tqdm:
+        """The live bar of one epoch."""
+        return tqdm(total=self.steps_per_epoch, initial=initial, desc=f"epoch {epoch + 1}/{self.config.epochs}",
+                    disable=not (self.show_progress and self.info.is_main), dynamic_ncols=True, leave=False)
+
+    def update_bar(self, bar: tqdm, running: list[float], lr: float, rate: float, global_step: int) -> None:
+        """Loss, accuracy, lr, images/s and the run's remaining time."""
+        if bar.disable:
+            bar.update(1)
+            return
+        total_steps = self.steps_per_epoch * self.config.epochs
+        per_step = self.batch_per_rank * self.info.world_size / max(rate, 1e-9)
+        eta = time.strftime("%H:%M:%S", time.gmtime(per_step * (total_steps - global_step)))
+        bar.set_postfix_str(f"loss {running[0] / max(1, running[2]):.3f} acc {running[1] / max(1, running[2]):.3f} "
+                            f"lr {lr:.2e} {rate:.0f} img/s eta {eta}", refresh=False)
+        bar.update(1)
+
+    def describe_row(self, row: dict[str, Any]) -> str:
+        """One summary line per epoch."""
+        text = (f"epoch {row['epoch']}/{self.config.epochs}: train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.4f}")
+        if "val_acc" in row:
+            text += f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} top5 {row['val_acc5']:.4f}"
+        if "ema_val_acc" in row:
+            text += f" | EMA val acc {row['ema_val_acc']:.4f}"
+        return text + f" | lr {row['lr']:.3g} | {row['img_per_s']:.0f} img/s"
+
+    def static_state(self) -> dict[str, Any]:
+        """Checkpoint entries that never change during a run."""
+        return {"config": self.config.to_dict(), "spec": self.spec.to_dict(), "num_classes": self.data.num_classes,
+                "class_names": list(self.data.class_names), "preprocess": asdict(self.preprocess)}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch, numpy and python; in deterministic mode also ask torch for deterministic kernels."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def collect_rng(info: DistInfo) -> list[dict[str, Any]]:
+    """Every process's generator states (rank order), so a resumed DDP run draws the same dropout masks."""
+    state = capture_rng()
+    if not info.enabled:
+        return [state]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
+    """Restore this process's entry of `collect_rng`'s list."""
+    if len(states) != info.world_size:
+        raise ValueError(f"the checkpoint was written by {len(states)} process(es) but this run has "
+                         f"{info.world_size}; resume with the same --nproc_per_node")
+    restore_rng(states[info.rank])
+
+
+def _build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, log: Callable[[str], None]) -> nn.Module:
+    model = create_model(spec, num_classes=num_classes)
+    if cfg.weights:
+        replaced = load_pretrained(model, cfg.weights)
+        log(f"loaded weights from {cfg.weights}"
+            + (f"; new classifier for {num_classes} classes" if replaced else ""))
+    if cfg.memory_efficient_act:
+        from effnet.layers.activations import use_memory_efficient_activations
+
+        use_memory_efficient_activations(model)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[ProgressiveStage]:
+    if not cfg.progressive:
+        dropout = cfg.dropout if cfg.dropout is not None else spec.dropout
+        return [ProgressiveStage(0, 0, cfg.epochs, image_size, cfg.randaugment_magnitude, cfg.mixup_alpha,
+                                 dropout)]
+    table = default_range(spec, image_size)
+    chosen = ProgressiveRange(
+        cfg.progressive_image_size or table.image_size,
+        cfg.progressive_magnitude or table.magnitude,
+        cfg.progressive_mixup or table.mixup_alpha,
+        cfg.progressive_dropout or table.dropout,
+    )
+    return progressive_stages(chosen, cfg.epochs, cfg.progressive_stages)
+
+
+def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo) -> Path | None:
+    if cfg.resume and not cfg.run_name:
+        raise ValueError("resume needs the run's folder: set run_name (--run-name) or pass --resume RUN_DIR")
+    path = None
+    if info.is_main:
+        base = Path(cfg.output_dir)
+        name = cfg.run_name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, suffix = base / name, 1
+        while cfg.run_name is None and path.exists():  # many quick runs in one second get distinct folders
+            path, suffix = base / f"{name}-{suffix}", suffix + 1
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return Path(str(broadcast_object(str(path) if path else None, info)))
+
+
+def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info: DistInfo,
+              progress: bool) -> RunSetup:
+    """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config."""
+    seed_everything(cfg.seed, cfg.deterministic)
+    spec = spec if spec is not None else resolve_spec(cfg.model)
+    overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate}
+    spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
+    batch_per_rank = cfg.batch_size // info.world_size
+    image_size = cfg.image_size or spec.train_resolution or spec.resolution
+    eval_size = cfg.eval_size or cfg.image_size or spec.resolution
+    crop_pct = cfg.eval_crop_pct or eval_size / (eval_size + 32)
+
+    run_dir = _run_dir(cfg, spec, info)
+    logger = None
+    if info.is_main and run_dir is not None:
+        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
+    lines: list[str] = []
+    data = build_datasets(cfg.data)
+    model = _build_model(cfg, spec, data.num_classes, lines.append)
+    preprocess = Preprocess(eval_size, crop_pct, cfg.interpolation, model.preprocess.mean, model.preprocess.std)
+    data.val.transform = eval_transform(eval_size, crop_pct, cfg.interpolation, preprocess.mean, preprocess.std)
+    val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
+    val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=cfg.num_workers)
+
+    if cfg.sync_bn and info.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.peak_lr, weight_decay=cfg.weight_decay,
+                                momentum=cfg.momentum, rho=cfg.rmsprop_decay, eps=cfg.rmsprop_eps)
+    scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
+
+    per_rank_samples = -(-len(data.train) // info.world_size)
+    steps_per_epoch = per_rank_samples // batch_per_rank
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
+                         "lower --batch-size")
+    schedule = LRSchedule(cfg.peak_lr, steps_per_epoch, steps_per_epoch * cfg.epochs,
+                          int(round(cfg.warmup * steps_per_epoch)), cfg.schedule, cfg.decay_rate,
+                          cfg.decay_epochs, cfg.min_lr)
+    stages = _stages(cfg, spec, image_size)
+    setup = RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
+                     preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, logger, progress)
+    if info.is_main and run_dir is not None:
+        cfg.save_yaml(run_dir / "config.yaml")
+        spec.save(run_dir / "spec.json")
+    params = sum(p.numel() for p in model.parameters())
+    setup.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
+              f"{len(data.train)} train / {len(data.val)} val images, {info.world_size} process(es) on {device}")
+    setup.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at {image_size}px "
+              f"(eval {eval_size}px), {cfg.optimizer} peak lr {cfg.peak_lr:.4g}, {cfg.schedule} schedule, "
+              f"warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}")
+    for line in lines:
+        setup.log(line)
+    return setup
