@@ -1,5 +1,7 @@
 """Specs: the base tables, validation, summaries and spec files; exact parameter counts of the registry."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -67,7 +69,7 @@ def test_published_variants_settings():
 
 
 def test_spec_is_frozen_and_validated():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         B0.stem_channels = 16  # type: ignore[misc]
     with pytest.raises(ValueError, match="kernel_size"):
         StageSpec("mbconv", 6, 4, 1, 16, 1)
