@@ -218,7 +218,10 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     sizes = ", ".join(map(str, check.batch_sizes))
     verdict = "OK" if check.max_abs_diff <= args.atol else f"FAILED (> {args.atol:g})"
-    print(f"check: {check.runtime} vs PyTorch at batch sizes {sizes}: max |diff| = {check.max_abs_diff:.2e}  {verdict}")
+    print(
+        f"check: {check.runtime} vs PyTorch at batch sizes {sizes}: max |diff| = {check.max_abs_diff:.2e} "
+        f"(outputs up to {check.max_abs_output:.2f})  {verdict}"
+    )
     return 0 if check.max_abs_diff <= args.atol else 1
 
 
