@@ -51,7 +51,7 @@ class ProgressiveStage:
         """One log line."""
         return (
             f"stage {self.index + 1}: epochs {self.first_epoch + 1}-{self.end_epoch}, image {self.image_size}px, "
-            f"RandAugment magnitude {self.magnitude}, mixup alpha {self.mixup_alpha:g}, dropout {self.dropout:g}"
+            f"RandAugment magnitude {self.magnitude}, mixup alpha {self.mixup_alpha:.3g}, dropout {self.dropout:.3g}"
         )
 
 
@@ -101,8 +101,8 @@ def progressive_stages(schedule: ProgressiveRange, epochs: int, num_stages: int 
                 end_epoch=end,
                 image_size=int(round(_lerp(schedule.image_size, index, num_stages))),
                 magnitude=int(round(_lerp(schedule.magnitude, index, num_stages))),
-                mixup_alpha=round(_lerp(schedule.mixup_alpha, index, num_stages), 6),
-                dropout=round(_lerp(schedule.dropout, index, num_stages), 6),
+                mixup_alpha=_lerp(schedule.mixup_alpha, index, num_stages),
+                dropout=_lerp(schedule.dropout, index, num_stages),
             )
         )
     return stages

@@ -1,0 +1,153 @@
+"""Recipe pieces against their formulas: RMSProp-TF, the lr schedule, EMA, progressive stages, the config."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import effnet
+from effnet.train import (
+    TABLE6,
+    LRSchedule,
+    ModelEma,
+    RMSpropTF,
+    TrainConfig,
+    default_range,
+    param_groups,
+    progressive_stages,
+    tf_ema_decay,
+)
+
+
+def _tf_rmsprop_reference(w, grads, lrs, rho=0.9, mu=0.9, eps=1e-3, wd=0.0):
+    """REFERENCE.md's TF RMSProp, written out element by element in plain floats."""
+    w = list(w)
+    ms = [1.0] * len(w)  # TF starts the mean square at one
+    mom = [0.0] * len(w)
+    for g_step, lr in zip(grads, lrs, strict=True):
+        for i, g in enumerate(g_step):
+            g = g + wd * w[i]
+            ms[i] = rho * ms[i] + (1 - rho) * g * g
+            mom[i] = mu * mom[i] + lr * g / math.sqrt(ms[i] + eps)
+            w[i] = w[i] - mom[i]
+    return w
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_rmsprop_tf_two_steps_match_the_formula(wd):
+    grads = [[0.5, -2.0, 0.0], [-1.5, 0.25, 3.0]]
+    lrs = [0.1, 0.05]  # the lr changes between steps: TF keeps it inside the momentum buffer
+    param = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    opt = RMSpropTF([param], lr=lrs[0], weight_decay=wd)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt.param_groups[0]["lr"] = lr
+        param.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+    expected = _tf_rmsprop_reference([1.0, -2.0, 0.5], grads, lrs, wd=wd)
+    assert param.detach().tolist() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    # PyTorch's RMSprop (ms from 0, eps outside the root) gives a different first step.
+    other = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    torch_opt = torch.optim.RMSprop([other], lr=lrs[0], alpha=0.9, eps=1e-3, momentum=0.9)
+    other.grad = torch.tensor(grads[0], dtype=torch.float64)
+    torch_opt.step()
+    assert other.detach().tolist() != pytest.approx(_tf_rmsprop_reference([1.0, -2.0, 0.5], grads[:1], lrs[:1]))
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+    model = effnet.create_model("efficientnet_b0", num_classes=10)
+    decay, no_decay = param_groups(model, 1e-5)
+    assert decay["weight_decay"] == 1e-5 and no_decay["weight_decay"] == 0.0
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    for name, param in model.named_parameters():
+        is_bn_or_bias = name.endswith(".bias") or ".bn." in name
+        assert (id(param) in no_decay_ids) == is_bn_or_bias, name
+
+
+def test_step_schedule_values():
+    base = 0.016 * 512 / 256  # lr 0.016 per 256 images at batch 512
+    schedule = LRSchedule(base, steps_per_epoch=100, total_steps=100 * 350, warmup_steps=500, kind="step")
+    assert schedule(0) == pytest.approx(base / 500)
+    assert schedule(249) == pytest.approx(base * 250 / 500)
+    assert schedule(499) == pytest.approx(base)
+    # x0.97 every 2.4 epochs = 240 steps, counted from step 0 (TF's staircase exponential_decay).
+    assert schedule(500) == pytest.approx(base * 0.97**2)
+    assert schedule(719) == pytest.approx(base * 0.97**2)
+    assert schedule(720) == pytest.approx(base * 0.97**3)
+    assert schedule(34_999) == pytest.approx(base * 0.97 ** math.floor(34_999 / 240))
+
+
+def test_cosine_and_constant_schedules():
+    cosine = LRSchedule(1.0, steps_per_epoch=10, total_steps=110, warmup_steps=10, kind="cosine", min_lr=0.1)
+    assert cosine(10) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.55)
+    assert cosine(110) == pytest.approx(0.1)
+    constant = LRSchedule(5e-4, steps_per_epoch=10, total_steps=150, kind="constant")
+    assert {constant(s) for s in (0, 77, 149)} == {5e-4}
+    with pytest.raises(ValueError, match="schedule"):
+        LRSchedule(1.0, 10, 100, kind="linear")
+
+
+def test_ema_follows_tf_decay_formula():
+    assert tf_ema_decay(0.9999, 0) == pytest.approx(0.1)
+    assert tf_ema_decay(0.9999, 90) == pytest.approx(0.91)
+    assert tf_ema_decay(0.9999, 10**7) == 0.9999
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9999)
+    start = ema.module[0].weight.clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(2.0)
+    ema.update(model)  # n=0: decay 0.1
+    assert torch.allclose(ema.module[0].weight, 0.1 * start + 0.9 * (start + 1.0))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 1.8))
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    before = ema.module[0].weight.clone()
+    ema.update(model)  # n=1: decay 2/11
+    assert torch.allclose(ema.module[0].weight, 2 / 11 * before + 9 / 11 * model[0].weight)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    restored = ModelEma(model, decay=0.5)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.num_updates == 2 and restored.decay == 0.9999
+
+
+def test_progressive_stages_follow_table6():
+    stages = progressive_stages(TABLE6["s"], epochs=40, num_stages=4)
+    assert [(s.first_epoch, s.end_epoch) for s in stages] == [(0, 10), (10, 20), (20, 30), (30, 40)]
+    assert [s.image_size for s in stages] == [128, 185, 243, 300]
+    assert [s.magnitude for s in stages] == [5, 8, 12, 15]
+    assert [s.dropout for s in stages] == pytest.approx([0.1, 0.1 + 0.2 / 3, 0.1 + 0.4 / 3, 0.3])
+    assert {s.mixup_alpha for s in stages} == {0.0}
+    large = progressive_stages(TABLE6["l"], epochs=8, num_stages=4)
+    assert [s.mixup_alpha for s in large] == pytest.approx([0.0, 0.4 / 3, 0.8 / 3, 0.4])
+    assert [s.magnitude for s in large] == [5, 12, 18, 25]
+    assert [s.image_size for s in large] == [128, 212, 296, 380]
+
+
+def test_default_progressive_range_per_model_size():
+    assert default_range(effnet.get_spec("efficientnetv2_s"), 300) == TABLE6["s"]
+    medium = default_range(effnet.get_spec("efficientnetv2_m"), 380)
+    assert medium == TABLE6["m"]
+    assert default_range(effnet.get_spec("efficientnetv2_xl"), 380).dropout == (0.1, 0.5)
+    small = default_range(effnet.get_spec("efficientnet_b0"), 64)  # same 128/300 ratio, floored at 32 px
+    assert small.image_size == (32, 64)
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    config = TrainConfig.from_recipe("finetune", epochs=3, progressive_image_size=(64, 96))
+    assert (config.lr, config.schedule, config.ema_decay, config.warmup) == (5e-4, "constant", 0.9996, 0.0)
+    path = config.save_yaml(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(path) == config
+    assert TrainConfig(batch_size=512).peak_lr == pytest.approx(0.032)
+    assert TrainConfig(epochs=350).warmup == 5.0 and TrainConfig(epochs=3).warmup == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="fp16"):
+        from effnet.train.evaluate import autocast_context
+
+        autocast_context(torch.device("cpu"), "fp16")
