@@ -7,6 +7,7 @@ like the paper, that covers convolutions and linear layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _measure(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _measure(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, int]:
     with FlopCounterMode(display=False) as counter:
         out = module(x)
     return out, counter.get_total_flops() // 2
@@ -93,7 +94,7 @@ def profile(model: NetSpec | EfficientNet, resolution: int | None = None, num_cl
             parts.append(PartCost(f"stage {index}", count_params(stage), macs))
         x, macs = _measure(net.head, x)
         parts.append(PartCost("head", count_params(net.head), macs))
-        _, macs = _measure(lambda t: net.forward_head(t), x)  # noqa: PLW0108 - FlopCounterMode needs a callable
+        _, macs = _measure(net.forward_head, x)
         parts.append(PartCost("classifier", count_params(net.classifier), macs))
     return Complexity(spec.name, resolution, tuple(parts))
 

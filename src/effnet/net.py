@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from effnet.layers import BLOCKS, ConvNormAct, LayerConfig
+from effnet.preprocess import Preprocess, default_preprocess
 from effnet.specs import NetSpec
 
 OUTPUT_STRIDE = 32
@@ -56,6 +57,8 @@ class EfficientNet(nn.Module):
         self.classifier: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
         self.grad_checkpointing = False
+        # Pretrained weight records replace this with the preprocessing their training used.
+        self.preprocess: Preprocess = default_preprocess(spec)
         self._init_weights()
 
     # ----------------------------------------------------------------------------------------------- set-up

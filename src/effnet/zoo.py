@@ -1,41 +1,16 @@
-"""The model registry: names -> specs, preprocessing, and `create_model`."""
+"""The model registry: names -> specs, and `create_model`."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from effnet.net import EfficientNet
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, default_preprocess
 from effnet.scaling import PUBLISHED, Coefficients, published_scale
 from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How images must be prepared for a model: resize to input_size / crop_pct, center crop, normalize."""
-
-    input_size: int
-    crop_pct: float
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    # "crop": shorter side to resize_size, then center crop; "squash": whole image to input_size x input_size.
-    resize_mode: str = "crop"
-
-    @property
-    def resize_size(self) -> int:
-        """Shorter side before the center crop."""
-        return int(round(self.input_size / self.crop_pct))
-
-
-def default_preprocess(spec: NetSpec) -> Preprocess:
-    """TF reference eval protocol: crop fraction res / (res + 32), bicubic, ImageNet mean/std."""
-    return Preprocess(spec.resolution, spec.resolution / (spec.resolution + 32))
 
 
 def _efficientnet(key: str) -> Callable[[], NetSpec]:
@@ -146,9 +121,20 @@ def create_model(
     }
     spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
     net = EfficientNet(spec, num_classes=num_classes)
-    net.preprocess = default_preprocess(spec)
     if weights is not None:
         from effnet.weights import load_state_dict
 
         load_state_dict(net, state_dict, source=str(weights), strict=strict)
     return net
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Preprocess",
+    "create_model",
+    "default_preprocess",
+    "get_spec",
+    "list_models",
+    "resolve_spec",
+]

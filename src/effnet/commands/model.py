@@ -51,10 +51,10 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(result: Complexity, spec: NetSpec) -> dict[str, object]:
+def _row(result: Complexity, spec: NetSpec) -> dict[str, float | int | str]:
     # The papers' figures hold only for the published network at its native resolution.
     paper = PAPER_FIGURES.get(result.name) if result.resolution == spec.resolution else None
-    row: dict[str, object] = {"model": result.name, "resolution": result.resolution, "params": result.params,
+    row: dict[str, float | int | str] = {"model": result.name, "resolution": result.resolution, "params": result.params,
                               "macs": result.macs}
     if paper:
         row |= {"paper_params": paper[0], "paper_macs": paper[1],
@@ -77,8 +77,8 @@ def _profile(args: argparse.Namespace) -> int:
     for result, spec in zip(results, specs, strict=True):
         row = _row(result, spec)
         paper = (
-            f"{row['paper_params'] / 1e6:>7.1f}M{row['params_dev']:>+8.1%}{result.macs / 1e9:>11.3f}"
-            f"{row['paper_macs'] / 1e9:>8.2f}{row['macs_dev']:>+8.1%}"
+            f"{float(row['paper_params']) / 1e6:>7.1f}M{row['params_dev']:>+8.1%}{result.macs / 1e9:>11.3f}"
+            f"{float(row['paper_macs']) / 1e9:>8.2f}{row['macs_dev']:>+8.1%}"
             if "paper_macs" in row
             else f"{'-':>8}{'-':>8}{result.macs / 1e9:>11.3f}{'-':>8}{'-':>8}"
         )

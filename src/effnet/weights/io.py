@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
 from effnet.specs import NetSpec
 from effnet.weights.layouts import detect_layout, rename_to_effnet
+
+if TYPE_CHECKING:
+    from effnet.net import EfficientNet
 
 FORMAT_TAG = "effnet"
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "ema")
@@ -56,7 +60,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], NetSpec | N
     return _unwrap(obj, path), None
 
 
-def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "", strict: bool = True) -> str:
+def load_state_dict(
+    model: EfficientNet, state: dict[str, torch.Tensor], *, source: str = "", strict: bool = True
+) -> str:
     """Copy `state` (any supported layout) into `model`; returns the detected layout."""
     layout = detect_layout(set(state))
     names = rename_to_effnet(model, layout)
@@ -91,7 +97,7 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source:
     return layout
 
 
-def _atomic_write(path: Path, write: callable) -> None:
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -103,7 +109,7 @@ def _atomic_write(path: Path, write: callable) -> None:
             os.unlink(tmp)
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
+def save_weights(model: EfficientNet, path: str | Path) -> Path:
     """Write effnet's format: safetensors tensors + the spec (padding, BN eps, ...) as metadata, atomically."""
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -114,16 +120,14 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path) -> nn.Module:
+def load_model(path: str | Path) -> EfficientNet:
     """Rebuild a model saved by `save_weights` exactly as it was (spec, class count, weights)."""
     from effnet.net import EfficientNet
-    from effnet.zoo import default_preprocess
 
     state, spec = read_weights(path)
     if spec is None:
         raise ValueError(f"{path} is not an effnet weight file; use create_model(name, weights=...) instead")
     num_classes = state["classifier.weight"].shape[0] if "classifier.weight" in state else 0
     model = EfficientNet(spec, num_classes=num_classes)
-    model.preprocess = default_preprocess(spec)
     load_state_dict(model, state, source=str(path))
     return model

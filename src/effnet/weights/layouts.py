@@ -8,10 +8,14 @@ and a reader can check it against the other code base.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from effnet.layers import FusedMBConv, MBConv, SqueezeExcite
+
+if TYPE_CHECKING:
+    from effnet.net import EfficientNet
 
 LAYOUT_MARKERS = {
     "effnet": "stem.conv.weight",
@@ -43,10 +47,10 @@ def _units(block: nn.Module) -> Iterator[tuple[str, str]]:
         yield name, role
 
 
-def _blocks(model: nn.Module) -> Iterator[tuple[int, int, int, nn.Module]]:
+def _blocks(model: EfficientNet) -> Iterator[tuple[int, int, int, nn.Module]]:
     flat = 0
     for stage_index, stage in enumerate(model.stages):
-        for block_index, block in enumerate(stage):
+        for block_index, block in enumerate(stage.children()):
             if not isinstance(block, (MBConv, FusedMBConv)):
                 raise ValueError(
                     f"{type(block).__name__} blocks exist only in effnet's own layout; save/load them with effnet"
@@ -128,7 +132,7 @@ _BLOCK_TABLES: dict[str, tuple[Callable[[nn.Module], dict[str, str]], Callable[[
 }
 
 
-def module_map(model: nn.Module, layout: str) -> dict[str, str]:
+def module_map(model: EfficientNet, layout: str) -> dict[str, str]:
     """effnet module prefix -> the same module's prefix in `layout`."""
     if layout == "effnet":
         return {}
@@ -141,7 +145,7 @@ def module_map(model: nn.Module, layout: str) -> dict[str, str]:
     return mapping
 
 
-def rename_to_effnet(model: nn.Module, layout: str) -> dict[str, str]:
+def rename_to_effnet(model: EfficientNet, layout: str) -> dict[str, str]:
     """For every key of `model.state_dict()`, the key that holds it in a `layout` state dict."""
     prefixes = module_map(model, layout)
     names = {}
