@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import types
 import typing
@@ -153,13 +154,14 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = fit(config, progress=not args.quiet)
     except TrainingDiverged as err:
-        print(f"effnet train: {err}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"effnet train: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"effnet train: interrupted; resume with: effnet train --resume {_run_dir_hint(config)}",
-              file=sys.stderr)
+    except KeyboardInterrupt as err:
+        run_dir = str(err) or _run_dir_hint(config)
+        print(f"effnet train: interrupted; continue with: effnet train --resume {run_dir}", file=sys.stderr)
         return 130
-    if result.run_dir and str(result.run_dir) != "None":
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         ema = f", EMA {result.final_ema_val_acc:.4f}" if result.final_ema_val_acc is not None else ""
         print(f"done: {result.epochs} epochs in {result.train_seconds:.0f}s; val top-1 {result.final_val_acc:.4f}"
               f" (best {result.best_val_acc:.4f}){ema}; run folder {result.run_dir}")

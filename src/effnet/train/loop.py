@@ -219,7 +219,7 @@ class _Trainer:
                 bar.close()
                 self.log(f"interrupted: checkpoint saved to {self.checkpoints.last if self.checkpoints else '-'}; "
                          "continue with --resume")
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt(str(self.run_setup.run_dir))
             every = cfg.checkpoint_every_steps
             if every and self.global_step % every == 0 and self.step_in_epoch < setup.steps_per_epoch:
                 self._save(is_best=False)

@@ -34,6 +34,7 @@ from effnet.train.progressive import (
 )
 from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
+from effnet.train.syncbn import convert_sync_batchnorm
 from effnet.zoo import Preprocess, create_model, resolve_spec
 
 
@@ -224,7 +225,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=cfg.num_workers)
 
     if cfg.sync_bn and info.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, device)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
