@@ -149,28 +149,46 @@ def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Callable[[torch.T
     return build
 
 
-def run_benchmark(candidates: Sequence[Candidate], config: BenchConfig) -> Iterator[BenchResult]:
-    """Time each candidate under `config`, in order, yielding results as they finish."""
+def run_benchmark(
+    candidates: Sequence[Candidate], config: BenchConfig, progress: Callable[[int, int], None] | None = None
+) -> list[BenchResult]:
+    """Time every candidate under `config`; `progress(done, total)` is called after each round.
+
+    Runs are interleaved (one timed call of each candidate per round) so that load from other processes, CPU
+    frequency changes and thermal drift hit every candidate alike instead of whichever happened to run then.
+    """
     generator = torch.Generator().manual_seed(0)
-    for candidate in candidates:
-        resolution = config.resolution or candidate.resolution
-        x = torch.randn(config.batch_size, 3, resolution, resolution, generator=generator)
-        with torch_threads(config.threads):
+    prepared = []
+    with torch_threads(config.threads):
+        for candidate in candidates:
+            resolution = config.resolution or candidate.resolution
+            x = torch.randn(config.batch_size, 3, resolution, resolution, generator=generator)
             runner, backend = candidate.build(x, config.threads)
-            times = time_runner(runner, x, config.warmup, config.runs)
+            time_runner(runner, x, config.warmup, 0)
+            prepared.append((candidate, resolution, x, runner, backend, []))
+        for done in range(config.runs):
+            for _candidate, _resolution, x, runner, _backend, times in prepared:
+                times += time_runner(runner, x, 0, 1)
+            if progress is not None:
+                progress(done + 1, config.runs)
+    results = []
+    for candidate, resolution, _x, _runner, backend, times in prepared:
         ms = [t * 1000.0 for t in times]
-        yield BenchResult(
-            candidate.label,
-            candidate.family,
-            candidate.group,
-            backend,
-            resolution,
-            config.batch_size,
-            config.threads,
-            statistics.median(ms),
-            _quantile(ms, 0.1),
-            _quantile(ms, 0.9),
+        results.append(
+            BenchResult(
+                candidate.label,
+                candidate.family,
+                candidate.group,
+                backend,
+                resolution,
+                config.batch_size,
+                config.threads,
+                statistics.median(ms),
+                _quantile(ms, 0.1),
+                _quantile(ms, 0.9),
+            )
         )
+    return results
 
 
 # effnet name -> twin constructor names, for the architectures torchvision / timm implement.

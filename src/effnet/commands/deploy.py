@@ -238,11 +238,8 @@ def _bench(args: argparse.Namespace) -> int:
     candidates = build_candidates(
         args.models, twins=not args.no_twins, resnets=not args.no_resnets, optimize=args.optimize
     )
-    results = []
-    for result in tqdm(
-        run_benchmark(candidates, config), total=len(candidates), desc="timing", file=sys.stderr, disable=args.json
-    ):
-        results.append(result)
+    with tqdm(total=runs, desc="timing rounds", file=sys.stderr, disable=args.json) as bar:
+        results = run_benchmark(candidates, config, lambda _done, _total: bar.update(1))
     ratios, speedups = baseline_ratios(results), speedups_over(results)
     if args.json:
         print(
@@ -270,9 +267,10 @@ def _bench(args: argparse.Namespace) -> int:
     )
     for r in results:
         speedup = f"{speedups[r.label]:>7.1f}x" if r.label in speedups else f"{'':>8}"
+        ratio = f"{ratios[r.label]:>6.2f}x" if r.family != "resnet" else f"{'-':>7}"
         print(
             f"{r.label:<38}{r.backend:<22}{r.resolution:>4}{r.median_ms:>11.2f}"
-            f"{f'{r.p10_ms:.1f}-{r.p90_ms:.1f}':>15}{r.images_per_s:>9.1f}{ratios[r.label]:>6.2f}x{speedup}"
+            f"{f'{r.p10_ms:.1f}-{r.p90_ms:.1f}':>15}{r.images_per_s:>9.1f}{ratio}{speedup}"
         )
     print("vs tv: median / torchvision twin's eager median (same model); R152/x: ResNet-152 median / this median")
     return 0
