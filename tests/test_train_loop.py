@@ -253,3 +253,31 @@ def test_progressive_learning_changes_size_and_dropout_per_stage(tmp_path):
     assert [row["magnitude"] for row in rows] == [5, 15]  # Table 6 "S" range for a small model
     log = (result.run_dir / "train.log").read_text()
     assert "progressive stage 1: epochs 1-1, image 32px" in log and "stage 2: epochs 2-2, image 48px" in log
+
+
+def test_speed_and_memory_options_train(tmp_path):
+    config = TrainConfig(data=tiny_data(num_train=64, num_val=16), epochs=1, batch_size=32, image_size=32,
+                         channels_last=True, amp="bf16", grad_checkpointing=True, memory_efficient_act=True,
+                         optimizer="adamw", lr=1e-3, schedule="cosine", output_dir=str(tmp_path), run_name="fast",
+                         tensorboard=False, plot=False)
+    result = fit(config, spec=tiny_spec(), progress=False)
+    row = result.history[0]
+    assert torch.isfinite(torch.tensor([row["train_loss"], row["val_loss"]])).all()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path):
+    spec_path = tiny_spec().save(tmp_path / "tiny.json")
+    command = _train_cmd(spec_path, tmp_path, "stopped")
+    command[command.index("--epochs") + 1] = "50"
+    command[command.index("--checkpoint-every-steps") + 1] = "0"
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stopped" / "train.log"
+    deadline = time.time() + 120
+    while (not log.exists() or "epoch 1/50" not in log.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert f"effnet train --resume {tmp_path / 'stopped'}" in stderr
+    state = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    assert state["global_step"] > 8  # saved at the interruption, past the end-of-epoch-1 checkpoint

@@ -151,3 +151,27 @@ def test_config_round_trip_and_errors(tmp_path):
         from effnet.train.evaluate import autocast_context
 
         autocast_context(torch.device("cpu"), "fp16")
+
+
+def test_memory_efficient_silu_and_grad_checkpointing_keep_the_numbers():
+    from effnet.layers.activations import MemoryEfficientSiLU, use_memory_efficient_activations
+
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(MemoryEfficientSiLU(), (x,))
+    torch.manual_seed(0)
+    spec = effnet.scale(effnet.get_spec("efficientnet_b0"), width=0.25, depth=0.34)
+    spec = spec.replace(drop_path_rate=0.0, dropout=0.0)  # no randomness between the two models
+    reference = effnet.create_model(spec, num_classes=5)
+    saving = effnet.create_model(spec, num_classes=5)
+    saving.load_state_dict(reference.state_dict())
+    assert use_memory_efficient_activations(saving) == sum(isinstance(m, nn.SiLU) for m in reference.modules())
+    saving.set_grad_checkpointing(True)
+    images = torch.randn(4, 3, 64, 64)
+    losses = []
+    for model in (reference, saving):
+        loss = model(images).logsumexp(dim=1).mean()
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    grads = [torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (reference, saving)]
+    assert (grads[0] - grads[1]).norm() <= 1e-4 * grads[0].norm()
