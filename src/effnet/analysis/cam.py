@@ -174,7 +174,10 @@ def save_grid(
     import matplotlib.pyplot as plt
 
     rows, cols = len(cells), max(len(row) for row in cells)
-    figure, axes = plt.subplots(rows, cols, figsize=(cols * cell_inches, rows * cell_inches), squeeze=False)
+    # Size the panels after the pictures' shape so that wide photos do not leave bands of white.
+    aspect = max(picture.height / picture.width for row in cells for picture, _ in row)
+    height = rows * (cell_inches * aspect + 0.45)
+    figure, axes = plt.subplots(rows, cols, figsize=(cols * cell_inches, height), squeeze=False)
     for r, row in enumerate(cells):
         for c in range(cols):
             axis = axes[r][c]
