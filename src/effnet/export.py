@@ -26,6 +26,7 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode BatchNorm into the conv that feeds it, in place: y = scale * conv(x) + shift."""
+    assert bn.running_mean is not None and bn.running_var is not None, "BN without running stats cannot fold"
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
@@ -41,7 +42,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for module in folded.modules():
         if isinstance(module, ConvNormAct) and isinstance(module.bn, nn.BatchNorm2d):
             fuse_conv_bn(module.conv, module.bn)
-            module.bn = nn.Identity()
+            module.bn = nn.Identity()  # type: ignore[assignment]
     return folded
 
 
@@ -99,7 +100,13 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.freeze(torch.jit.trace(model, example))
-    return _atomic_write(Path(path), lambda tmp: torch.jit.save(scripted, tmp))
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice; TorchScript still loads everywhere
+            torch.jit.save(scripted, tmp)
+
+    return _atomic_write(Path(path), write)
 
 
 def onnx_session(path: str | Path, threads: int = 0):  # -> onnxruntime.InferenceSession

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
-from torch import nn
 
+from effnet.net import EfficientNet
 from effnet.zoo import Preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -119,7 +119,7 @@ def _top_k(logits: torch.Tensor, k: int, class_names: Sequence[str] | None) -> l
 
 @torch.inference_mode()
 def classify(
-    model: nn.Module, images: Sequence[Image.Image], top_k: int = 5, class_names: Sequence[str] | None = None
+    model: EfficientNet, images: Sequence[Image.Image], top_k: int = 5, class_names: Sequence[str] | None = None
 ) -> list[tuple[ClassScore, ...]]:
     """Top-k classes of in-memory PIL images, using `model.preprocess`."""
     preprocess: Preprocess = model.preprocess
@@ -129,7 +129,7 @@ def classify(
 
 
 def predict_files(
-    model: nn.Module,
+    model: EfficientNet,
     paths: Sequence[str | Path],
     *,
     top_k: int = 5,

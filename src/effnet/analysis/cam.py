@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from effnet.net import EfficientNet
 from effnet.predict import interpolation_mode, to_normalized_tensor
 from effnet.zoo import Preprocess
 
@@ -31,7 +32,7 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return ((maps - low[:, None, None]) / span[:, None, None]).clamp(0.0, 1.0)
 
 
-def _classifier_weight(model: nn.Module) -> torch.Tensor:
+def _classifier_weight(model: EfficientNet) -> torch.Tensor:
     classifier = getattr(model, "classifier", None)
     if not isinstance(classifier, nn.Linear):
         raise ValueError("CAM needs the model's linear classifier; this model has none (num_classes=0?)")
@@ -49,7 +50,7 @@ def _resolve_classes(logits: torch.Tensor, class_index: int | Sequence[int] | No
 
 @torch.no_grad()
 def class_activation_map(
-    model: nn.Module, x: torch.Tensor, class_index: int | Sequence[int] | None = None
+    model: EfficientNet, x: torch.Tensor, class_index: int | Sequence[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CAM of a batch: (maps (N, H, W) in [0, 1] at the input's size, class indices, logits).
 
@@ -64,7 +65,7 @@ def class_activation_map(
     return normalize_maps(maps), classes, logits
 
 
-def _target_module(model: nn.Module, layer: str) -> nn.Module:
+def _target_module(model: EfficientNet, layer: str) -> nn.Module:
     if layer == "head":
         return model.head
     if layer.startswith("stage"):
@@ -76,7 +77,7 @@ def _target_module(model: nn.Module, layer: str) -> nn.Module:
 
 
 def grad_cam(
-    model: nn.Module, x: torch.Tensor, class_index: int | Sequence[int] | None = None, layer: str = "head"
+    model: EfficientNet, x: torch.Tensor, class_index: int | Sequence[int] | None = None, layer: str = "head"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Grad-CAM of a batch at `layer` ("head" or "stageN"): (maps in [0, 1] at the input's size, classes, logits)."""
     model = model.eval()
@@ -110,7 +111,7 @@ class CamResult:
 
 
 def image_cam(
-    model: nn.Module,
+    model: EfficientNet,
     image: Image.Image,
     class_index: int | None = None,
     method: str = "cam",

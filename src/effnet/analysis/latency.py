@@ -4,6 +4,7 @@ throughput mode, with timm / torchvision twins and ResNets timed in the same pro
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -158,7 +159,7 @@ def run_benchmark(
     frequency changes and thermal drift hit every candidate alike instead of whichever happened to run then.
     """
     generator = torch.Generator().manual_seed(0)
-    prepared = []
+    prepared: list[tuple[Candidate, int, torch.Tensor, Runner, str, list[float]]] = []
     with torch_threads(config.threads):
         for candidate in candidates:
             resolution = config.resolution or candidate.resolution
@@ -205,27 +206,33 @@ TIMM_TWINS = {
 RESNETS = ("resnet50", "resnet152")
 
 
-def _torchvision_model(name: str) -> nn.Module | None:
-    try:
-        import torchvision
-    except ImportError:
-        return None
+def _torchvision_model(name: str) -> nn.Module:
+    import torchvision
+
     return torchvision.models.get_model(name, weights=None)  # random weights: speed does not depend on them
 
 
-def _timm_model(name: str) -> nn.Module | None:
-    try:
+def _timm_model(name: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False)
+
+
+def _available(package: str, name: str) -> bool:
+    if importlib.util.find_spec(package) is None:
+        return False
+    if package == "timm":
         import timm
-    except ImportError:
-        return None
-    return timm.create_model(name, pretrained=False) if name in timm.list_models(name) else None
+
+        return name in timm.list_models(name)
+    return True
 
 
-def _lazy(factory: Callable[[], nn.Module | None]) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
+def _lazy(factory: Callable[[str], nn.Module], name: str) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
+    """Build the model only when its turn comes, so that skipped or failed runs cost nothing."""
+
     def build(_x: torch.Tensor, _threads: int) -> tuple[Runner, str]:
-        model = factory()
-        assert model is not None
-        return model.eval(), "eager"
+        return factory(name).eval(), "eager"
 
     return build
 
@@ -242,26 +249,20 @@ def build_candidates(
         model = create_model(name)
         candidates.append(Candidate(f"effnet {name}", "effnet", name, resolution, eager_runner(model)))
         if optimize:
-            candidates.append(
-                Candidate(f"effnet {name} --optimize", "effnet", name, resolution, optimized_runner(model))
-            )
+            label = f"effnet {name} --optimize"
+            candidates.append(Candidate(label, "effnet", name, resolution, optimized_runner(model)))
         if not twins:
             continue
-        if name in TORCHVISION_TWINS and _torchvision_model(TORCHVISION_TWINS[name]) is not None:
+        if name in TORCHVISION_TWINS and _available("torchvision", TORCHVISION_TWINS[name]):
             twin = TORCHVISION_TWINS[name]
-            candidates.append(
-                Candidate(
-                    f"torchvision {twin}", "torchvision", name, resolution, _lazy(lambda t=twin: _torchvision_model(t))
-                )
-            )
-        if name in TIMM_TWINS and _timm_model(TIMM_TWINS[name]) is not None:
+            build = _lazy(_torchvision_model, twin)
+            candidates.append(Candidate(f"torchvision {twin}", "torchvision", name, resolution, build))
+        if name in TIMM_TWINS and _available("timm", TIMM_TWINS[name]):
             twin = TIMM_TWINS[name]
-            candidates.append(Candidate(f"timm {twin}", "timm", name, resolution, _lazy(lambda t=twin: _timm_model(t))))
-    if resnets and _torchvision_model("resnet50") is not None:
+            candidates.append(Candidate(f"timm {twin}", "timm", name, resolution, _lazy(_timm_model, twin)))
+    if resnets and _available("torchvision", "resnet50"):
         for name in RESNETS:
-            candidates.append(
-                Candidate(f"torchvision {name}", "resnet", name, 224, _lazy(lambda n=name: _torchvision_model(n)))
-            )
+            candidates.append(Candidate(f"torchvision {name}", "resnet", name, 224, _lazy(_torchvision_model, name)))
     return candidates
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from effnet.zoo import create_model
 
@@ -47,7 +48,7 @@ def _load(args: argparse.Namespace, name: str, weights: Path | None, need_weight
         )
     else:
         model = create_model(name, padding=args.padding, norm_eps=args.norm_eps)
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
         for key, value in {
             "input_size": getattr(args, "input_size", None),
