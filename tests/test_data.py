@@ -23,7 +23,7 @@ from effnet.data import (
     eval_transform,
     train_transform,
 )
-from effnet.data.procedural import TEXTURES, _texture
+from effnet.data.procedural import _COARSE_PERIODS, _FINE_PERIODS, COARSE_PATTERNS, TEXTURES, _texture
 
 
 def _digest(image: Image.Image) -> str:
@@ -66,18 +66,28 @@ def test_procedural_renders_any_size_as_rgb(render_size: int) -> None:
     assert np.asarray(image).std() > 5  # a real picture, not a blank canvas
 
 
-@pytest.mark.parametrize("texture", TEXTURES)
-def test_procedural_textures_vanish_at_low_resolution(texture: str) -> None:
-    """Each texture covers half the object and averages to a flat tone when shrunk 4x (128 -> 32 px), so at
-    low resolution only the shape tells the classes apart; at full resolution the pattern is strong."""
+def _contrast_kept(pattern: str, period: float, size: int) -> float:
+    """Fraction of a pattern's contrast (std of its coverage at 128 px) left after a bicubic resize to `size`."""
     coords = (np.arange(128, dtype=np.float32) + 0.5) / 128 - 0.5
     x, y = np.meshgrid(coords, coords)
-    for period in (0.025, 0.035, 0.045):
-        coverage = _texture(texture, x, y, period, 1 / 128)
-        assert coverage.mean() == pytest.approx(0.5, abs=0.03)
-        assert coverage.std() > 0.25
-        blocks = coverage.reshape(32, 4, 32, 4).mean(axis=(1, 3))  # what a 32 px image sees
-        assert blocks.std() < 0.5 * coverage.std()
+    coverage = _texture(pattern, 0.88 * x + 0.48 * y, -0.48 * x + 0.88 * y, period, 1 / 128).astype(np.float32)
+    assert coverage.mean() == pytest.approx(0.5, abs=0.05)  # half covered: a flat tone once blurred
+    shrunk = np.asarray(Image.fromarray(coverage, mode="F").resize((size, size), Image.BICUBIC))
+    return float(shrunk.std() / coverage.std())
+
+
+@pytest.mark.parametrize("texture", TEXTURES)
+def test_fine_textures_need_resolution(texture: str) -> None:
+    """At 32 px every fine texture is nearly a flat tone (only the coarse pattern is left); at 96 px it is back."""
+    for period in _FINE_PERIODS[texture]:
+        assert _contrast_kept(texture, period, 32) < 0.3
+        assert _contrast_kept(texture, period, 96) > 0.6
+
+
+@pytest.mark.parametrize("pattern", COARSE_PATTERNS)
+def test_coarse_patterns_survive_at_32_px(pattern: str) -> None:
+    for period in _COARSE_PERIODS[pattern]:
+        assert _contrast_kept(pattern, period, 32) > 0.8
 
 
 def test_procedural_validates_arguments() -> None:

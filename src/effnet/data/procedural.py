@@ -1,12 +1,13 @@
-"""The built-in procedural image dataset: shapes whose classes also differ by a fine texture.
+"""The built-in procedural image dataset: objects filled with a coarse pattern whose bands hold a fine texture.
 
 Every image is rendered on the fly from (seed, split, index), so there are no files and any render size works.
-A class is a pair (coarse shape, fine texture): 4 shapes x 3 textures = 12 classes. The textures are drawn with a
-period of only a few percent of the image width and all cover half of the object, so once an image is shrunk
-below a certain size they average out to the same colour and only the shape is left: low resolutions cap the
-accuracy near "shape only" (about a third), and the remaining two thirds need resolution and capacity.
-Random position, size, rotation, colours, background gradient, clutter and pixel noise keep it from being
-trivially separable.
+A class is a pair (coarse pattern, fine texture): 4 x 3 = 12 classes. The coarse pattern (stripes, checker,
+dots or rings, periods of 12-26% of the image width) stays visible at 32 px. Its bands are filled with a fine
+texture (stripes, checker or dots, periods of 2.5-6% of the width) that covers half of its area, so once the image
+is shrunk below ~64 px every fine texture averages out to the same flat colour: at 32 px only the coarse
+pattern is left (accuracy capped near a third), and the other two thirds need resolution and capacity.
+Both patterns scale together, so random crops keep the class. The object's outline (circle, square, triangle
+or cross), position, size, rotations, colours, background gradient, clutter and pixel noise are nuisances.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 SHAPES = ("circle", "square", "triangle", "cross")
+COARSE_PATTERNS = ("stripes", "checker", "dots", "rings")
 TEXTURES = ("stripes", "checker", "dots")
-CLASS_NAMES = [f"{shape}-{texture}" for shape in SHAPES for texture in TEXTURES]
+CLASS_NAMES = [f"{coarse}/{fine}" for coarse in COARSE_PATTERNS for fine in TEXTURES]
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
-# Texture period as a fraction of the image width: 2.5%-4.5%, i.e. 3.2-5.8 px at 128 px, so at 32 px one
-# period spans about one pixel (invisible) and at 64 px about two (partly visible).
-_PERIOD_RANGE = (0.025, 0.045)
-# Object radius as a fraction of the image width (diameter 22%-40% of the image).
-_RADIUS_RANGE = (0.11, 0.20)
-# Radius of a dot relative to the lattice period so that the dots cover half the area, like the other textures.
+# Periods as fractions of the image width. Fine: 3.2-5.8 px at 128 px, about one pixel at 32 px (invisible) and
+# two at 64 px (partly visible). The checker's cells are half a period and its strongest frequency runs along
+# the diagonal, so it gets periods sqrt(2) longer to be exactly as fine as the stripes and dots.
+_FINE_PERIODS = {"stripes": (0.025, 0.045), "checker": (0.035, 0.064), "dots": (0.025, 0.045)}
+# Coarse: at least ~4 px at 32 px, so the coarse pattern survives the smallest training resolutions.
+_COARSE_PERIODS = {"stripes": (0.12, 0.16), "checker": (0.2, 0.26), "dots": (0.14, 0.18), "rings": (0.12, 0.16)}
+# Object radius as a fraction of the image width (diameter 40%-64% of the image).
+_RADIUS_RANGE = (0.2, 0.32)
+# Radius of a dot relative to the lattice period so that the dots cover half the area, like the other patterns.
 _DOT_RADIUS = math.sqrt(0.5 / math.pi)
 
 
@@ -59,6 +64,8 @@ def _texture(texture: str, x: np.ndarray, y: np.ndarray, period: float, px: floa
         sy = np.sin(2 * math.pi * y / period) * (period / (2 * math.pi))
         # Distance-like: the smaller of the two distances to a cell edge, signed by the cell's colour.
         s = np.sign(sx * sy) * np.minimum(np.abs(sx), np.abs(sy))
+    elif texture == "rings":  # concentric around the object's centre (the origin of x, y)
+        s = np.sin(2 * math.pi * np.sqrt(x * x + y * y) / period) * (period / (2 * math.pi))
     elif texture == "dots":
         fx = x / period - np.floor(x / period) - 0.5
         fy = y / period - np.floor(y / period) - 0.5
@@ -72,14 +79,34 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=3).astype(np.float32)
 
 
-def _object_colours(rng: np.random.Generator, behind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two texture colours far enough apart to see the texture at full resolution, whose average (all that is
-    left of the texture at low resolution) stands out from the background behind the object."""
-    for _ in range(100):
-        a, b = _random_colour(rng), _random_colour(rng)
-        if np.abs(a - b).max() > 0.35 and np.abs((a + b) / 2 - behind).max() > 0.3:
-            break
-    return a, b
+def _tinted(rng: np.random.Generator, lightness: float, saturation: float = 0.15) -> np.ndarray:
+    """A random, muted hue at a given lightness. Patterns are drawn in lightness, as in natural images: with
+    fully random colours a small net needs many times more steps before it learns colour-invariant features."""
+    hue = rng.uniform(-1.0, 1.0, size=3).astype(np.float32)
+    hue -= hue.mean()
+    return np.clip(lightness + rng.uniform(0.0, saturation) * hue, 0.0, 1.0)
+
+
+def _object_colours(rng: np.random.Generator, behind: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Colour of the plain bands and the two colours of the fine texture. The texture's two colours differ in
+    lightness (visible at full resolution) and their average, all that is left of them at low resolution,
+    differs in lightness from the plain bands, so the coarse pattern shows at 32 px."""
+    mix = rng.uniform(0.3, 0.7)
+    spread = rng.uniform(0.15, 0.25)
+    # The plain bands go to whichever side of the texture's average has room, away from the background.
+    side = 1.0 if float(behind.mean()) < 0.5 else -1.0
+    if rng.random() < 0.3:
+        side = -side
+    plain = float(np.clip(mix + side * rng.uniform(0.3, 0.45), 0.0, 1.0))
+    if abs(plain - mix) < 0.25:
+        plain = float(np.clip(mix - side * rng.uniform(0.3, 0.45), 0.0, 1.0))
+    return _tinted(rng, plain), _tinted(rng, mix - spread), _tinted(rng, mix + spread)
+
+
+def _rotated(rng: np.random.Generator, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    angle = rng.uniform(0.0, 2 * math.pi)
+    cos, sin = math.cos(angle), math.sin(angle)
+    return cos * dx + sin * dy, -sin * dx + cos * dy
 
 
 def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[Image.Image, int]:
@@ -88,35 +115,36 @@ def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[I
         raise ValueError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
     rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
     label = index % len(CLASS_NAMES)
-    shape, texture = SHAPES[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
+    coarse, fine = COARSE_PATTERNS[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
 
-    background = _draw_background(rng, size)
-    image = np.asarray(background, dtype=np.float32) / 255.0
-
-    # Pixel-centre coordinates in units of the image width, origin at the centre.
-    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-    gx, gy = np.meshgrid(coords, coords)
-    px = 1.0 / size
+    image = np.asarray(_draw_background(rng, size), dtype=np.float32) / 255.0  # a writable copy
 
     radius = rng.uniform(*_RADIUS_RANGE)
-    cx, cy = rng.uniform(-0.45 + radius, 0.45 - radius, size=2)
-    angle = rng.uniform(0.0, 2 * math.pi)
-    cos, sin = math.cos(angle), math.sin(angle)
-    dx, dy = gx - cx, gy - cy
-    lx, ly = (cos * dx + sin * dy) / radius, (-sin * dx + cos * dy) / radius
-    alpha = np.clip(0.5 - _shape_distance(shape, lx, ly) * radius / px, 0.0, 1.0)
+    cx, cy = rng.uniform(-0.5 + 0.8 * radius, 0.5 - 0.8 * radius, size=2)
+    # Only the object's bounding box is computed (every shape lies within 1.15 radii of its centre): the
+    # pattern fields are most of the rendering cost.
+    px = 1.0 / size
+    (x0, x1), (y0, y1) = (
+        (max(0, int((c + 0.5 - 1.15 * radius) * size) - 1), min(size, int((c + 0.5 + 1.15 * radius) * size) + 2))
+        for c in (cx, cy)
+    )
+    # Pixel-centre coordinates in units of the image width, relative to the object's centre.
+    dx, dy = np.meshgrid(
+        (np.arange(x0, x1, dtype=np.float32) + 0.5) * px - 0.5 - cx,
+        (np.arange(y0, y1, dtype=np.float32) + 0.5) * px - 0.5 - cy,
+    )
+    lx, ly = _rotated(rng, dx, dy)
+    alpha = np.clip(0.5 - _shape_distance(shape, lx / radius, ly / radius) * radius / px, 0.0, 1.0)[..., None]
+    bands = _texture(coarse, *_rotated(rng, dx, dy), rng.uniform(*_COARSE_PERIODS[coarse]), px)[..., None]
+    texture = _texture(fine, *_rotated(rng, dx, dy), rng.uniform(*_FINE_PERIODS[fine]), px)[..., None]
 
-    period = rng.uniform(*_PERIOD_RANGE)
-    tex_angle = rng.uniform(0.0, math.pi)
-    tc, ts = math.cos(tex_angle), math.sin(tex_angle)
-    tx, ty = tc * dx + ts * dy, -ts * dx + tc * dy
-    coverage = _texture(texture, tx, ty, period, px)
-
-    weight = alpha.sum()
-    behind = (image * alpha[..., None]).sum(axis=(0, 1)) / max(float(weight), 1e-6)
-    colour_a, colour_b = _object_colours(rng, behind)
-    fill = colour_a[None, None, :] * (1.0 - coverage[..., None]) + colour_b[None, None, :] * coverage[..., None]
-    image = image * (1.0 - alpha[..., None]) + fill * alpha[..., None]
+    region = image[y0:y1, x0:x1]
+    behind = (region * alpha).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)
+    plain, fine_a, fine_b = _object_colours(rng, behind)
+    textured = fine_a * (1.0 - texture) + fine_b * texture
+    fill = plain * (1.0 - bands) + textured * bands
+    image[y0:y1, x0:x1] = region * (1.0 - alpha) + fill * alpha
 
     noise = rng.uniform(0.0, 0.06)
     image = image + rng.standard_normal(image.shape, dtype=np.float32) * noise
@@ -125,8 +153,9 @@ def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[I
 
 
 def _draw_background(rng: np.random.Generator, size: int) -> Image.Image:
-    """A random two-colour gradient with clutter: lines and small solid blobs (never textured)."""
-    start, end = _random_colour(rng), _random_colour(rng)
+    """A gentle random gradient with clutter: a few lines and small solid blobs (never patterned)."""
+    start = _tinted(rng, rng.uniform(0.1, 0.9), saturation=0.3)
+    end = np.clip(start + rng.uniform(-0.2, 0.2), 0.0, 1.0)
     angle = rng.uniform(0.0, 2 * math.pi)
     ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
     gx, gy = np.meshgrid(ramp, ramp)
@@ -135,14 +164,14 @@ def _draw_background(rng: np.random.Generator, size: int) -> Image.Image:
     background = Image.fromarray(gradient.astype(np.uint8), mode="RGB")
     draw = ImageDraw.Draw(background)
     scale = size / 128.0
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(0, 3))):
         points = rng.uniform(0, size, size=4)
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        colour = tuple(int(c) for c in _tinted(rng, rng.uniform(0.0, 1.0), saturation=0.3) * 255)
         draw.line(list(points), fill=colour, width=max(1, int(round(rng.uniform(1, 3) * scale))))
     for _ in range(int(rng.integers(0, 3))):
         x, y = rng.uniform(0, size, size=2)
         r = rng.uniform(0.02, 0.045) * size
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        colour = tuple(int(c) for c in _tinted(rng, rng.uniform(0.0, 1.0), saturation=0.3) * 255)
         if rng.random() < 0.5:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
         else:
@@ -151,7 +180,7 @@ def _draw_background(rng: np.random.Generator, size: int) -> Image.Image:
 
 
 class ProceduralShapes(Dataset):
-    """Built-in procedural dataset: 12 classes of (shape, fine texture), rendered deterministically on the fly."""
+    """Built-in procedural dataset: 12 (coarse pattern, fine texture) classes, rendered deterministically on the fly."""
 
     classes = CLASS_NAMES
 
