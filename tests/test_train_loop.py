@@ -63,6 +63,8 @@ def test_cli_train_one_epoch_writes_a_complete_run_folder(tmp_path, capsys):
             str(tmp_path),
             "--run-name",
             "run",
+            "--ema-decay",
+            "0.999",
             "--quiet",
         ]
     )

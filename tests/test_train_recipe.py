@@ -175,3 +175,24 @@ def test_memory_efficient_silu_and_grad_checkpointing_keep_the_numbers():
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     grads = [torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (reference, saving)]
     assert (grads[0] - grads[1]).norm() <= 1e-4 * grads[0].norm()
+
+
+def test_cli_config_precedence(tmp_path):
+    from effnet.cli import build_parser
+    from effnet.commands.train import build_config
+
+    def config(*argv):
+        return build_config(build_parser().parse_args(["train", *argv]))
+
+    # No options: the quick recipe (a few minutes on 2 cores); flags override it.
+    assert config() == TrainConfig.from_recipe("quick")
+    tuned = config("--epochs", "5", "--augment", "none", "--crop-scale", "0.3", "1", "--num-train", "100")
+    assert (tuned.epochs, tuned.augment, tuned.crop_scale, tuned.data.num_train) == (5, None, (0.3, 1.0), 100)
+    assert config("--recipe", "paper") == TrainConfig()
+    # A YAML file replaces the quick recipe; flags still win over it.
+    path = TrainConfig(epochs=7, lr=0.5).save_yaml(tmp_path / "c.yaml")
+    from_file = config("--config", str(path), "--lr", "0.1")
+    assert (from_file.epochs, from_file.lr, from_file.optimizer) == (7, 0.1, "rmsprop_tf")
+    with pytest.raises(ValueError, match="unknown training option"):
+        (tmp_path / "bad.yaml").write_text("epochz: 3\n")
+        config("--config", str(tmp_path / "bad.yaml"))

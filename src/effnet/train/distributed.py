@@ -16,6 +16,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # whether effnet created the process group (and so destroys it)
 
     @property
     def enabled(self) -> bool:
@@ -34,10 +35,11 @@ def init_distributed(device: torch.device) -> DistInfo:
     if world_size <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    return DistInfo(rank, world_size, local_rank)
+    return DistInfo(rank, world_size, local_rank, owns_group)
 
 
 def all_reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> list[float]:
@@ -65,6 +67,6 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
-    """Leave the process group."""
-    if info.enabled and dist.is_initialized():
+    """Leave the process group if effnet joined it."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

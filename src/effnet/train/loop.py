@@ -198,6 +198,7 @@ class _Trainer:
         apply_train_mode(self.model)
         bar = setup.progress_bar(self.epoch, self.step_in_epoch)
         tick, images_seen = time.time(), 0
+        lr = self.schedule(self.global_step)
         for images, targets in loader:
             lr = self.schedule(self.global_step)
             for group in self.optimizer.param_groups:

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
+from effnet.scaling import scale
 from effnet.specs import NetSpec
 from effnet.train.checkpoint import capture_rng, restore_rng
 from effnet.train.config import TrainConfig
@@ -203,6 +204,8 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config."""
     seed_everything(cfg.seed, cfg.deterministic)
     spec = spec if spec is not None else resolve_spec(cfg.model)
+    if cfg.width != 1.0 or cfg.depth != 1.0:
+        spec = scale(spec, width=cfg.width, depth=cfg.depth)
     overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate}
     spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
     if cfg.batch_size % info.world_size:
@@ -212,13 +215,13 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     eval_size = cfg.eval_size or cfg.image_size or spec.resolution
     crop_pct = cfg.eval_crop_pct or eval_size / (eval_size + 32)
 
-    run_dir = _run_dir(cfg, spec, info)
-    logger = None
-    if info.is_main and run_dir is not None:
-        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
     lines: list[str] = []
     data = build_datasets(cfg.data)
     model = _build_model(cfg, spec, data.num_classes, lines.append)
+    run_dir = _run_dir(cfg, spec, info)  # after the data and weights load: a bad path leaves no empty folder
+    logger = None
+    if info.is_main and run_dir is not None:
+        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
     preprocess = Preprocess(eval_size, crop_pct, cfg.interpolation, model.preprocess.mean, model.preprocess.std)
     data.val.transform = eval_transform(eval_size, crop_pct, cfg.interpolation, preprocess.mean, preprocess.std)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
