@@ -133,6 +133,12 @@ def test_train_transform_normalizes_with_mean_and_std() -> None:
     assert torch.allclose(custom(_flat_image((255, 0, 255), (40, 40)))[:, 0, 0], torch.tensor([1.0, -1.0, 1.0]))
 
 
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment"])
+def test_train_transform_pickles_for_workers(augment: str) -> None:
+    transform = pickle.loads(pickle.dumps(train_transform(40, augment=augment, magnitude=20, re_prob=0.25)))
+    assert transform(ProceduralShapes(1, render_size=64)[0][0]).shape == (3, 40, 40)
+
+
 def test_random_erasing_changes_pixels() -> None:
     torch.manual_seed(0)
     plain = train_transform(32, scale=(1.0, 1.0), hflip=0.0, augment=None, re_prob=0.0)
@@ -223,3 +229,15 @@ def test_switch_and_prob_control_which_mix_runs() -> None:
         MixupCutmix(4, mixup_alpha=1.0, prob=1.5)
     with pytest.raises(ValueError, match="targets"):
         MixupCutmix(4)(images, targets[:3])
+
+
+def test_learnability_probe_runs_end_to_end(capsys) -> None:
+    from effnet.data.probe import main, render_tensor
+
+    images, labels = render_tensor(4, seed=0, split="val", render_size=32)
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    assert np.array_equal(images[2].permute(1, 2, 0).numpy(), np.asarray(ProceduralShapes(4, 0, "val", None, 32)[2][0]))
+    assert labels.tolist() == [0, 1, 2, 3]
+    main(["--sizes", "16", "--num-train", "48", "--num-val", "24", "--epochs", "1", "--width", "4", "--threads", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("rendered 72 images") and lines[1].startswith("  16 px: val acc 0.")

@@ -75,10 +75,6 @@ def _texture(texture: str, x: np.ndarray, y: np.ndarray, period: float, px: floa
     return np.clip(0.5 + s / px, 0.0, 1.0)
 
 
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    return rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-
-
 def _tinted(rng: np.random.Generator, lightness: float, saturation: float = 0.15) -> np.ndarray:
     """A random, muted hue at a given lightness. Patterns are drawn in lightness, as in natural images: with
     fully random colours a small net needs many times more steps before it learns colour-invariant features."""
