@@ -101,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             f"`{command.strip()}` — {when}, {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; "
             f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other jobs",
             "sharing the cores inflate every row; all-thread throughput suffers most from oversubscription).",
+            *(
+                [
+                    "**This run was oversubscribed** (load above the core count): multi-thread eager PyTorch then",
+                    "waits on descheduled peer threads, so the throughput table mostly measures that contention.",
+                ]
+                if max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1)
+                else []
+            ),
             "Random weights (speed does not depend on them); the rows of a table are timed in one process, interleaved"
             " (one run of each per round) so background load hits all of them alike.",
             "`--optimize` = BatchNorm folded into the convs, then the fastest measured of channels_last eager and",

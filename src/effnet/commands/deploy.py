@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -274,4 +275,9 @@ def _bench(args: argparse.Namespace) -> int:
             f"{f'{r.p10_ms:.1f}-{r.p90_ms:.1f}':>15}{r.images_per_s:>9.1f}{ratio}{speedup}"
         )
     print("vs tv: median / torchvision twin's eager median (same model); R152/x: ResNet-152 median / this median")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        # Other processes on the cores slow every row; with several threads each op waits for its slowest
+        # thread, so multi-thread timings can be inflated far more than the single-thread ones.
+        print(f"warning: load average {load:.1f} exceeds the {cores} cores: timings are inflated", file=sys.stderr)
     return 0
