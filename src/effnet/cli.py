@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "effnet.commands.model",  # profile, scale
     "effnet.commands.deploy",  # predict, cam, export, bench
     "effnet.commands.train",  # train, eval
+    "effnet.commands.search",  # search, study
 )
 
 

@@ -1,0 +1,170 @@
+"""`effnet search`: train every (alpha, beta, gamma) candidate at phi = 1 under one budget and rank them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effnet.data import build_datasets
+from effnet.search.grid import Candidate, GridConfig, make_grid
+from effnet.search.journal import Journal
+from effnet.search.measure import count_macs, count_params, scale_exact
+from effnet.search.results import write_csv, write_json
+from effnet.search.runner import RunnerConfig, TrialFn, TrialTask, run_trials
+from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, train_trial
+from effnet.specs import NetSpec
+from effnet.train import TrainConfig
+
+BASE_ID = "base"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A whole search: base spec, grid, the one training budget every candidate gets, and where it runs."""
+
+    base: NetSpec = field(default_factory=proxy_spec)
+    base_ref: str = "proxy"  # how the user named the base (registry name or spec file), for the scale command
+    grid: GridConfig = field(default_factory=GridConfig)
+    train: TrainConfig = field(default_factory=proxy_train_config)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    out_dir: str = "runs/search"
+    # "round" keeps small alphas meaningful on shallow bases; ceil (the TF reference) would add a whole block to
+    # every one-block stage for any alpha > 1.
+    depth_rounding: str = "round"
+    include_base: bool = True  # also train the unscaled base, as a reference row
+    restart: bool = False  # discard the journal instead of resuming
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """One trained candidate (or the base) with its measured cost and accuracy."""
+
+    trial_id: str
+    alpha: float
+    beta: float
+    gamma: float
+    formula_ratio: float  # alpha * beta^2 * gamma^2
+    macs: int
+    macs_ratio: float  # measured multiply-adds vs the base
+    params: int
+    resolution: int
+    num_blocks: int
+    status: str = "pending"
+    val_acc: float | None = None  # final validation top-1 (ranking key)
+    best_val_acc: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+    rank: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked rows (best first, failures last), the base row and the written files."""
+
+    rows: list[SearchRow]
+    base: SearchRow | None
+    best: SearchRow | None
+    files: dict[str, Path]
+    resumed: int  # trials taken from the journal instead of being run again
+    scale_command: str
+
+
+def candidate_spec(base: NetSpec, candidate: Candidate, depth_rounding: str = "round") -> NetSpec:
+    """The base scaled at phi = 1 by one candidate (resolution to the pixel, see `scale_exact`)."""
+    return scale_exact(base, width=candidate.beta, depth=candidate.alpha, resolution=candidate.gamma,
+                       depth_rounding=depth_rounding, name=f"{base.name}-{candidate.trial_id}")
+
+
+def _num_classes(train: TrainConfig) -> int:
+    return build_datasets(train.data).num_classes
+
+
+def rank_rows(rows: list[SearchRow]) -> list[SearchRow]:
+    """Best validation accuracy first (ties: best-epoch accuracy, then cheaper); failed trials last."""
+    def key(row: SearchRow) -> tuple[Any, ...]:
+        ok = row.status == "ok" and row.val_acc is not None
+        return (not ok, -(row.val_acc or 0.0), -(row.best_val_acc or 0.0), row.macs_ratio, row.trial_id)
+
+    ranked = sorted(rows, key=key)
+    return [
+        SearchRow(**{**asdict(row), "rank": index + 1 if row.status == "ok" else None})
+        for index, row in enumerate(ranked)
+    ]
+
+
+def scale_command(config: SearchConfig, best: SearchRow | None, base_file: Path) -> str:
+    """The `effnet scale` line that turns the winning triple into bigger models (step 2)."""
+    if best is None:
+        return ""
+    base = config.base_ref if config.base_ref not in ("proxy", "") else str(base_file)
+    off_two = abs(best.formula_ratio / 2 - 1) > 0.1
+    return (f"effnet scale --base {base} --phi 1 --alpha {best.alpha:g} --beta {best.beta:g} "
+            f"--gamma {best.gamma:g} --depth-rounding {config.depth_rounding}"
+            + (" --allow-any-ratio" if off_two else ""))
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    trial_fn: TrialFn = train_trial,
+    on_record: Callable[[dict[str, Any], bool], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) the search; writes results.json, results.csv and search.png under `config.out_dir`."""
+    from effnet.search.plots import plot_search
+
+    out = Path(config.out_dir)
+    candidates = make_grid(config.grid)
+    num_classes = _num_classes(config.train)
+    base_macs = count_macs(config.base, num_classes=num_classes)
+    entries: list[tuple[Candidate, NetSpec]] = []
+    if config.include_base:
+        entries.append((Candidate(1.0, 1.0, 1.0), config.base))
+    entries += [(c, candidate_spec(config.base, c, config.depth_rounding)) for c in candidates]
+
+    rows, tasks = {}, []
+    threads = config.runner.threads_per_trial()
+    for index, (candidate, spec) in enumerate(entries):
+        trial_id = BASE_ID if config.include_base and index == 0 else candidate.trial_id
+        macs = count_macs(spec, num_classes=num_classes)
+        rows[trial_id] = SearchRow(trial_id, candidate.alpha, candidate.beta, candidate.gamma,
+                                   round(candidate.ratio, 4), macs, round(macs / base_macs, 4),
+                                   count_params(spec, num_classes=num_classes), spec.resolution, spec.num_blocks)
+        tasks.append(TrialTask(trial_id, spec, config.train, config.train.seed, str(out / "trials"), threads))
+
+    journal = Journal(out / "journal.jsonl",
+                      fingerprint(config.base, config.train, {"depth_rounding": config.depth_rounding}),
+                      restart=config.restart)
+    resumed = sum(1 for task in tasks if task.trial_id in journal.finished())
+    records = run_trials(tasks, trial_fn, journal, config.runner, on_record=on_record)
+
+    for trial_id, record in records.items():
+        metrics = record.get("metrics") or {}
+        rows[trial_id] = SearchRow(**{
+            **asdict(rows[trial_id]),
+            "status": record["status"],
+            "val_acc": metrics.get("final_val_acc"),
+            "best_val_acc": metrics.get("best_val_acc"),
+            "seconds": record.get("seconds"),
+            "error": (record.get("error") or "").splitlines()[0] if record.get("error") else None,
+        })
+    base_row = rows.pop(BASE_ID, None) if config.include_base else None
+    ranked = rank_rows(list(rows.values()))
+    best = ranked[0] if ranked and ranked[0].status == "ok" else None
+
+    config.base.save(out / "base.json")
+    command = scale_command(config, best, out / "base.json")
+    table = [asdict(row) for row in ([base_row] if base_row else []) + ranked]
+    files = {
+        "json": write_json(out / "results.json", {
+            "base": config.base.name, "base_macs": base_macs, "num_classes": num_classes,
+            "grid": asdict(config.grid), "train": config.train.to_dict(),
+            "depth_rounding": config.depth_rounding, "rows": table,
+            "best": asdict(best) if best else None, "scale_command": command,
+        }),
+        "csv": write_csv(out / "results.csv", table),
+    }
+    files["plot"] = plot_search(ranked, base_row, out / "search.png", title=f"search on {config.base.name}")
+    return SearchResult(ranked, base_row, best, files, resumed, command)
+

@@ -1,0 +1,73 @@
+"""An append-only JSON-lines journal of finished trials, so an interrupted search resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Journal:
+    """One line per event: a header naming the search (its fingerprint), then one line per finished trial.
+
+    Each line is flushed and fsync'ed before the trial counts as done, so a kill at any moment loses at most the
+    trials still running; a half-written last line (killed mid-write) is ignored on reading.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: str, *, restart: bool = False) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if restart and self.path.exists():
+            self.path.unlink()
+        header = self._read_header()
+        if header is None:
+            self._append({"kind": "header", "fingerprint": fingerprint})
+        elif header.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{self.path} belongs to a different search (other base, budget, data or seed); write to another "
+                "--out directory, or pass --restart to discard its finished trials"
+            )
+
+    def _lines(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        entries = []
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
+    def _read_header(self) -> dict[str, Any] | None:
+        entries = self._lines()
+        return entries[0] if entries and entries[0].get("kind") == "header" else None
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, sort_keys=True)
+        with open(self.path, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")  # end a line a kill cut short, so this record starts clean
+            handle.write(line.encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Append one finished trial (must carry `trial_id` and `status`)."""
+        assert "trial_id" in entry and "status" in entry, entry
+        self._append({"kind": "trial", **entry})
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        """The latest record of every finished trial, keyed by trial id."""
+        done: dict[str, dict[str, Any]] = {}
+        for entry in self._lines():
+            if entry.get("kind") == "trial":
+                done[entry["trial_id"]] = {k: v for k, v in entry.items() if k != "kind"}
+        return done

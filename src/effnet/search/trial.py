@@ -1,0 +1,84 @@
+"""What one trial is: train a spec under a fixed budget with the training engine and report its accuracy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from effnet.data import DataConfig
+from effnet.scaling import scale
+from effnet.search.runner import TrialTask
+from effnet.specs import B0, NetSpec, ScalingRules
+from effnet.train import TrainConfig, fit
+
+PROXY_NAME = "b0_proxy"
+
+
+def proxy_spec(width: float = 0.5, depth: float = 0.5, resolution: int = 64) -> NetSpec:
+    """A small B0 for searching on 2 CPU cores: half width, half depth (10 blocks), 64 px.
+
+    Channels round to multiples of 4 instead of 8: at these widths a multiple of 8 would turn beta = 1.1 into
+    no change at all for most stages, and the search could not tell width from nothing.
+    """
+    rules = replace(B0.rules, channel_divisor=4)
+    spec = scale(B0.replace(rules=rules), width=width, depth=depth, depth_rounding="round", name=PROXY_NAME)
+    # A short run needs little regularization (no stochastic depth, light dropout) and BatchNorm statistics
+    # that follow a few hundred steps (PyTorch's momentum 0.1, not TF's 0.01).
+    return spec.replace(resolution=resolution, dropout=0.1, drop_path_rate=0.0, norm_momentum=0.1,
+                        rules=ScalingRules(channel_divisor=4))
+
+
+def proxy_train_config(
+    *, epochs: int = 6, num_train: int = 2000, num_val: int = 600, batch_size: int = 50, seed: int = 0
+) -> TrainConfig:
+    """A short recipe that gives a small proxy a meaningful accuracy on the built-in shapes in a few minutes.
+
+    Short runs want what the 350-epoch paper recipe does not: no weight EMA (0.9999 would still be the initial
+    weights), no RandAugment, mild crops (a random 8% crop often loses the one object in a shapes image), and
+    the whole image at evaluation (the object may sit anywhere, so a center crop can cut it off).
+    """
+    return TrainConfig(
+        model=PROXY_NAME,
+        data=DataConfig(name="shapes", num_train=num_train, num_val=num_val, seed=seed, render_size=96),
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=0.05,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        label_smoothing=0.1,
+        ema_decay=0.0,
+        augment=None,
+        crop_scale=(0.5, 1.0),
+        eval_crop_pct=1.0,
+        seed=seed,
+        deterministic=True,
+        device="cpu",
+        tensorboard=False,
+        plot=False,
+        keep_last=1,
+    )
+
+
+def fingerprint(base: NetSpec, train: TrainConfig, extra: dict[str, Any] | None = None) -> str:
+    """A short hash of everything that changes trial results, so a journal is only resumed by the same search."""
+    payload = {"base": base.to_dict(), "train": train.to_dict(), **(extra or {})}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_trial(task: TrialTask) -> dict[str, Any]:
+    """The default trial: `fit` the task's spec with the task's TrainConfig, seed and run folder."""
+    config: TrainConfig = task.settings
+    config = config.replace(seed=task.seed, output_dir=task.run_dir, run_name=task.trial_id, resume=False)
+    result = fit(config, spec=task.spec, progress=False)
+    return {
+        "best_val_acc": result.best_val_acc,
+        "final_val_acc": result.final_val_acc,
+        "final_val_loss": result.final_val_loss,
+        "num_params": result.num_params,
+        "train_seconds": result.train_seconds,
+        "run_dir": str(result.run_dir),
+    }
