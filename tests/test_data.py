@@ -115,7 +115,7 @@ def _flat_image(colour: tuple[int, int, int], size: tuple[int, int] = (90, 70)) 
     return Image.new("RGB", size, colour)
 
 
-@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", None])
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", None, "none"])
 @pytest.mark.parametrize("size", [32, 57])
 def test_train_transform_shape_and_dtype(augment: str | None, size: int) -> None:
     image = ProceduralShapes(1, render_size=96)[0][0]

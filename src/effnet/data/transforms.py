@@ -77,8 +77,10 @@ def train_transform(
     """Training preprocessing: Inception crop, flip, RandAugment/AutoAugment, normalize, random erasing."""
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if augment == "none":  # the spelling a command line or YAML file gives
+        augment = None
     if augment is not None and augment not in _AUGMENTS:
-        raise ValueError(f"augment must be one of {_AUGMENTS} or None, got {augment!r}")
+        raise ValueError(f"augment must be one of {_AUGMENTS}, 'none' or None, got {augment!r}")
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max <= 1, got {scale}")
     mode = _interpolation(interpolation)
