@@ -2,9 +2,11 @@
 
 Every candidate trains B0 (1000 classes) at 128 px, batch 32, 2 threads, with the same optimizer (effnet's
 RMSProp-TF, weight decay off BN/bias) and loss (cross-entropy, label smoothing 0.1) on a fixed random batch, so
-only the model and its execution options differ. Each candidate runs in a fresh process so that its peak
-resident memory is its own; memory = peak RSS during training minus RSS just before the first step
-(activations + gradients + optimizer state). Rounds alternate the candidates to spread machine noise.
+only the model and its execution options differ.
+
+Memory: each candidate alone in a fresh process; peak RSS over its training steps minus RSS just before the
+first step (activations + gradients + optimizer state). Speed: all candidates in one process, in interleaved
+rounds (each candidate's steps in turn), so that background load hits them alike; the median round counts.
 
     python benchmarks/train_throughput.py                 # eager, fast and memory options + anchors
     python benchmarks/train_throughput.py --compile       # also effnet with torch.compile (slow to build)
@@ -62,92 +64,117 @@ def _build(implementation: str, options: dict):
     return model
 
 
-def worker(name: str, implementation: str, options: dict, steps: int, warmup: int, size: int, batch: int) -> dict:
-    """Train `steps` timed steps in this process; returns images/s and memory."""
-    import contextlib
+class _Trainee:
+    """One candidate's model, optimizer and fixed batch, ready to take training steps."""
+
+    def __init__(self, implementation: str, options: dict, size: int, batch: int) -> None:
+        import contextlib
+
+        import torch
+
+        from effnet.train.optim import build_optimizer
+
+        torch.manual_seed(0)
+        model = _build(implementation, options).train()
+        self.memory_format = torch.channels_last if options.get("channels_last") else torch.contiguous_format
+        self.model = model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(model, "rmsprop_tf", 0.016 * batch / 256, weight_decay=1e-5)
+        self.images = torch.randn(batch, 3, size, size).contiguous(memory_format=self.memory_format)
+        self.targets = torch.randint(0, 1000, (batch,))
+        self.step_model = torch.compile(model) if options.get("compile") else model
+        self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if options.get("amp") == "bf16" \
+            else contextlib.nullcontext
+
+    def step(self) -> None:
+        import torch.nn.functional as F
+
+        with self.autocast():
+            logits = self.step_model(self.images)
+        loss = F.cross_entropy(logits.float(), self.targets, label_smoothing=0.1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def memory_worker(name: str, candidates: dict, steps: int, size: int, batch: int) -> dict:
+    """Peak RSS growth over a few training steps of one candidate, alone in this process."""
     import resource
 
     import torch
-    import torch.nn.functional as F
-
-    from effnet.train.optim import build_optimizer
 
     torch.set_num_threads(2)
-    torch.manual_seed(0)
-    model = _build(implementation, options)
-    model.train()
-    memory_format = torch.channels_last if options.get("channels_last") else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(model, "rmsprop_tf", 0.016 * batch / 256, weight_decay=1e-5)
-    images = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
-    targets = torch.randint(0, 1000, (batch,))
-    step_model = torch.compile(model) if options.get("compile") else model
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if options.get("amp") == "bf16"
-                else contextlib.nullcontext())
-
-    def step() -> None:
-        with autocast:
-            logits = step_model(images)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    trainee = _Trainee(*candidates[name], size, batch)
     before = _rss_bytes()
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
     for _ in range(steps):
-        step()
-    elapsed = time.perf_counter() - start
+        trainee.step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"name": name, "img_per_s": batch * steps / elapsed, "memory_mb": (peak - before) / 2**20,
-            "step_s": elapsed / steps}
+    return {"name": name, "memory_mb": (peak - before) / 2**20}
+
+
+def speed_worker(names: list[str], candidates: dict, steps: int, warmup: int, rounds: int, size: int,
+                 batch: int) -> dict:
+    """Images/s of every candidate in one process, rounds interleaved so that load hits all alike."""
+    import torch
+
+    torch.set_num_threads(2)
+    trainees = {name: _Trainee(*candidates[name], size, batch) for name in names}
+    for trainee in trainees.values():
+        for _ in range(warmup):
+            trainee.step()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        for name, trainee in trainees.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainee.step()
+            times[name].append((time.perf_counter() - start) / steps)
+            print(f"round {round_index + 1}: {name:44s} {batch / times[name][-1]:6.1f} img/s", file=sys.stderr)
+    # The median step time over rounds: robust to a round hit by a burst of other load.
+    return {name: batch / sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per round")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per candidate per round")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best round counts")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to build)")
     parser.add_argument("--only", nargs="*", help="candidate names to run")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("memory", "speed"), help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     candidates = {**CANDIDATES, **(COMPILED if args.compile else {})}
-    if args.worker:
-        implementation, options = candidates[args.worker]
-        print(json.dumps(worker(args.worker, implementation, options, args.steps, args.warmup, args.size,
-                                args.batch)))
-        return
     names = args.only or list(candidates)
+    if args.worker == "memory":
+        print(json.dumps(memory_worker(args.name, candidates, args.steps, args.size, args.batch)))
+        return
+    if args.worker == "speed":
+        print(json.dumps(speed_worker(names, candidates, args.steps, args.warmup, args.rounds, args.size,
+                                      args.batch)))
+        return
+    common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--size", str(args.size), "--batch",
+              str(args.batch), "--rounds", str(args.rounds)] + (["--compile"] if args.compile else [])
     best: dict[str, dict] = {}
-    for round_index in range(args.rounds):
-        for name in names:
-            command = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--warmup",
-                       str(args.warmup), "--size", str(args.size), "--batch", str(args.batch)]
-            if args.compile:
-                command.append("--compile")
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
-            print(f"round {round_index + 1}: {name:44s} {result['img_per_s']:6.1f} img/s "
-                  f"{result['memory_mb']:7.0f} MB", file=sys.stderr)
-            previous = best.get(name)
-            # Throughput: the best round (least disturbed by other load); memory: the smallest reading.
-            if previous is None or result["img_per_s"] > previous["img_per_s"]:
-                best[name] = {**result, "memory_mb": min(result["memory_mb"], (previous or result)["memory_mb"])}
-            else:
-                previous["memory_mb"] = min(previous["memory_mb"], result["memory_mb"])
+    for name in names:
+        out = subprocess.run([sys.executable, __file__, "--worker", "memory", "--name", name, *common],
+                             check=True, capture_output=True, text=True).stdout
+        best[name] = json.loads(out.strip().splitlines()[-1])
+        print(f"memory: {name:44s} {best[name]['memory_mb']:7.0f} MB", file=sys.stderr)
+    speed = subprocess.run([sys.executable, __file__, "--worker", "speed", "--only", *names, *common], check=True,
+                           stdout=subprocess.PIPE, text=True).stdout
+    for name, img_per_s in json.loads(speed.strip().splitlines()[-1]).items():
+        best[name]["img_per_s"] = img_per_s
     anchors = [best[name] for name in ("timm", "torchvision") if name in best]
     anchor_speed = max((row["img_per_s"] for row in anchors), default=None)
     anchor_memory = min((row["memory_mb"] for row in anchors), default=None)
     if args.json:
         print(json.dumps({"results": best, "anchor_img_per_s": anchor_speed, "anchor_memory_mb": anchor_memory}))
         return
-    print(f"B0 training, {args.size}px, batch {args.batch}, 2 threads, RMSProp-TF; best of {args.rounds} rounds")
+    print(f"B0 training, {args.size}px, batch {args.batch}, 2 threads, RMSProp-TF; median of {args.rounds} "
+          "interleaved rounds")
     print(f"{'candidate':44s} {'img/s':>7s} {'x best anchor':>13s} {'memory MB':>10s} {'x anchor mem':>12s}")
     for name, row in best.items():
         speed = f"{row['img_per_s'] / anchor_speed:.2f}x" if anchor_speed else "-"

@@ -131,9 +131,11 @@ def build_config(args: argparse.Namespace) -> Any:
     elif args.config is not None:
         values = read_yaml(args.config)
     recipe = args.recipe or (QUICKSTART_RECIPE if resume_dir is None and args.config is None else None)
-    if recipe:
-        values = {**values, **RECIPES[recipe]}
     data = dict(values.pop("data", {}) or {})
+    if recipe:
+        preset = dict(RECIPES[recipe])
+        data |= preset.pop("data", {})
+        values = {**values, **preset}
     data_flags = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
                   "val_fraction": args.val_fraction, "seed": args.data_seed}
     data |= {key: value for key, value in data_flags.items() if value is not None}

@@ -28,6 +28,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "width": 0.5, "depth": 0.5, "image_size": 64, "epochs": 3, "batch_size": 50, "optimizer": "adamw",
         "lr": 3e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5, "ema_decay": 0.0,
         "augment": None, "crop_scale": (0.5, 1.0), "eval_crop_pct": 1.0, "drop_path_rate": 0.0,
+        "bn_momentum": 0.1,  # BN statistics that settle within a few hundred steps
+        # With 12 classes the TF head init (uniform +-1/sqrt(12)) starts at a loss of ~3.5 > ln 12, and AdamW
+        # needs ~100 steps just to shrink it; zero logits start at ln 12.
+        "zero_init_classifier": True,
+        "data": {"num_train": 2000},
     },
 }
 
@@ -68,6 +73,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     dropout: float | None = None  # None = the model's own
     drop_path_rate: float | None = None  # None = the model's own
+    bn_momentum: float | None = None  # None = the model's own (TF's 0.01; short runs want ~0.1)
+    zero_init_classifier: bool = False  # start from zero logits (the TF init gives few-class heads large ones)
     ema_decay: float = 0.9999  # 0 turns the EMA off
     augment: str | None = "randaugment"  # randaugment | autoaugment | None
     randaugment_magnitude: int = 10
@@ -114,6 +121,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.amp in (None, *AMP_DTYPES), f"amp must be one of {AMP_DTYPES} or None, got {self.amp!r}"),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.bn_momentum is None or 0 < self.bn_momentum <= 1, "bn_momentum must be in (0, 1]"),
             (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}"),
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.freeze_epochs >= 0, f"freeze_epochs must be >= 0, got {self.freeze_epochs}"),

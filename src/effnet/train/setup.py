@@ -157,10 +157,14 @@ def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
 
 def _build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, log: Callable[[str], None]) -> nn.Module:
     model = create_model(spec, num_classes=num_classes)
+    replaced = True  # whether the classifier is fresh (not loaded)
     if cfg.weights:
         replaced = load_pretrained(model, cfg.weights)
         log(f"loaded weights from {cfg.weights}"
             + (f"; new classifier for {num_classes} classes" if replaced else ""))
+    if cfg.zero_init_classifier and replaced and isinstance(model.classifier, nn.Linear):
+        nn.init.zeros_(model.classifier.weight)
+        nn.init.zeros_(model.classifier.bias)
     if cfg.memory_efficient_act:
         from effnet.layers.activations import use_memory_efficient_activations
 
@@ -206,7 +210,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     spec = spec if spec is not None else resolve_spec(cfg.model)
     if cfg.width != 1.0 or cfg.depth != 1.0:
         spec = scale(spec, width=cfg.width, depth=cfg.depth)
-    overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate}
+    overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate, "norm_momentum": cfg.bn_momentum}
     spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
