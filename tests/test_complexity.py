@@ -51,3 +51,9 @@ def test_scale_command_rejects_bad_coefficients(capsys):
     assert "beta=0.8 < 1" in capsys.readouterr().err
     assert main(["profile", "efficientnet_b9"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+def test_profile_keeps_the_name_of_each_spec():
+    b0 = effnet.get_spec("efficientnet_b0")
+    renamed = profile(b0.replace(name="my_b0"))
+    assert renamed.name == "my_b0" and renamed.macs == profile(b0).macs

@@ -102,3 +102,10 @@ def test_published_table_is_not_the_formula():
     formula = effnet.compound_scale(B0, 1.0)
     assert formula.resolution != PUBLISHED["b1"].resolution
     assert effnet.get_spec("efficientnet_b1").width_mult == 1.0
+
+
+def test_resolution_divisor_keeps_small_proxies_apart():
+    proxy = B0.replace(resolution=64)
+    assert effnet.scale(proxy, resolution=1.05).resolution == effnet.scale(proxy, resolution=1.0).resolution == 64
+    assert effnet.scale(proxy, resolution=1.05, resolution_divisor=1).resolution == 67
+    assert effnet.compound_scale(proxy, 1, resolution_divisor=1).resolution == 74  # 64 * 1.15 = 73.6

@@ -8,7 +8,8 @@ like the paper, that covers convolutions and linear layers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -77,11 +78,18 @@ def _measure(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
 def profile(model: NetSpec | EfficientNet, resolution: int | None = None, num_classes: int = 1000) -> Complexity:
     """Count params and multiply-adds per part of a spec (or model) at `resolution` (default: native)."""
     spec = model.spec if isinstance(model, EfficientNet) else model
+    if isinstance(model, EfficientNet):
+        num_classes = model.num_classes
     resolution = resolution or spec.resolution
     if resolution < 32:
         raise ValueError(f"resolution must be at least 32 (the output stride), got {resolution}")
-    if isinstance(model, EfficientNet):
-        num_classes = model.num_classes
+    # Only the architecture decides the cost: searches that revisit a network under another name hit the cache.
+    architecture = spec.replace(name="", width_mult=1.0, depth_mult=1.0, resolution=resolution, train_resolution=None)
+    return replace(_profile(architecture, resolution, num_classes), name=spec.name)
+
+
+@lru_cache(maxsize=4096)
+def _profile(spec: NetSpec, resolution: int, num_classes: int) -> Complexity:
     with torch.device("meta"):
         net = EfficientNet(spec, num_classes=num_classes).eval()
         x = torch.empty(1, spec.in_channels, resolution, resolution)

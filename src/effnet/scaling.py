@@ -42,7 +42,9 @@ def round_repeats(num_layers: int, depth: float, rounding: str = "ceil") -> int:
 
 def round_resolution(resolution: float, divisor: int = 8) -> int:
     """Nearest multiple of `divisor` pixels (at least 32, the networks' output stride)."""
-    return max(32, int(round(resolution / divisor)) * divisor)
+    if divisor < 1:
+        raise ValueError(f"resolution divisor must be a positive number of pixels, got {divisor}")
+    return max(32, int(math.floor(resolution / divisor + 0.5)) * divisor)
 
 
 def _check_multiplier(name: str, value: float) -> None:
@@ -58,8 +60,13 @@ def scale(
     resolution: float = 1.0,
     name: str | None = None,
     depth_rounding: str = "ceil",
+    resolution_divisor: int = 8,
 ) -> NetSpec:
-    """Scale `base` by explicit multipliers (single-dimension scaling when only one differs from 1)."""
+    """Scale `base` by explicit multipliers (single-dimension scaling when only one differs from 1).
+
+    Resolutions round to multiples of `resolution_divisor` pixels; use 1 for small proxies, where a multiple of 8
+    would map nearby multipliers (64 px x 1.05 and x 1.10) to the same size.
+    """
     for label, value in (("width", width), ("depth", depth), ("resolution", resolution)):
         _check_multiplier(label, value)
     rules = base.rules
@@ -86,10 +93,10 @@ def scale(
         stages=stages,
         stem_channels=channels(base.stem_channels) if rules.scale_stem else base.stem_channels,
         head_channels=head,
-        resolution=round_resolution(base.resolution * resolution),
+        resolution=round_resolution(base.resolution * resolution, resolution_divisor),
         train_resolution=None
         if base.train_resolution is None
-        else round_resolution(base.train_resolution * resolution),
+        else round_resolution(base.train_resolution * resolution, resolution_divisor),
         width_mult=base.width_mult * width,
         depth_mult=base.depth_mult * depth,
     )
@@ -133,6 +140,7 @@ def compound_scale(
     allow_any_ratio: bool = False,
     name: str | None = None,
     depth_rounding: str = "ceil",
+    resolution_divisor: int = 8,
 ) -> NetSpec:
     """The paper's formula for any real phi (fractional, or negative for smaller-than-base networks)."""
     if not isinstance(phi, (int, float)) or not math.isfinite(phi):
@@ -145,6 +153,7 @@ def compound_scale(
         resolution=gamma**phi,
         name=name or f"{base.name}-phi{phi:g}",
         depth_rounding=depth_rounding,
+        resolution_divisor=resolution_divisor,
     )
 
 
