@@ -24,16 +24,27 @@ def _count(spec: NetSpec, resolution: int, num_classes: int) -> int:
     return counter.get_total_flops() // 2
 
 
+def _architecture(spec: NetSpec, resolution: int) -> NetSpec:
+    # The cache key keeps only what shapes the network: bisection steps that round to the same network (same
+    # channels, repeats and pixels) but carry different names or multipliers are counted once.
+    return spec.replace(name="", width_mult=1.0, depth_mult=1.0, resolution=resolution, train_resolution=None)
+
+
 def count_macs(spec: NetSpec, resolution: int | None = None, *, num_classes: int = 1000) -> int:
     """Multiply-adds (conv + linear) of one image at `resolution` (default: the spec's native resolution)."""
     resolution = spec.resolution if resolution is None else int(resolution)
     if resolution < 32:
         raise ValueError(f"resolution must be at least 32 pixels (the output stride), got {resolution}")
-    return _count(spec, resolution, num_classes)
+    return _count(_architecture(spec, resolution), resolution, num_classes)
 
 
 def count_params(spec: NetSpec, *, num_classes: int = 1000) -> int:
     """Number of parameters of the model built from `spec`."""
+    return _params(_architecture(spec, spec.resolution), num_classes)
+
+
+@lru_cache(maxsize=4096)
+def _params(spec: NetSpec, num_classes: int) -> int:
     with torch.device("meta"):
         model = EfficientNet(spec, num_classes=num_classes)
     return sum(p.numel() for p in model.parameters())
