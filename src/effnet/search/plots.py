@@ -27,12 +27,13 @@ def plot_search(rows: Sequence[SearchRow], base: SearchRow | None, path: str | P
     """Bars of validation accuracy per candidate, best first; the chosen one in red, the base as a line."""
     path = Path(path)
     ok = [row for row in rows if row.status == "ok" and row.val_acc is not None]
+    accuracy = {row.trial_id: 100 * (row.val_acc or 0.0) for row in ok}
     fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(ok) + 1.5), 3.4), dpi=100)
     labels = [f"{r.alpha:g}/{r.beta:g}/{r.gamma:g}" for r in ok]
     colors = ["tab:red" if index == 0 else "tab:gray" for index in range(len(ok))]
-    ax.bar(range(len(ok)), [100 * r.val_acc for r in ok], color=colors)
+    ax.bar(range(len(ok)), [accuracy[r.trial_id] for r in ok], color=colors)
     for index, row in enumerate(ok):
-        ax.text(index, 100 * row.val_acc, f"{row.macs_ratio:.1f}x", ha="center", va="bottom", fontsize=6)
+        ax.text(index, accuracy[row.trial_id], f"{row.macs_ratio:.1f}x", ha="center", va="bottom", fontsize=6)
     if base is not None and base.val_acc is not None:
         ax.axhline(100 * base.val_acc, color="black", linestyle="--", linewidth=1,
                    label=f"base (phi=0): {100 * base.val_acc:.1f}%")
@@ -41,8 +42,8 @@ def plot_search(rows: Sequence[SearchRow], base: SearchRow | None, path: str | P
     ax.set_xlabel("alpha / beta / gamma (red: chosen; label above bar: measured multiply-adds vs base)", fontsize=7)
     ax.set_ylabel("val top-1 (%)")
     if ok:
-        low = min(100 * r.val_acc for r in ok + ([base] if base and base.val_acc is not None else []))
-        ax.set_ylim(max(0.0, low - 10), min(100.0, 100 * ok[0].val_acc + 6))
+        low = min([*accuracy.values()] + ([100 * base.val_acc] if base and base.val_acc is not None else []))
+        ax.set_ylim(max(0.0, low - 10), min(100.0, accuracy[ok[0].trial_id] + 6))
     ax.set_title(title or "compound scaling search", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,12 +56,14 @@ def plot_study(rows: Sequence[StudyRow], path: str | Path, *, title: str = "") -
     """Accuracy vs multiply-adds, one line per scaling method, all starting from the base (paper Fig. 8)."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)
-    base = [r for r in rows if r.method == "base" and r.val_acc is not None]
+    def points_of(method: str) -> list[tuple[int, float]]:
+        return sorted((r.macs, r.val_acc) for r in rows if r.method == method and r.val_acc is not None)
+
     for method, (color, marker) in METHOD_STYLE.items():
-        points = sorted((r.macs, r.val_acc) for r in rows if r.method == method and r.val_acc is not None)
+        points = points_of(method)
         if not points:
             continue
-        points = [(b.macs, b.val_acc) for b in base] + points
+        points = points_of("base") + points
         ax.plot([m / 1e6 for m, _ in points], [100 * a for _, a in points], color=color, marker=marker,
                 label=method)
     ax.set_xscale("log", base=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import random
 import sys
@@ -149,13 +150,14 @@ def _run_on_ray(
     started_here = not ray.is_initialized()
     if started_here:
         if config.address:
-            ray.init(address=config.address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=config.workers * threads, include_dashboard=False, logging_level="WARNING",
+            ray.init(num_cpus=config.workers * threads, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
     remote = ray.remote(num_cpus=threads, max_retries=0)(execute_trial)
     try:
-        queue, running = list(tasks), {}
+        queue: list[TrialTask] = list(tasks)
+        running: dict[Any, TrialTask] = {}
         while queue or running:
             # At most `workers` trials in flight, so results (and the journal) advance steadily.
             while queue and len(running) < config.workers:
