@@ -78,7 +78,7 @@ def test_empty_or_huge_grids_are_value_errors():
 def test_candidate_spec_scales_the_base_at_phi_one():
     base = proxy_spec()
     spec = candidate_spec(base, Candidate(1.2, 1.1, 1.15))
-    assert spec.resolution == round(64 * 1.15)  # to the pixel: 74, not 72
+    assert spec.resolution == round(48 * 1.15)  # to the pixel: 55, not 56
     assert spec.width_mult == pytest.approx(base.width_mult * 1.1)
     assert spec.depth_mult == pytest.approx(base.depth_mult * 1.2)
     assert count_macs(spec, num_classes=12) > count_macs(base, num_classes=12)

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--base", default="proxy",
-                        help="base network: 'proxy' (B0 at half width/depth, 64 px: fits 2 CPU cores), a registry "
+                        help="base network: 'proxy' (B0 at half width/depth, 48 px: fits 2 CPU cores), a registry "
                              "name (efficientnet_b0, resnet50, mobilenetv2, ...) or a spec file")
     parser.add_argument("--base-resolution", type=int, help="train the base at this resolution instead of its own")
     parser.add_argument("--depth-rounding", choices=DEPTH_ROUNDING, default="round",
@@ -62,9 +62,9 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     budget.add_argument("--data", choices=DATASET_NAMES, help="dataset (default: the built-in shapes)")
     budget.add_argument("--data-root", help="folder / CIFAR location")
     budget.add_argument("--num-train", type=int, help="shapes: training images (default 2000)")
-    budget.add_argument("--num-val", type=int, help="shapes: validation images (default 600)")
-    budget.add_argument("--epochs", type=int, help="epochs per trial (default 6)")
-    budget.add_argument("--batch-size", type=int, help="batch size (default 50)")
+    budget.add_argument("--num-val", type=int, help="shapes: validation images (default 400)")
+    budget.add_argument("--epochs", type=int, help="epochs per trial (default 5)")
+    budget.add_argument("--batch-size", type=int, help="batch size (default 32)")
     budget.add_argument("--lr", type=float, help="peak learning rate")
     budget.add_argument("--seed", type=int, help="seed of every trial (default 0)")
     run = parser.add_argument_group("execution")
