@@ -79,27 +79,27 @@ def split_samples(
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """Deterministic per-class split: files ordered by a hash of (seed, relative path), the first ones go to val.
 
-    Hashing paths (not shuffling positions) keeps a file on the same side when other files are added.
+    Hashing paths rather than shuffling positions makes the split independent of how the file system lists
+    files, and the same on every machine.
     """
 
     def key(sample: tuple[str, int]) -> str:
         relative = os.path.relpath(sample[0], root).replace(os.sep, "/")
         return hashlib.sha256(f"{seed}:{relative}".encode()).hexdigest()
 
-    train: list[tuple[str, int]] = []
-    val: list[tuple[str, int]] = []
-    labels = sorted({label for _, label in samples})
-    for label in labels:
-        members = sorted((s for s in samples if s[1] == label), key=key)
+    by_label: dict[int, list[tuple[str, int]]] = {}
+    for sample in samples:
+        by_label.setdefault(sample[1], []).append(sample)
+    val_paths: set[str] = set()
+    for members in by_label.values():
         num_val = int(round(len(members) * val_fraction))
         if len(members) >= 2:
             num_val = min(max(num_val, 1), len(members) - 1)  # both sides keep every class
         else:
             num_val = 0
-        val_set = {s[0] for s in members[:num_val]}
-        train += [s for s in samples if s[1] == label and s[0] not in val_set]
-        val += [s for s in samples if s[1] == label and s[0] in val_set]
-    return train, val
+        val_paths.update(path for path, _ in sorted(members, key=key)[:num_val])
+    # Both lists keep the scan order (class by class, files sorted).
+    return [s for s in samples if s[0] not in val_paths], [s for s in samples if s[0] in val_paths]
 
 
 class ImageFolderDataset(Dataset):
