@@ -20,8 +20,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """Decode an image file fully and return it as RGB (alpha composited on white, 16-bit grey rescaled)."""
-    with Image.open(path) as image:
-        image.load()
+    with Image.open(path) as opened:
+        opened.load()
+        image: Image.Image = opened
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             # 16-bit / float greyscale: PIL's own conversion clips at 255, so rescale to 8 bits explicitly.
             array = np.asarray(image, dtype=np.float32)

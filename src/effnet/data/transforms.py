@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms import v2  # type: ignore[import-untyped]
+from torchvision.transforms.v2 import InterpolationMode  # type: ignore[import-untyped]
 
 from effnet.zoo import IMAGENET_MEAN, IMAGENET_STD
 
@@ -24,7 +24,7 @@ def _interpolation(name: str) -> InterpolationMode:
     return _INTERPOLATIONS[name]
 
 
-def _linear(top: float) -> object:
+def _linear(top: float) -> Callable[[int, int, int], torch.Tensor]:
     """Magnitude table whose bin i is the TF reference's level i: top * i / 10, extrapolated past 10."""
     return lambda num_bins, height, width: torch.arange(num_bins, dtype=torch.float32) * (top / 10.0)
 
@@ -54,7 +54,7 @@ class PaperRandAugment(v2.RandAugment):
         "Equalize": (lambda num_bins, height, width: None, False),
     }
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 10, interpolation: InterpolationMode = "nearest"):
+    def __init__(self, num_ops: int = 2, magnitude: int = 10, interpolation: InterpolationMode | str = "nearest"):
         if magnitude < 0:
             raise ValueError(f"RandAugment magnitude must be >= 0, got {magnitude}")
         # One bin per integer level from 0 to the magnitude asked for (and at least the reference's 10).
