@@ -1,14 +1,13 @@
-"""The built-in procedural image dataset: objects patterned at two scales, a coarse pattern and a fine texture.
+"""The built-in procedural image dataset: objects filled with a coarse pattern whose bands hold a fine texture.
 
 Every image is rendered on the fly from (seed, split, index), so there are no files and any render size works.
 A class is a pair (coarse pattern, fine texture): 4 x 3 = 12 classes. The coarse pattern (stripes, checker,
-dots or rings, periods of 12-26% of the image width) switches the object between two lightness levels and stays
-visible at 32 px. The fine texture (stripes, checker or dots, periods of 2.5-8.5% of the width) covers half of
-the object's area in a lighter and half in a darker shade, so as the image is shrunk every fine texture fades to
-the same flat tone: at 32 px mostly the coarse pattern is left, and telling the textures apart needs resolution
-(64-96 px) and capacity. Both patterns scale together, so random crops keep the class. The object's outline
-(circle, square, triangle or cross), position, size, rotations, muted hue, background gradient, clutter and
-pixel noise are nuisances.
+dots or rings, periods of 12-26% of the image width) stays visible at 32 px. Its bands are filled with a fine
+texture (stripes, checker or dots, periods of 2.5-8.5% of the width) that covers half of its area, so as the
+image is shrunk every fine texture fades to the same flat colour: at 32 px mostly the coarse pattern is left,
+and telling the textures apart needs resolution (64-96 px) and capacity.
+Both patterns scale together, so random crops keep the class. The object's outline (circle, square, triangle
+or cross), position, size, rotations, colours, background gradient, clutter and pixel noise are nuisances.
 """
 
 from __future__ import annotations
@@ -77,31 +76,28 @@ def _texture(texture: str, x: np.ndarray, y: np.ndarray, period: float, px: floa
     return np.clip(0.5 + s / px, 0.0, 1.0)
 
 
-def _hue(rng: np.random.Generator, saturation: float) -> np.ndarray:
-    """A random colour offset that leaves the lightness (channel mean) unchanged."""
-    hue = rng.uniform(-1.0, 1.0, size=3).astype(np.float32)
-    return (hue - hue.mean()) * rng.uniform(0.0, saturation)
-
-
-def _tinted(rng: np.random.Generator, lightness: float, saturation: float) -> np.ndarray:
+def _tinted(rng: np.random.Generator, lightness: float, saturation: float = 0.15) -> np.ndarray:
     """A random, muted hue at a given lightness. Patterns are drawn in lightness, as in natural images: with
     fully random colours a small net needs many times more steps before it learns colour-invariant features."""
-    return np.clip(lightness + _hue(rng, saturation), 0.0, 1.0)
+    hue = rng.uniform(-1.0, 1.0, size=3).astype(np.float32)
+    hue -= hue.mean()
+    return np.clip(lightness + rng.uniform(0.0, saturation) * hue, 0.0, 1.0)
 
 
-def _object_lightness(rng: np.random.Generator, behind: float) -> tuple[float, float, float]:
-    """(lightness of the coarse pattern's dark bands, of its light bands, the fine texture's +- amplitude).
-
-    Everything is drawn in lightness: the coarse pattern switches between two levels 0.3-0.4 apart (visible at
-    any resolution), the fine texture adds +-0.12-0.18 on top everywhere, and the object's mean level stays at
-    least 0.15 away from the background behind it.
-    """
-    for _ in range(50):
-        dark = rng.uniform(0.15, 0.5)
-        light = dark + rng.uniform(0.3, 0.4)
-        if abs((dark + light) / 2 - behind) > 0.15:
-            break
-    return dark, light, rng.uniform(0.12, 0.18)
+def _object_colours(rng: np.random.Generator, behind: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Colour of the plain bands and the two colours of the fine texture. The texture's two colours differ in
+    lightness (visible at full resolution) and their average, all that is left of them at low resolution,
+    differs in lightness from the plain bands, so the coarse pattern shows at 32 px."""
+    mix = rng.uniform(0.3, 0.7)
+    spread = rng.uniform(0.2, 0.3)
+    # The plain bands go to whichever side of the texture's average has room, away from the background.
+    side = 1.0 if float(behind.mean()) < 0.5 else -1.0
+    if rng.random() < 0.3:
+        side = -side
+    plain = float(np.clip(mix + side * rng.uniform(0.3, 0.45), 0.0, 1.0))
+    if abs(plain - mix) < 0.25:
+        plain = float(np.clip(mix - side * rng.uniform(0.3, 0.45), 0.0, 1.0))
+    return _tinted(rng, plain), _tinted(rng, mix - spread), _tinted(rng, mix + spread)
 
 
 def _rotated(rng: np.random.Generator, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,9 +138,9 @@ def render_sample(seed: int, split: str, index: int, size: int = 128) -> tuple[I
 
     region = image[y0:y1, x0:x1]
     behind = (region * alpha).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)
-    dark, light, amplitude = _object_lightness(rng, float(behind.mean()))
-    lightness = dark + (light - dark) * bands + amplitude * (2.0 * texture - 1.0)
-    fill = np.clip(lightness + _hue(rng, 0.15), 0.0, 1.0)
+    plain, fine_a, fine_b = _object_colours(rng, behind)
+    textured = fine_a * (1.0 - texture) + fine_b * texture
+    fill = plain * (1.0 - bands) + textured * bands
     image[y0:y1, x0:x1] = region * (1.0 - alpha) + fill * alpha
 
     noise = rng.uniform(0.0, 0.06)
