@@ -254,7 +254,7 @@ def test_progressive_learning_changes_size_and_dropout_per_stage(tmp_path):
     assert [row["mixup_alpha"] for row in rows] == [0.0, 0.2]
     assert [row["magnitude"] for row in rows] == [5, 15]  # Table 6 "S" range for a small model
     log = (result.run_dir / "train.log").read_text()
-    assert "progressive stage 1: epochs 1-1, image 32px" in log and "stage 2: epochs 2-2, image 48px" in log
+    assert "progressive stage 1: epoch 1, image 32px" in log and "stage 2: epoch 2, image 48px" in log
 
 
 def test_speed_and_memory_options_train(tmp_path):

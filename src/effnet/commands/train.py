@@ -16,7 +16,7 @@ from effnet.data import DATASET_NAMES, DataConfig
 from effnet.train.config import RECIPES
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
-# 64 px, 3 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
+# 64 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
 QUICKSTART_RECIPE = "quick"
 
 _HELP = {

@@ -49,8 +49,10 @@ class ProgressiveStage:
 
     def describe(self) -> str:
         """One log line."""
+        span = (f"epoch {self.end_epoch}" if self.end_epoch - self.first_epoch == 1
+                else f"epochs {self.first_epoch + 1}-{self.end_epoch}")
         return (
-            f"stage {self.index + 1}: epochs {self.first_epoch + 1}-{self.end_epoch}, image {self.image_size}px, "
+            f"stage {self.index + 1}: {span}, image {self.image_size}px, "
             f"RandAugment magnitude {self.magnitude}, mixup alpha {self.mixup_alpha:.3g}, dropout {self.dropout:.3g}"
         )
 

@@ -206,6 +206,8 @@ def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo) -> Path | None:
 def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info: DistInfo,
               progress: bool) -> RunSetup:
     """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
     spec = spec if spec is not None else resolve_spec(cfg.model)
     if cfg.width != 1.0 or cfg.depth != 1.0:
