@@ -23,12 +23,12 @@ from effnet.zoo import get_spec, list_models, resolve_spec
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `search` and `study`."""
     search = subparsers.add_parser("search", help="grid-search alpha, beta, gamma (compound scaling step 1)")
-    search.add_argument("--alpha", type=float, nargs=2, default=(1.0, 2.0), metavar=("LOW", "HIGH"),
-                        help="depth coefficient range (default 1 2)")
-    search.add_argument("--beta", type=float, nargs=2, default=(1.0, 1.5), metavar=("LOW", "HIGH"),
-                        help="width coefficient range (default 1 1.5)")
-    search.add_argument("--gamma", type=float, nargs=2, default=(1.0, 1.5), metavar=("LOW", "HIGH"),
-                        help="resolution coefficient range (default 1 1.5)")
+    search.add_argument("--alpha", type=float, nargs=2, default=(1.0, 1.5), metavar=("LOW", "HIGH"),
+                        help="depth coefficient range (default 1 1.5)")
+    search.add_argument("--beta", type=float, nargs=2, default=(1.0, 1.3), metavar=("LOW", "HIGH"),
+                        help="width coefficient range (default 1 1.3)")
+    search.add_argument("--gamma", type=float, nargs=2, default=(1.0, 1.3), metavar=("LOW", "HIGH"),
+                        help="resolution coefficient range (default 1 1.3)")
     search.add_argument("--step", type=float, default=0.1, help="grid step (default 0.1)")
     search.add_argument("--target", type=float, default=2.0,
                         help="multiply-add growth per unit phi, alpha*beta^2*gamma^2 (default 2, the paper's)")
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--base", default="proxy",
-                        help="base network: 'proxy' (B0 at half width/depth, 48 px: fits 2 CPU cores), a registry "
+                        help="base network: 'proxy' (B0 at half width/depth, 64 px: fits 2 CPU cores), a registry "
                              "name (efficientnet_b0, resnet50, mobilenetv2, ...) or a spec file")
     parser.add_argument("--base-resolution", type=int, help="train the base at this resolution instead of its own")
     parser.add_argument("--depth-rounding", choices=DEPTH_ROUNDING, default="round",
@@ -63,7 +63,7 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     budget.add_argument("--data-root", help="folder / CIFAR location")
     budget.add_argument("--num-train", type=int, help="shapes: training images (default 2000)")
     budget.add_argument("--num-val", type=int, help="shapes: validation images (default 400)")
-    budget.add_argument("--epochs", type=int, help="epochs per trial (default 5)")
+    budget.add_argument("--epochs", type=int, help="epochs per trial (default 4)")
     budget.add_argument("--batch-size", type=int, help="batch size (default 32)")
     budget.add_argument("--lr", type=float, help="peak learning rate")
     budget.add_argument("--seed", type=int, help="seed of every trial (default 0)")
