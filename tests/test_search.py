@@ -98,6 +98,10 @@ def test_journal_appends_survives_a_torn_line_and_checks_the_search(tmp_path):
     with pytest.raises(ValueError, match="different search"):
         Journal(path, "other")
     assert Journal(path, "other", restart=True).finished() == {}
+    # A journal whose header is missing (the file was deleted and recreated under a running search) is refused.
+    path.write_text('{"kind": "trial", "trial_id": "t1", "status": "ok"}\n')
+    with pytest.raises(ValueError, match="header"):
+        Journal(path, "abc")
 
 
 @pytest.mark.parametrize("target", [2.0, 4.0])

@@ -21,10 +21,15 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if restart and self.path.exists():
             self.path.unlink()
-        header = self._read_header()
-        if header is None:
+        entries = self._lines()
+        if not entries:
             self._append({"kind": "header", "fingerprint": fingerprint})
-        elif header.get("fingerprint") != fingerprint:
+        elif entries[0].get("kind") != "header":
+            raise ValueError(
+                f"{self.path} does not start with an effnet search header (written by something else, or "
+                "rewritten while a search was running); pass --restart to discard it or use another --out"
+            )
+        elif {e.get("fingerprint") for e in entries if e.get("kind") == "header"} != {fingerprint}:
             raise ValueError(
                 f"{self.path} belongs to a different search (other base, budget, data or seed); write to another "
                 "--out directory, or pass --restart to discard its finished trials"
@@ -42,10 +47,6 @@ class Journal:
             if isinstance(entry, dict):
                 entries.append(entry)
         return entries
-
-    def _read_header(self) -> dict[str, Any] | None:
-        entries = self._lines()
-        return entries[0] if entries and entries[0].get("kind") == "header" else None
 
     def _append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, sort_keys=True)
