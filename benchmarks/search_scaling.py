@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--backend", default="ray", choices=("ray", "sequential"))
     args = parser.parse_args()
 
-    # Four candidates: (1, 1.2, 1.2), (1.2, 1, 1.2), (1.2, 1.2, 1), (1.4, 1, 1.2) at 15% tolerance.
+    # Five candidates: (1, 1.2, 1.2), (1.2, 1, 1.2), (1.2, 1.2, 1), (1.4, 1, 1.2), (1.4, 1.2, 1) at 15% tolerance.
     grid = GridConfig(alpha=(1.0, 1.4), beta=(1.0, 1.2), gamma=(1.0, 1.2), step=0.2, tolerance=0.15)
     train = proxy_train_config(epochs=args.epochs, num_train=args.num_train, num_val=100, batch_size=20)
     base = proxy_spec(resolution=args.resolution)
