@@ -3,7 +3,7 @@
     python -m effnet.data.probe --sizes 32,64 --num-train 3000 --epochs 8
 
 Each image is rendered once at 128 px and shrunk (bicubic, antialiased) to each size, so the only thing that
-changes between rows is resolution. "coarse acc" counts a prediction right when its coarse pattern is right:
+changes between rows is resolution. "coarse acc" counts a prediction right when its outline (the coarse part) is right:
 it stays high at every size, while the full 12-way accuracy needs the fine textures, i.e. resolution.
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effnet.data.procedural import TEXTURES, render_sample
+from effnet.data.procedural import FILLS, render_sample
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> t
     with torch.no_grad():
         predicted = torch.cat([model(chunk).argmax(1) for chunk in images.split(256)])
     fine = (predicted == labels).float().mean().item()
-    coarse = (predicted // len(TEXTURES) == labels // len(TEXTURES)).float().mean().item()
+    coarse = (predicted // len(FILLS) == labels // len(FILLS)).float().mean().item()
     return fine, coarse
 
 
