@@ -8,16 +8,14 @@ input size) and a dynamic batch axis. The exported graph therefore has a fixed h
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from effnet.fileio import atomic_write
 from effnet.layers import ConvNormAct
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -51,19 +49,6 @@ def count_batchnorms(model: nn.Module) -> int:
     return sum(isinstance(module, nn.BatchNorm2d) for module in model.modules())
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def example_input(model: nn.Module, resolution: int | None = None, batch_size: int = 1) -> torch.Tensor:
     """A random (batch, 3, res, res) input; the resolution defaults to the model's preprocessing size."""
     if resolution is None:
@@ -91,7 +76,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset
                 dynamo=False,
             )
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(path, write)
 
 
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
@@ -106,7 +91,7 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice; TorchScript still loads everywhere
             torch.jit.save(scripted, tmp)
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(path, write)
 
 
 def onnx_session(path: str | Path, threads: int = 0):  # -> onnxruntime.InferenceSession

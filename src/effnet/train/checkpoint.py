@@ -6,12 +6,13 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from effnet.fileio import atomic_write
 
 CHECKPOINT_FORMAT = "effnet-train-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -19,18 +20,7 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 def atomic_save(obj: Any, path: Path) -> Path:
     """torch.save to a temp file in the same folder, fsync, then os.replace: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _atomic_copy(source: Path, target: Path) -> None:

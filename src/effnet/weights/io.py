@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from effnet.fileio import atomic_write
 from effnet.specs import NetSpec
 from effnet.weights.layouts import detect_layout, rename_to_effnet
 
@@ -97,18 +95,6 @@ def load_state_dict(
     return layout
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_weights(model: EfficientNet, path: str | Path) -> Path:
     """Write effnet's format: safetensors tensors + the spec (padding, BN eps, ...) as metadata, atomically."""
     path = Path(path)
@@ -116,7 +102,7 @@ def save_weights(model: EfficientNet, path: str | Path) -> Path:
         raise ValueError(f"effnet weight files end in .safetensors, got {path.name}")
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
     metadata = {"format": FORMAT_TAG, "spec": json.dumps(model.spec.to_dict()), "num_classes": str(model.num_classes)}
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
     return path
 
 
