@@ -8,18 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from effnet.data.folder import IMAGE_EXTENSIONS, load_rgb
+from effnet.data.transforms import normalize, preprocess_transform
 from effnet.net import EfficientNet
-from effnet.zoo import Preprocess
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-INTERPOLATIONS = {
-    "bicubic": TF.InterpolationMode.BICUBIC,
-    "bilinear": TF.InterpolationMode.BILINEAR,
-    "nearest": TF.InterpolationMode.NEAREST,
-}
+from effnet.preprocess import Preprocess
 
 
 @dataclass(frozen=True)
@@ -56,7 +50,7 @@ def collect_images(inputs: Sequence[str | Path], recursive: bool = True) -> list
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            paths += sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
             paths.append(path)
         elif any(char in str(item) for char in "*?["):
@@ -64,43 +58,23 @@ def collect_images(inputs: Sequence[str | Path], recursive: bool = True) -> list
         else:
             raise ValueError(f"{item} is not a file, a folder or a glob pattern that matches anything")
     if not paths:
-        raise ValueError(f"no images found in {', '.join(map(str, inputs))} (suffixes: {' '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"no images found in {', '.join(map(str, inputs))} (suffixes: {' '.join(IMAGE_EXTENSIONS)})")
     return list(dict.fromkeys(paths))  # drop duplicates, keep order
 
 
 def load_image(path: str | Path) -> Image.Image:
     """Open an image as RGB; decoding happens here so corrupt files fail now, not later in a batch."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
-def interpolation_mode(name: str) -> TF.InterpolationMode:
-    """torchvision's interpolation enum for a Preprocess.interpolation name."""
-    if name not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
-    return INTERPOLATIONS[name]
+    return load_rgb(path)
 
 
 def to_normalized_tensor(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
     """(3, H, W) float tensor scaled to [0, 1] then normalized with the preprocess mean/std."""
-    x = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)
-    return TF.normalize(x, list(preprocess.mean), list(preprocess.std))
+    return normalize(preprocess.mean, preprocess.std)(image)
 
 
 def preprocess_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
-    """Evaluation transform: resize the shorter side to resize_size and center crop input_size (or squash the
-    whole image to input_size when resize_mode is "squash"), then normalize."""
-    mode = interpolation_mode(preprocess.interpolation)
-    size = preprocess.input_size
-    # PIL resizing with antialiasing, as the reference evaluation pipelines do.
-    if preprocess.resize_mode == "squash":
-        image = TF.resize(image, [size, size], interpolation=mode, antialias=True)
-    elif preprocess.resize_mode == "crop":
-        image = TF.resize(image, [preprocess.resize_size], interpolation=mode, antialias=True)
-        image = TF.center_crop(image, [size, size])
-    else:
-        raise ValueError(f'resize_mode must be "crop" or "squash", got {preprocess.resize_mode!r}')
-    return to_normalized_tensor(image, preprocess)
+    """The model's eval preprocessing (resize + center crop, or squash), then normalize."""
+    return preprocess_transform(preprocess)(image)
 
 
 def _top_k(logits: torch.Tensor, k: int, class_names: Sequence[str] | None) -> list[tuple[ClassScore, ...]]:

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from effnet.data.transforms import interpolation_mode
 from effnet.net import EfficientNet
-from effnet.predict import interpolation_mode, to_normalized_tensor
+from effnet.predict import to_normalized_tensor
 from effnet.zoo import Preprocess
 
 CAM_METHODS = ("cam", "gradcam")

@@ -8,7 +8,7 @@ import torch
 from torchvision.transforms import v2  # type: ignore[import-untyped]
 from torchvision.transforms.v2 import InterpolationMode  # type: ignore[import-untyped]
 
-from effnet.zoo import IMAGENET_MEAN, IMAGENET_STD
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 _INTERPOLATIONS = {
     "bicubic": InterpolationMode.BICUBIC,
@@ -18,7 +18,8 @@ _INTERPOLATIONS = {
 _AUGMENTS = ("randaugment", "autoaugment")
 
 
-def _interpolation(name: str) -> InterpolationMode:
+def interpolation_mode(name: str) -> InterpolationMode:
+    """torchvision's interpolation enum for a name (bicubic, bilinear, nearest)."""
     if name not in _INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {name!r}")
     return _INTERPOLATIONS[name]
@@ -83,7 +84,7 @@ def train_transform(
         raise ValueError(f"augment must be one of {_AUGMENTS}, 'none' or None, got {augment!r}")
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max <= 1, got {scale}")
-    mode = _interpolation(interpolation)
+    mode = interpolation_mode(interpolation)
     steps: list[v2.Transform] = [
         v2.RandomResizedCrop(size, scale=scale, ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True)
     ]
@@ -115,7 +116,7 @@ def eval_transform(
     resize = int(round(size / crop_pct))
     return v2.Compose(
         [
-            v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),
+            v2.Resize(resize, interpolation=interpolation_mode(interpolation), antialias=True),
             v2.CenterCrop(size),
             *_to_normalized_tensor(mean, std),
         ]
@@ -128,3 +129,22 @@ def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[v
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
     ]
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """PIL image -> float tensor in [0, 1] -> normalized with mean/std."""
+    return v2.Compose(_to_normalized_tensor(mean, std))
+
+
+def preprocess_transform(preprocess: Preprocess) -> v2.Compose:
+    """A model's own eval preprocessing: `eval_transform`'s resize + center crop, or the whole image squashed to
+    input_size x input_size when the weights were evaluated that way (resize_mode "squash")."""
+    if preprocess.resize_mode == "crop":
+        return eval_transform(
+            preprocess.input_size, preprocess.crop_pct, preprocess.interpolation, preprocess.mean, preprocess.std
+        )
+    if preprocess.resize_mode == "squash":
+        size = preprocess.input_size
+        resize = v2.Resize([size, size], interpolation=interpolation_mode(preprocess.interpolation), antialias=True)
+        return v2.Compose([resize, *_to_normalized_tensor(preprocess.mean, preprocess.std)])
+    raise ValueError(f'resize_mode must be "crop" or "squash", got {preprocess.resize_mode!r}')
