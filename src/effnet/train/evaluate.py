@@ -65,7 +65,7 @@ def load_trained_model(path: str | Path, *, model: str | None = None, use_ema: b
     """
     from effnet.net import EfficientNet
     from effnet.train.checkpoint import CHECKPOINT_FORMAT
-    from effnet.zoo import Preprocess, create_model, default_preprocess
+    from effnet.zoo import Preprocess, create_model
 
     path = Path(path)
     if not path.is_file():
@@ -80,10 +80,8 @@ def load_trained_model(path: str | Path, *, model: str | None = None, use_ema: b
             weights = state["ema"]["module"] if use_ema and state.get("ema") else state["model"]
             net.load_state_dict(weights)
             saved = state.get("preprocess")
-            net.preprocess = (
-                Preprocess(**{**saved, "mean": tuple(saved["mean"]), "std": tuple(saved["std"])})
-                if saved else default_preprocess(spec)
-            )
+            if saved:  # otherwise the spec's default, which EfficientNet already set
+                net.preprocess = Preprocess(**{**saved, "mean": tuple(saved["mean"]), "std": tuple(saved["std"])})
             net.class_names = list(state.get("class_names") or [])
             return net
     if path.suffix == ".safetensors" and model is None:
