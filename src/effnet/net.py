@@ -14,6 +14,12 @@ from effnet.specs import NetSpec
 OUTPUT_STRIDE = 32
 
 
+def conv_init_std(conv: nn.Conv2d) -> float:
+    """The TF reference's init std for a conv kernel: sqrt(2 / (k_h * k_w * out_channels / groups))."""
+    kernel_h, kernel_w = conv.kernel_size
+    return (2.0 / (kernel_h * kernel_w * conv.out_channels // conv.groups)) ** 0.5
+
+
 class EfficientNet(nn.Module):
     """stem -> stages of blocks -> 1x1 head -> global pool -> dropout -> linear, built from a NetSpec."""
 
@@ -63,10 +69,12 @@ class EfficientNet(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _init_weights(self) -> None:
-        # The TF reference's initializers: fan-out normal for convs, uniform(1/sqrt(out)) for the classifier.
+        # The TF reference's initializers (efficientnet_model.conv_kernel_initializer / dense_kernel_initializer):
+        # convs normal(0, sqrt(2 / fan_out)) with fan_out = k*k*out/groups -- TF's depthwise kernel is
+        # [k, k, C, 1], so its fan_out is k*k, not PyTorch's k*k*C -- and the classifier uniform(+-1/sqrt(out)).
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.normal_(module.weight, 0.0, conv_init_std(module))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
