@@ -15,6 +15,7 @@ from effnet.train import (
     ModelEma,
     RMSpropTF,
     TrainConfig,
+    build_optimizer,
     default_range,
     param_groups,
     progressive_stages,
@@ -66,6 +67,24 @@ def test_weight_decay_skips_batchnorm_and_biases():
         assert (id(param) in no_decay_ids) == is_bn_or_bias, name
 
 
+@pytest.mark.parametrize(("name", "biases_decayed"), [("efficientnet_b0", True), ("efficientnetv2_b0", False)])
+def test_weight_decay_groups_follow_each_reference(name, biases_decayed):
+    # V1 (tensorflow/tpu main.py): L2 on every variable without 'batch_normalization' in its name, so the SE
+    # and classifier biases are decayed. V2 (automl hparams): weight_decay_exclude='.*(bias|gamma|beta).*'.
+    model = effnet.create_model(name, num_classes=10)
+    optimizer = build_optimizer(model, "rmsprop_tf", 0.01, weight_decay=1e-5)
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    biases = [(n, p) for n, p in model.named_parameters() if n.endswith(".bias") and ".bn." not in n]
+    assert any(n.startswith("classifier") for n, _ in biases) and any(".se." in n for n, _ in biases)
+    for param_name, param in model.named_parameters():
+        if ".bn." in param_name:
+            assert id(param) not in decayed, param_name
+        elif param_name.endswith(".bias"):
+            assert (id(param) in decayed) == biases_decayed, param_name
+        else:
+            assert id(param) in decayed, param_name
+
+
 def test_step_schedule_values():
     base = 0.016 * 512 / 256  # lr 0.016 per 256 images at batch 512
     schedule = LRSchedule(base, steps_per_epoch=100, total_steps=100 * 350, warmup_steps=500, kind="step")
@@ -100,14 +119,15 @@ def test_ema_follows_tf_decay_formula():
     with torch.no_grad():
         model[0].weight.add_(1.0)
         model[1].running_mean.fill_(2.0)
-    ema.update(model)  # n=0: decay 0.1
-    assert torch.allclose(ema.module[0].weight, 0.1 * start + 0.9 * (start + 1.0))
-    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 1.8))
+    # The TF reference reads the global step after the optimizer step: the first update uses n=1, decay 2/11.
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, 2 / 11 * start + 9 / 11 * (start + 1.0))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 2.0 * 9 / 11))
     with torch.no_grad():
         model[0].weight.add_(1.0)
     before = ema.module[0].weight.clone()
-    ema.update(model)  # n=1: decay 2/11
-    assert torch.allclose(ema.module[0].weight, 2 / 11 * before + 9 / 11 * model[0].weight)
+    ema.update(model)  # n=2: decay 3/12
+    assert torch.allclose(ema.module[0].weight, 3 / 12 * before + 9 / 12 * model[0].weight)
     assert not any(p.requires_grad for p in ema.module.parameters())
     restored = ModelEma(model, decay=0.5)
     restored.load_state_dict(ema.state_dict())

@@ -61,7 +61,7 @@ class TrainConfig:
     momentum: float = 0.9
     rmsprop_decay: float = 0.9
     rmsprop_eps: float = 1e-3
-    weight_decay: float = 1e-5  # not applied to BN parameters and biases
+    weight_decay: float = 1e-5  # never on BN; on biases as the reference (V1 yes, V2 no)
     schedule: str = "step"  # step (x decay_rate every decay_epochs) | cosine | constant
     warmup_epochs: float | None = None  # None = min(5, 10% of the epochs)
     decay_rate: float = 0.97

@@ -9,7 +9,11 @@ from torch import nn
 
 
 def tf_ema_decay(decay: float, num_updates: int) -> float:
-    """TF's ExponentialMovingAverage(num_updates=step): min(decay, (1 + n) / (10 + n))."""
+    """TF's ExponentialMovingAverage(num_updates=n): min(decay, (1 + n) / (10 + n)).
+
+    In the TF reference n is the global step read after the optimizer step that it averages (ema.apply runs
+    under a control dependency on train_op, which increments the step), so the first update uses n = 1.
+    """
     return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
 
 
@@ -27,7 +31,11 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Blend the current weights in: ema <- d*ema + (1-d)*w, d from TF's warm-up formula."""
+        """Blend the current weights in: ema <- d*ema + (1-d)*w, d from TF's warm-up formula.
+
+        Call once after each optimizer step; update k (k = 1, 2, ...) uses n = k like the TF reference.
+        """
+        self.num_updates += 1
         decay = tf_ema_decay(self.decay, self.num_updates)
         ema_state = self.module.state_dict()
         for name, value in model.state_dict().items():
@@ -36,7 +44,6 @@ class ModelEma:
                 ema_value.lerp_(value.detach().to(ema_value.dtype), 1.0 - decay)
             else:  # integer buffers (BN's num_batches_tracked) are copied
                 ema_value.copy_(value)
-        self.num_updates += 1
 
     def state_dict(self) -> dict:
         """Weights and update count, for checkpoints."""

@@ -1,4 +1,4 @@
-"""Optimizers: RMSProp in TensorFlow's form (the EfficientNet recipe), plus SGD and AdamW, with no decay on BN/bias."""
+"""Optimizers: RMSProp in TensorFlow's form (the EfficientNet recipe), plus SGD and AdamW; decay groups as the refs."""
 
 from __future__ import annotations
 
@@ -66,11 +66,31 @@ class RMSpropTF(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: conv/linear weights with decay; BN parameters and biases (1-d tensors) without it."""
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def reference_decays_biases(model: nn.Module) -> bool:
+    """Whether the model's reference recipe puts biases under weight decay.
+
+    The V1 reference (tensorflow/tpu efficientnet main.py) decays every trainable variable whose name lacks
+    'batch_normalization', so SE and classifier biases are decayed; EfficientNetV2's (google/automl
+    hparams `weight_decay_exclude='.*(bias|gamma|beta).*'`) excludes biases. V2 is recognised by its fused
+    blocks; models without a spec (not effnet's) keep biases out.
+    """
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return False
+    return not any(stage.block == "fused" for stage in spec.stages)
+
+
+def param_groups(model: nn.Module, weight_decay: float, *, decay_biases: bool = False) -> list[dict]:
+    """Two groups: weights (and biases when `decay_biases`) with decay; norm-layer parameters (and biases) without."""
+    norm_params = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS) for p in m.parameters(False)}
     decay, no_decay = [], []
     for _, param in model.named_parameters():
-        (no_decay if param.ndim <= 1 else decay).append(param)
+        is_norm = id(param) in norm_params
+        is_bias = param.ndim <= 1 and not is_norm
+        (no_decay if is_norm or (is_bias and not decay_biases) else decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -86,9 +106,13 @@ def build_optimizer(
     momentum: float = 0.9,
     rho: float = 0.9,
     eps: float = 1e-3,
+    decay_biases: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """The optimizer `name` (rmsprop_tf, sgd, adamw) over `model`, weight decay skipping BN and biases."""
-    groups = param_groups(model, weight_decay)
+    """The optimizer `name` (rmsprop_tf, sgd, adamw) over `model`; weight decay skips norm layers, and biases
+    unless `decay_biases` (None: as the model family's reference does, see `reference_decays_biases`)."""
+    if decay_biases is None:
+        decay_biases = reference_decays_biases(model)
+    groups = param_groups(model, weight_decay, decay_biases=decay_biases)
     if name == "rmsprop_tf":
         return RMSpropTF(groups, lr=lr, rho=rho, momentum=momentum, eps=eps)
     if name == "sgd":
