@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from effnet.features import FeatureInfo, select_levels, spec_feature_info
 from effnet.layers import BLOCKS, ConvNormAct, LayerConfig
 from effnet.preprocess import Preprocess, default_preprocess
 from effnet.specs import NetSpec
 
 OUTPUT_STRIDE = 32
+GLOBAL_POOLS = ("avg", "max", "avgmax", "")
+
+
+def _is_tracing(x: torch.Tensor) -> bool:
+    # Under fx / jit tracing and torch.compile / torch.export the shape checks below would be branches on
+    # symbolic values (a TraceError for fx); the traced graph is only ever run on inputs that passed eager use.
+    return (
+        isinstance(x, torch.fx.Proxy)
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+    )
+
+
+def check_input(x: torch.Tensor, spec: NetSpec) -> None:
+    """Friendly ValueErrors for inputs the network cannot take (skipped while tracing or compiling)."""
+    if _is_tracing(x):
+        return
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch of images shaped (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != spec.in_channels:
+        raise ValueError(
+            f"expected {spec.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+            "convert grayscale/RGBA images to RGB first, e.g. PIL's image.convert('RGB')"
+        )
+    if min(x.shape[-2:]) < OUTPUT_STRIDE:
+        raise ValueError(
+            f"input {x.shape[-2]}x{x.shape[-1]} is too small: the network downsamples by {OUTPUT_STRIDE}, so "
+            f"resize to at least {OUTPUT_STRIDE}x{OUTPUT_STRIDE} (native resolution: {spec.resolution})"
+        )
+
+
+def global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C) by average, max or their mean ("avgmax"); "" keeps the map."""
+    if pool_type == "avg":
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+    if pool_type == "max":
+        return F.adaptive_max_pool2d(x, 1).flatten(1)
+    if pool_type == "avgmax":
+        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1)).flatten(1)
+    return x
 
 
 def conv_init_std(conv: nn.Conv2d) -> float:
@@ -61,6 +105,7 @@ class EfficientNet(nn.Module):
         self.num_features = spec.num_features
         self.dropout = nn.Dropout(spec.dropout)
         self.classifier: nn.Module = nn.Identity()
+        self.global_pool = "avg"
         self.reset_classifier(num_classes)
         self.grad_checkpointing = False
         # Pretrained weight records replace this with the preprocessing their training used.
@@ -90,10 +135,24 @@ class EfficientNet(nn.Module):
         """Number of classifier outputs (0 when the classifier was removed)."""
         return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one for `num_classes` outputs (0 removes it)."""
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (nn.Identity when the classifier was removed), as timm."""
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier with a fresh one for `num_classes` outputs (0 removes it).
+
+        `global_pool` ("avg", "max", "avgmax", or "" for no pooling, only without a classifier) as in timm;
+        None keeps the current pooling.
+        """
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if global_pool is not None:
+            if global_pool not in GLOBAL_POOLS:
+                raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
+            if global_pool == "" and num_classes > 0:
+                raise ValueError("global_pool='' (no pooling) needs num_classes=0: a classifier needs pooled features")
+            self.global_pool = global_pool
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(self.classifier, nn.Linear):
             bound = 1.0 / num_classes**0.5
@@ -105,33 +164,11 @@ class EfficientNet(nn.Module):
         self.grad_checkpointing = enable
 
     @property
-    def feature_info(self) -> list[dict[str, int]]:
-        """Channels and stride of each map `feature_maps` returns (strides 2, 4, 8, 16, 32)."""
-        info, reduction = [], 2 * (2 if self.spec.stem_pool else 1)
-        for index, stage in enumerate(self.spec.stages):
-            reduction *= stage.stride
-            is_last_at_stride = index + 1 == len(self.spec.stages) or self.spec.stages[index + 1].stride > 1
-            if is_last_at_stride:
-                info.append({"stage": index, "channels": stage.out_channels, "reduction": reduction})
-        return info
+    def feature_info(self) -> FeatureInfo:
+        """timm-style levels (`num_chs`, `reduction`, `module`) of the maps `feature_maps` returns."""
+        return spec_feature_info(self.spec)
 
     # ---------------------------------------------------------------------------------------------- forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return
-        if x.ndim != 4:
-            raise ValueError(f"expected a batch of images shaped (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.spec.in_channels:
-            raise ValueError(
-                f"expected {self.spec.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                "convert grayscale/RGBA images to RGB first, e.g. PIL's image.convert('RGB')"
-            )
-        if min(x.shape[-2:]) < OUTPUT_STRIDE:
-            raise ValueError(
-                f"input {x.shape[-2]}x{x.shape[-1]} is too small: the network downsamples by {OUTPUT_STRIDE}, so "
-                f"resize to at least {OUTPUT_STRIDE}x{OUTPUT_STRIDE} (native resolution: {self.spec.resolution})"
-            )
-
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(stage, x, use_reentrant=False)
@@ -139,7 +176,7 @@ class EfficientNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv), before pooling."""
-        self._check_input(x)
+        check_input(x, self.spec)
         x = self.stem_pool(self.stem(x))
         for stage in self.stages:
             x = self._run_stage(stage, x)
@@ -147,7 +184,7 @@ class EfficientNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify a feature map (pre_logits: stop before the classifier)."""
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        x = global_pool(x, self.global_pool)
         return x if pre_logits else self.classifier(self.dropout(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,11 +192,49 @@ class EfficientNet(nn.Module):
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Multi-scale maps at strides 2, 4, 8, 16, 32 for detection / segmentation necks."""
-        self._check_input(x)
-        wanted = {entry["stage"] for entry in self.feature_info}
+        check_input(x, self.spec)
+        wanted = {entry["stage"] for entry in spec_feature_info(self.spec)}
         maps, x = [], self.stem_pool(self.stem(x))
         for index, stage in enumerate(self.stages):
             x = self._run_stage(stage, x)
             if index in wanted:
+                maps.append(x)
+        return maps
+
+
+class EfficientNetFeatures(nn.Module):
+    """Stem and stages of an EfficientNet, cut after the deepest wanted level; forward returns the feature maps.
+
+    Built by `create_model(name, features_only=True, out_indices=...)`. No head conv or classifier is kept, so
+    every parameter gets a gradient (DDP needs no `find_unused_parameters`), and the submodule names match the
+    full model's, so its state dict loads into this one with `strict=False`.
+    """
+
+    def __init__(self, model: EfficientNet, out_indices: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.spec: NetSpec = model.spec
+        self.feature_info = select_levels(model.feature_info, out_indices)
+        self.out_indices = tuple(out_indices) if out_indices is not None else tuple(range(len(model.feature_info)))
+        last = self.feature_info[-1]["stage"]
+        self.stem = model.stem
+        self.stem_pool = model.stem_pool
+        self.stages = nn.ModuleList(list(model.stages)[: last + 1])
+        self.preprocess = model.preprocess
+        self.grad_checkpointing = model.grad_checkpointing
+        self._wanted = frozenset(entry["stage"] for entry in self.feature_info)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's activations in the backward pass."""
+        self.grad_checkpointing = enable
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        check_input(x, self.spec)
+        maps, x = [], self.stem_pool(self.stem(x))
+        for index, stage in enumerate(self.stages):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+            if index in self._wanted:
                 maps.append(x)
         return maps

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from effnet.net import EfficientNet
+from effnet.net import EfficientNet, EfficientNetFeatures
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, default_preprocess
 from effnet.scaling import PUBLISHED, Coefficients, published_scale
 from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
@@ -92,13 +93,33 @@ def create_model(
     norm_eps: float | None = None,
     strict: bool = True,
     pretrained: bool = False,
-) -> EfficientNet:
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+) -> Any:  # EfficientNet, or EfficientNetFeatures with features_only=True
     """Build a model by name, spec file or NetSpec, optionally loading weights from a local file.
+
+    `features_only=True` returns a backbone (`EfficientNetFeatures`): its forward gives the feature maps of
+    levels `out_indices` (default all, strides 2, 4, 8, 16, 32), with no head conv or classifier.
 
     `padding="same"` and `norm_eps=1e-3` reproduce TensorFlow-trained weights; effnet's own weight files
     record both, so they reload as they were saved. `pretrained=True` loads the model's offline weight record
     (effnet.pretrained) with its padding, BN eps and preprocessing.
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices selects feature levels; pass features_only=True with it")
+    if features_only:
+        net = create_model(
+            model,
+            num_classes=num_classes,  # matches the weights; the classifier is dropped below
+            weights=weights,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            padding=padding,
+            norm_eps=norm_eps,
+            strict=strict,
+            pretrained=pretrained,
+        )
+        return EfficientNetFeatures(net, out_indices)
     if pretrained:
         if weights is not None or padding is not None or norm_eps is not None:
             raise ValueError("pretrained=True sets the weights, padding and norm_eps itself; drop those arguments")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +17,44 @@ def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) ->
     return total // 2, total - total // 2
 
 
+def _same_total(size: Any, kernel_size: int, stride: int, dilation: int) -> Any:
+    # (ceil(size / stride) - 1) * stride == size - 1 - (size - 1) % stride, so the total is
+    # span - 1 - (size - 1) % stride: only % and -, which work on ints, SymInts (torch.export with dynamic
+    # shapes) and the 0-d tensors torch.jit tracing gives for sizes (ONNX with dynamic height/width).
+    # It is never negative when span >= stride, which pad_same checks.
+    span = (kernel_size - 1) * dilation + 1
+    return span - 1 - (size - 1) % stride
+
+
+def pad_same(
+    x: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> torch.Tensor:
+    """Pad (N, C, H, W) as TensorFlow's "SAME" would, computed from the input size at run time."""
+    height, width = x.shape[-2], x.shape[-1]
+    vertical = _same_total(height, kernel_size[0], stride[0], dilation[0])
+    horizontal = _same_total(width, kernel_size[1], stride[1], dilation[1])
+    return F.pad(x, (horizontal // 2, horizontal - horizontal // 2, vertical // 2, vertical - vertical // 2))
+
+
+# A leaf for torch.fx: symbolic tracing (torchvision's create_feature_extractor) keeps the call instead of
+# tracing the size arithmetic, which fx proxies cannot run.
+torch.fx.wrap("pad_same")
+
+
 class Conv2dSame(nn.Conv2d):
-    """Conv2d with TF "SAME" padding computed from the input size at run time."""
+    """Conv2d with TF "SAME" padding computed from the input size at run time (any size, exportable)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spans = [(k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True)]
+        if any(1 < span < stride for span, stride in zip(spans, self.stride, strict=True)):
+            raise ValueError(f"TF 'SAME' padding needs kernel span >= stride or a 1x1 kernel, got {self}")
+        # A 1x1 kernel never pads ("SAME" drops the trailing pixels instead), so it skips the run-time padding.
+        self.needs_padding = any(span > 1 for span in spans)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        top, bottom = same_padding(int(height), self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = same_padding(int(width), self.kernel_size[1], self.stride[1], self.dilation[1])
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
+        if self.needs_padding:
+            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
