@@ -17,8 +17,8 @@ from effnet.data import (
     IMAGENET_STD,
     DataConfig,
     MixupCutmix,
-    PaperRandAugment,
     ProceduralShapes,
+    TorchvisionRandAugment,
     build_datasets,
     eval_transform,
     train_transform,
@@ -108,7 +108,7 @@ def _flat_image(colour: tuple[int, int, int], size: tuple[int, int] = (90, 70)) 
     return Image.new("RGB", size, colour)
 
 
-@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", None, "none"])
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", "randaugment_tv", "autoaugment_tv", None, "none"])
 @pytest.mark.parametrize("size", [32, 57])
 def test_train_transform_shape_and_dtype(augment: str | None, size: int) -> None:
     image = ProceduralShapes(1, render_size=96)[0][0]
@@ -126,7 +126,7 @@ def test_train_transform_normalizes_with_mean_and_std() -> None:
     assert torch.allclose(custom(_flat_image((255, 0, 255), (40, 40)))[:, 0, 0], torch.tensor([1.0, -1.0, 1.0]))
 
 
-@pytest.mark.parametrize("augment", ["randaugment", "autoaugment"])
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", "randaugment_tv"])
 def test_train_transform_pickles_for_workers(augment: str) -> None:
     transform = pickle.loads(pickle.dumps(train_transform(40, augment=augment, magnitude=20, re_prob=0.25)))
     assert transform(ProceduralShapes(1, render_size=64)[0][0]).shape == (3, 40, 40)
@@ -143,15 +143,16 @@ def test_random_erasing_changes_pixels() -> None:
     assert out[:, changed].std() > 0.3  # random per-pixel values, not a flat box
 
 
-def test_randaugment_uses_the_paper_magnitude_scale() -> None:
-    rotate = PaperRandAugment._AUGMENTATION_SPACE["Rotate"][0]
+def test_torchvision_randaugment_uses_the_paper_magnitude_scale() -> None:
+    rotate = TorchvisionRandAugment._AUGMENTATION_SPACE["Rotate"][0]
     assert float(rotate(11, 224, 224)[10]) == pytest.approx(30.0)  # M=10 = the reference's full 30 degrees
     assert float(rotate(26, 224, 224)[25]) == pytest.approx(75.0)  # V2's M=25 extrapolates linearly
-    posterize = PaperRandAugment._AUGMENTATION_SPACE["Posterize"][0](31, 8, 8)
+    posterize = TorchvisionRandAugment._AUGMENTATION_SPACE["Posterize"][0](31, 8, 8)
     assert int(posterize.min()) >= 1 and int(posterize[10]) == 4
     torch.manual_seed(0)
-    out = train_transform(48, magnitude=25)(ProceduralShapes(1)[0][0])  # stays valid above 10
-    assert out.shape == (3, 48, 48) and torch.isfinite(out).all()
+    for augment in ("randaugment", "randaugment_tv"):  # both stay valid above 10
+        out = train_transform(48, augment=augment, magnitude=25)(ProceduralShapes(1)[0][0])
+        assert out.shape == (3, 48, 48) and torch.isfinite(out).all()
 
 
 def test_transform_arguments_are_checked() -> None:

@@ -1,11 +1,18 @@
 """Datasets (built-in procedural shapes, image folders, CIFAR files), transform presets and mixup/cutmix."""
 
+from effnet.data.autoaugment import TFAutoAugment, TFRandAugment, reference_augment
 from effnet.data.cifar import ArrayImageDataset, load_cifar
 from effnet.data.config import DATASET_NAMES, DataConfig, DatasetPair, build_datasets
 from effnet.data.folder import ImageFolderDataset, load_rgb
 from effnet.data.mixup import MixupCutmix, smooth_one_hot
 from effnet.data.procedural import CLASS_NAMES, ProceduralShapes, render_sample
-from effnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PaperRandAugment, eval_transform, train_transform
+from effnet.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TorchvisionRandAugment,
+    eval_transform,
+    train_transform,
+)
 
 __all__ = [
     "ArrayImageDataset",
@@ -17,12 +24,15 @@ __all__ = [
     "IMAGENET_STD",
     "ImageFolderDataset",
     "MixupCutmix",
-    "PaperRandAugment",
     "ProceduralShapes",
+    "TFAutoAugment",
+    "TFRandAugment",
+    "TorchvisionRandAugment",
     "build_datasets",
     "eval_transform",
     "load_cifar",
     "load_rgb",
+    "reference_augment",
     "render_sample",
     "smooth_one_hot",
     "train_transform",

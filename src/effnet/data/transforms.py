@@ -8,6 +8,7 @@ import torch
 from torchvision.transforms import v2  # type: ignore[import-untyped]
 from torchvision.transforms.v2 import InterpolationMode  # type: ignore[import-untyped]
 
+from effnet.data.autoaugment import TFAutoAugment, TFRandAugment
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 _INTERPOLATIONS = {
@@ -15,7 +16,9 @@ _INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
     "nearest": InterpolationMode.NEAREST,
 }
-_AUGMENTS = ("randaugment", "autoaugment")
+# randaugment / autoaugment: the TF reference's RandAugment and policy_v0 (effnet.data.autoaugment);
+# the _tv names: torchvision's RandAugment (on the paper's magnitude scale) and its ImageNet AutoAugment policy.
+AUGMENTS = ("randaugment", "autoaugment", "randaugment_tv", "autoaugment_tv")
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
@@ -30,12 +33,13 @@ def _linear(top: float) -> Callable[[int, int, int], torch.Tensor]:
     return lambda num_bins, height, width: torch.arange(num_bins, dtype=torch.float32) * (top / 10.0)
 
 
-class PaperRandAugment(v2.RandAugment):
-    """RandAugment with the paper's magnitude scale: M=10 is the TF reference's full strength, and the larger
-    magnitudes of V2's progressive learning (15-25) extrapolate linearly instead of being out of range.
+class TorchvisionRandAugment(v2.RandAugment):
+    """torchvision's RandAugment (its 14 ops with Identity, strength increasing with magnitude, op-specific
+    fills) on the paper's magnitude scale: M=10 is full strength and V2's 15-25 extrapolate linearly.
 
-    torchvision's own table spreads full strength over 31 bins, so its magnitude 10 is a third of the paper's.
-    Photometric factors are kept in [0.05, 1.95] and posterize/solarize clamped so every level stays valid.
+    augment="randaugment_tv". torchvision's own table spreads full strength over 31 bins, so its magnitude 10 is a
+    third of the paper's. Photometric factors are kept in [0.05, 1.95] and posterize/solarize clamped so every
+    level stays valid. The reference's own RandAugment is `effnet.data.autoaugment.TFRandAugment`.
     """
 
     _AUGMENTATION_SPACE = {
@@ -71,17 +75,21 @@ def train_transform(
     scale: tuple[float, float] = (0.08, 1.0),
     hflip: float = 0.5,
     augment: str | None = "randaugment",
-    magnitude: int = 10,
+    magnitude: float = 10,
     num_ops: int = 2,
     re_prob: float = 0.0,
 ) -> v2.Compose:
-    """Training preprocessing: Inception crop, flip, RandAugment/AutoAugment, normalize, random erasing."""
+    """Training preprocessing: Inception crop, flip, RandAugment/AutoAugment, normalize, random erasing.
+
+    augment: "randaugment" (the TF reference's, `num_ops` ops at `magnitude`), "autoaugment" (its policy_v0),
+    "randaugment_tv" / "autoaugment_tv" (torchvision's), or None / "none".
+    """
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     if augment == "none":  # the spelling a command line or YAML file gives
         augment = None
-    if augment is not None and augment not in _AUGMENTS:
-        raise ValueError(f"augment must be one of {_AUGMENTS}, 'none' or None, got {augment!r}")
+    if augment is not None and augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, 'none' or None, got {augment!r}")
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max <= 1, got {scale}")
     mode = interpolation_mode(interpolation)
@@ -91,8 +99,12 @@ def train_transform(
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if augment == "randaugment" and num_ops > 0:
-        steps.append(PaperRandAugment(num_ops, magnitude, interpolation=mode))
+        steps.append(TFRandAugment(num_ops, magnitude))
     elif augment == "autoaugment":
+        steps.append(TFAutoAugment("v0"))
+    elif augment == "randaugment_tv" and num_ops > 0:
+        steps.append(TorchvisionRandAugment(num_ops, int(round(magnitude)), interpolation=mode))
+    elif augment == "autoaugment_tv":
         steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=mode))
     steps += _to_normalized_tensor(mean, std)
     if re_prob > 0:

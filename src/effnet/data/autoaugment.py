@@ -1,0 +1,327 @@
+"""RandAugment and AutoAugment `policy_v0` as the TF EfficientNet reference computes them.
+
+Reference: tensorflow/tpu models/official/efficientnet/autoaugment.py (google/automl efficientnetv2/autoaugment.py
+is the same code). Ops work on uint8 RGB pixels like the reference: grey fill 128, nearest-neighbour geometry,
+PIL-style enhancement blends that truncate, and the reference's level-to-argument mappings, including what its
+uint8 arithmetic does with them (see docs/augment.md for the table and the places where this matters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+MAX_LEVEL = 10.0  # the reference's _MAX_LEVEL: magnitudes are fractions of 10, and larger ones extrapolate
+FILL = (128, 128, 128)  # the reference's replace value for pixels that geometry ops leave empty, and for Cutout
+
+# distort_image_with_randaugment's `available_ops`, in its order (no Identity).
+RANDAUGMENT_OPS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color", "Contrast",
+    "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout", "SolarizeAdd",
+)  # fmt: skip
+# Ops whose argument the reference negates with probability 1/2 (_randomly_negate_tensor).
+SIGNED_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"})
+
+# policy_v0: 25 sub-policies of two (op, probability, level) steps; the one behind the published B0-B7
+# AutoAugment checkpoints and EfficientNetV2-B0..B3.
+POLICY_V0: tuple[tuple[tuple[str, float, int], ...], ...] = (
+    (("Equalize", 0.8, 1), ("ShearY", 0.8, 4)),
+    (("Color", 0.4, 9), ("Equalize", 0.6, 3)),
+    (("Color", 0.4, 1), ("Rotate", 0.6, 8)),
+    (("Solarize", 0.8, 3), ("Equalize", 0.4, 7)),
+    (("Solarize", 0.4, 2), ("Solarize", 0.6, 2)),
+    (("Color", 0.2, 0), ("Equalize", 0.8, 8)),
+    (("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)),
+    (("ShearX", 0.2, 9), ("Rotate", 0.6, 8)),
+    (("Color", 0.6, 1), ("Equalize", 1.0, 2)),
+    (("Invert", 0.4, 9), ("Rotate", 0.6, 0)),
+    (("Equalize", 1.0, 9), ("ShearY", 0.6, 3)),
+    (("Color", 0.4, 7), ("Equalize", 0.6, 0)),
+    (("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)),
+    (("Solarize", 0.6, 8), ("Color", 0.6, 9)),
+    (("Solarize", 0.2, 4), ("Rotate", 0.8, 9)),
+    (("Rotate", 1.0, 7), ("TranslateY", 0.8, 9)),
+    (("ShearX", 0.0, 0), ("Solarize", 0.8, 4)),
+    (("ShearY", 0.8, 0), ("Color", 0.6, 4)),
+    (("Color", 1.0, 0), ("Rotate", 0.6, 2)),
+    (("Equalize", 0.8, 4), ("Equalize", 0.0, 8)),
+    (("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)),
+    (("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)),
+    (("Posterize", 0.8, 2), ("Solarize", 0.6, 10)),
+    (("Solarize", 0.6, 8), ("Equalize", 0.6, 1)),
+    (("Color", 0.8, 6), ("Rotate", 0.4, 5)),
+)
+
+
+@dataclass(frozen=True)
+class PixelConstants:
+    """The pixel sizes at level 10: translation (pixels) and Cutout half-size (pixels)."""
+
+    translate: float
+    cutout: float
+
+
+RANDAUGMENT_CONSTANTS = PixelConstants(translate=100, cutout=40)  # distort_image_with_randaugment
+AUTOAUGMENT_CONSTANTS = PixelConstants(translate=250, cutout=100)  # distort_image_with_autoaugment
+
+
+def level_to_arg(name: str, level: float, constants: PixelConstants = RANDAUGMENT_CONSTANTS) -> float | int | None:
+    """The reference's argument for op `name` at `level` (before the random sign of SIGNED_OPS; None: no argument).
+
+    Enhance factors 1.8 * level/10 + 0.1; Posterize keeps int(4 * level/10) bits; Solarize threshold
+    int(256 * level/10); SolarizeAdd adds int(110 * level/10); Rotate 30 * level/10 degrees; Shear 0.3 * level/10;
+    Translate constants.translate * level/10 pixels; Cutout half-size int(constants.cutout * level/10) pixels.
+    """
+    fraction = level / MAX_LEVEL
+    table: dict[str, Callable[[], float | int | None]] = {
+        "AutoContrast": lambda: None,
+        "Equalize": lambda: None,
+        "Invert": lambda: None,
+        "Rotate": lambda: fraction * 30.0,
+        "Posterize": lambda: int(fraction * 4),
+        "Solarize": lambda: int(fraction * 256),
+        "SolarizeAdd": lambda: int(fraction * 110),
+        "Color": lambda: fraction * 1.8 + 0.1,
+        "Contrast": lambda: fraction * 1.8 + 0.1,
+        "Brightness": lambda: fraction * 1.8 + 0.1,
+        "Sharpness": lambda: fraction * 1.8 + 0.1,
+        "ShearX": lambda: fraction * 0.3,
+        "ShearY": lambda: fraction * 0.3,
+        "TranslateX": lambda: fraction * float(constants.translate),
+        "TranslateY": lambda: fraction * float(constants.translate),
+        "Cutout": lambda: int(fraction * constants.cutout),
+    }
+    if name not in table:
+        raise ValueError(f"unknown augmentation op {name!r}; choose one of {', '.join(table)}")
+    return table[name]()
+
+
+def _as_uint8(value: int) -> int:
+    # The reference compares and shifts uint8 tensors by Python ints, which TF converts to uint8: modulo 256.
+    return value % 256
+
+
+def _blend(degenerate: np.ndarray, image: np.ndarray, factor: float) -> np.ndarray:
+    """The reference's blend: degenerate + factor * (image - degenerate), clipped, truncated to uint8."""
+    if factor == 0.0:
+        return degenerate.astype(np.uint8)
+    if factor == 1.0:
+        return image
+    out = degenerate.astype(np.float32) + np.float32(factor) * (image.astype(np.float32) - degenerate)
+    return np.clip(out, 0.0, 255.0).astype(np.uint8)
+
+
+def _grayscale(image: np.ndarray) -> np.ndarray:
+    # tf.image.rgb_to_grayscale on uint8: to [0, 1], luma weights, back with x * 255.5 truncated (saturating).
+    luma = image.astype(np.float32) / 255.0 @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+    return np.clip(luma * 255.5, 0, 255).astype(np.uint8)[..., None]
+
+
+def _autocontrast(image: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    for c in range(3):
+        channel = image[..., c].astype(np.float32)
+        lo, hi = channel.min(), channel.max()
+        if hi > lo:
+            scale = np.float32(255.0) / (hi - lo)
+            out[..., c] = np.clip(channel * scale - lo * scale, 0.0, 255.0).astype(np.uint8)
+    return out
+
+
+def _equalize(image: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    for c in range(3):
+        histogram = np.bincount(image[..., c].ravel(), minlength=256).astype(np.int64)
+        nonzero = histogram[histogram > 0]
+        step = (nonzero.sum() - nonzero[-1]) // 255
+        if step == 0:
+            continue
+        lut = (np.cumsum(histogram) + step // 2) // step
+        lut = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255).astype(np.uint8)
+        out[..., c] = lut[image[..., c]]
+    return out
+
+
+def _posterize(image: np.ndarray, bits: int) -> np.ndarray:
+    # shift = 8 - bits as uint8, then TF's shift kernels clamp it to 7: "0 bits" keeps the top bit, and
+    # bits > 8 (levels >= 22.5) wrap to a shift of ~255, i.e. also 1 bit.
+    shift = min(_as_uint8(8 - bits), 7)
+    return ((image >> shift) << shift).astype(np.uint8)
+
+
+def _solarize(image: np.ndarray, threshold: int) -> np.ndarray:
+    return np.where(image < _as_uint8(threshold), image, 255 - image).astype(np.uint8)
+
+
+def _solarize_add(image: np.ndarray, addition: int, threshold: int = 128) -> np.ndarray:
+    added = np.clip(image.astype(np.int64) + addition, 0, 255).astype(np.uint8)
+    return np.where(image < threshold, added, image)
+
+
+def _contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    # The reference's "mean" is sum(histogram) / 256, i.e. the pixel count / 256, not the mean grey level.
+    height, width = image.shape[:2]
+    level = np.uint8(min(255.0, height * width / 256.0))
+    return _blend(np.full_like(image, level), image, factor)
+
+
+def _sharpness(image: np.ndarray, factor: float) -> np.ndarray:
+    # PIL's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 on the interior; the one-pixel border stays as it was.
+    x = image.astype(np.float32)
+    total = sum(x[1 + dy : x.shape[0] - 1 + dy, 1 + dx : x.shape[1] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    smooth = image.copy()
+    smooth[1:-1, 1:-1] = np.clip((total + 4.0 * x[1:-1, 1:-1]) / 13.0, 0.0, 255.0).astype(np.uint8)
+    return _blend(smooth, image, factor)
+
+
+def _cutout(image: np.ndarray, pad_size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    cy, cx = int(torch.randint(0, height, ())), int(torch.randint(0, width, ()))
+    out = image.copy()
+    out[max(0, cy - pad_size) : cy + pad_size, max(0, cx - pad_size) : cx + pad_size] = FILL
+    return out
+
+
+def _affine(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
+    # Output pixel (x, y) samples input (a x + b y + c, d x + e y + f), nearest neighbour, empty pixels grey 128.
+    return image.transform(image.size, Image.Transform.AFFINE, coefficients, Image.Resampling.NEAREST, fillcolor=FILL)
+
+
+_PIXEL_OPS: dict[str, Callable[..., np.ndarray]] = {
+    "AutoContrast": _autocontrast,
+    "Equalize": _equalize,
+    "Invert": lambda image: (255 - image).astype(np.uint8),
+    "Posterize": _posterize,
+    "Solarize": _solarize,
+    "SolarizeAdd": _solarize_add,
+    "Color": lambda image, factor: _blend(np.repeat(_grayscale(image), 3, axis=2), image, factor),
+    "Contrast": _contrast,
+    "Brightness": lambda image, factor: _blend(np.zeros_like(image), image, factor),
+    "Sharpness": _sharpness,
+    "Cutout": _cutout,
+}
+_GEOMETRY_OPS: dict[str, Callable[[Image.Image, float], Image.Image]] = {
+    # PIL and the reference both turn counter-clockwise for positive angles about the image centre.
+    "Rotate": lambda image, degrees: image.rotate(degrees, Image.Resampling.NEAREST, fillcolor=FILL),
+    "ShearX": lambda image, level: _affine(image, (1.0, level, 0.0, 0.0, 1.0, 0.0)),
+    "ShearY": lambda image, level: _affine(image, (1.0, 0.0, 0.0, level, 1.0, 0.0)),
+    "TranslateX": lambda image, pixels: _affine(image, (1.0, 0.0, pixels, 0.0, 1.0, 0.0)),
+    "TranslateY": lambda image, pixels: _affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, pixels)),
+}
+
+
+def apply_op(image: Image.Image, name: str, arg: float | int | None) -> Image.Image:
+    """Apply op `name` with its (already signed) argument to an RGB PIL image, as the reference does."""
+    image = image.convert("RGB") if image.mode != "RGB" else image
+    if name in _GEOMETRY_OPS:
+        return _GEOMETRY_OPS[name](image, float(arg))  # type: ignore[arg-type]
+    if name not in _PIXEL_OPS:
+        raise ValueError(f"unknown augmentation op {name!r}; choose one of {', '.join(RANDAUGMENT_OPS)}")
+    pixels = np.asarray(image, dtype=np.uint8)
+    out = _PIXEL_OPS[name](pixels) if arg is None else _PIXEL_OPS[name](pixels, arg)
+    return Image.fromarray(np.ascontiguousarray(out), mode="RGB")
+
+
+def _signed(name: str, arg: float | int | None) -> float | int | None:
+    # _randomly_negate_tensor: keep the sign when floor(U + 0.5) is 1, i.e. with probability 1/2.
+    if name in SIGNED_OPS and arg is not None and float(torch.rand(())) < 0.5:
+        return -arg
+    return arg
+
+
+def _as_pil(image: Image.Image | torch.Tensor) -> tuple[Image.Image, bool]:
+    if isinstance(image, Image.Image):
+        return image, False
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3:
+        return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), mode="RGB"), True
+    raise ValueError(
+        "RandAugment/AutoAugment take an RGB PIL image or a uint8 tensor [3, H, W]; put them before "
+        "ToImage/ToDtype in the pipeline"
+    )
+
+
+def _back(image: Image.Image, as_tensor: bool) -> Image.Image | torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous() if as_tensor else image
+
+
+class TFRandAugment:
+    """RandAugment as the TF reference: `num_ops` times, one of the 16 ops chosen uniformly, always applied.
+
+    The reference draws a probability in [0.2, 0.8] per op but never uses it (none of its op functions takes
+    one), so the chosen op always runs; magnitudes above 10 extrapolate the mappings (B5 used 17, B7 28).
+    """
+
+    def __init__(self, num_ops: int = 2, magnitude: float = 10) -> None:
+        if num_ops < 0 or magnitude < 0:
+            raise ValueError(f"RandAugment needs num_ops >= 0 and magnitude >= 0, got {num_ops}, {magnitude}")
+        self.num_ops = int(num_ops)
+        self.magnitude = float(magnitude)
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
+        """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
+        pil, as_tensor = _as_pil(image)
+        for _ in range(self.num_ops):
+            name = RANDAUGMENT_OPS[int(torch.randint(len(RANDAUGMENT_OPS), ()))]
+            pil = apply_op(pil, name, _signed(name, level_to_arg(name, self.magnitude, RANDAUGMENT_CONSTANTS)))
+        return _back(pil, as_tensor)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_ops={self.num_ops}, magnitude={self.magnitude:g})"
+
+
+class TFAutoAugment:
+    """AutoAugment `policy_v0` as the TF reference: one of 25 sub-policies chosen uniformly, each of its two
+    steps applied with its own probability at its fixed level (translate 250 px at level 10)."""
+
+    def __init__(self, policy: str = "v0") -> None:
+        if policy != "v0":
+            raise ValueError(f"only the reference's policy 'v0' is implemented, got {policy!r}")
+        self.policy = POLICY_V0
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
+        """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
+        pil, as_tensor = _as_pil(image)
+        for name, prob, level in self.policy[int(torch.randint(len(self.policy), ()))]:
+            if float(torch.rand(())) < prob:  # the reference's floor(U + prob) == 1
+                pil = apply_op(pil, name, _signed(name, level_to_arg(name, level, AUTOAUGMENT_CONSTANTS)))
+        return _back(pil, as_tensor)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(policy='v0')"
+
+
+@dataclass(frozen=True)
+class ReferenceAugment:
+    """A model's augmentation in its reference training: the policy, and RandAugment's magnitude when used."""
+
+    augment: str  # "autoaugment" (policy_v0) or "randaugment"
+    magnitude: int  # RandAugment M (N = 2 throughout); also what `augment="randaugment"` uses for this model
+    source: str
+
+
+_V1_AA = "tensorflow/tpu efficientnet README: AutoAugment checkpoints (paper Table 2 accuracies)"
+_V2_BASE = "automl effnetv2_configs: 'effnetv1_autoaug' (V1 preprocessing + policy_v0)"
+_V2_RA = "automl effnetv2_configs: randaug, ram"
+_REFERENCE_AUGMENT: dict[str, ReferenceAugment] = {
+    **{f"efficientnet_b{i}": ReferenceAugment("autoaugment", 10, _V1_AA) for i in (0, 1, 2, 3, 4, 6)},
+    # The README's RandAugment checkpoints: B5 with M=17 (83.7%), B7 and B8 with M=28 (84.7% for B7).
+    "efficientnet_b5": ReferenceAugment("autoaugment", 17, _V1_AA + "; RandAugment M=17"),
+    "efficientnet_b7": ReferenceAugment("autoaugment", 28, _V1_AA + "; RandAugment M=28"),
+    "efficientnet_b8": ReferenceAugment("randaugment", 28, "tensorflow/tpu efficientnet README: B8 RandAugment M=28"),
+    **{f"efficientnetv2_b{i}": ReferenceAugment("autoaugment", 10, _V2_BASE) for i in range(4)},
+    "efficientnetv2_s": ReferenceAugment("randaugment", 10, _V2_RA + "=10"),
+    "efficientnetv2_m": ReferenceAugment("randaugment", 15, _V2_RA + "=15"),
+    "efficientnetv2_l": ReferenceAugment("randaugment", 20, _V2_RA + "=20"),
+    "efficientnetv2_xl": ReferenceAugment("randaugment", 20, _V2_RA + "=20"),
+}
+# Models without a documented reference policy: the TF flags' RandAugment defaults (N=2, M=10).
+_DEFAULT_AUGMENT = ReferenceAugment("randaugment", 10, "tensorflow/tpu main.py flags randaug_num_layers/magnitude")
+
+
+def reference_augment(model_name: str) -> ReferenceAugment:
+    """The augmentation a registry model was trained with in its reference code (RandAugment M=10 otherwise)."""
+    return _REFERENCE_AUGMENT.get(model_name, _DEFAULT_AUGMENT)
