@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -25,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError: what happened, to which file, and what to do about a full disk."""
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        return f"disk full{where}: free some space (files being written were left as they were) and run again"
+    return f"{err.strerror or err}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `effnet` script."""
     parser = build_parser()
@@ -41,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValueError as err:  # user mistakes: one clear line, no traceback
         print(f"effnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # missing / unwritable paths, a full disk: the file and the reason, no traceback
+        print(f"effnet {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"effnet {args.command}: interrupted", file=sys.stderr)

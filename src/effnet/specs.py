@@ -138,9 +138,9 @@ class NetSpec:
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON (what `effnet scale` produces and `create_model` builds from)."""
-        path = Path(path)
-        path.write_text(json.dumps({"effnet_spec": self.to_dict()}, indent=2) + "\n")
-        return path
+        from effnet.fileio import write_text_atomic
+
+        return write_text_atomic(path, json.dumps({"effnet_spec": self.to_dict()}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> NetSpec:

@@ -12,7 +12,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from effnet.data import DATASET_NAMES, DataConfig
+from effnet.data import DATASET_NAMES
 from effnet.train.config import RECIPES
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _add_option(train, option)
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                        help="continue a run (its folder, or --run-name's) from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --run-name's folder (otherwise refused)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -119,50 +121,36 @@ def _optional(kind: type) -> Any:
 
 def build_config(args: argparse.Namespace) -> Any:
     """TrainConfig from (lowest first) quick-start defaults or --config / a resumed run's config, --recipe, flags."""
-    from effnet.train.config import TrainConfig, read_yaml
+    from effnet.train.config import TrainConfig
 
-    values: dict[str, Any] = {}
     resume_dir = Path(args.resume) if isinstance(args.resume, str) else None
-    if resume_dir is not None:
-        if not (resume_dir / "config.yaml").is_file():
-            raise ValueError(f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` made")
-        values = read_yaml(resume_dir / "config.yaml")
-        values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name}
-    elif args.config is not None:
-        values = read_yaml(args.config)
     recipe = args.recipe or (QUICKSTART_RECIPE if resume_dir is None and args.config is None else None)
-    data = dict(values.pop("data", {}) or {})
-    if recipe:
-        preset = dict(RECIPES[recipe])
-        data |= preset.pop("data", {})
-        values = {**values, **preset}
-    data_flags = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
-                  "val_fraction": args.val_fraction, "seed": args.data_seed}
-    data |= {key: value for key, value in data_flags.items() if value is not None}
-    for option in fields(TrainConfig):
-        if option.name in ("data", "resume"):
-            continue
-        value = getattr(args, option.name)
-        if value is not None:
-            values[option.name] = tuple(value) if isinstance(value, list) else value
-    values["data"] = data
-    values["resume"] = args.resume is not None
-    return TrainConfig.from_dict(values)
+    data = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
+            "val_fraction": args.val_fraction, "seed": args.data_seed}
+    options = {option.name: getattr(args, option.name) for option in fields(TrainConfig)
+               if option.name not in ("data", "resume")}
+    options = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+    options["resume"] = args.resume is not None  # a config file's `resume:` never applies by itself
+    return TrainConfig.resolve(config_file=args.config, resume_dir=resume_dir, recipe=recipe, data=data, **options)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from effnet.train import TrainingDiverged, fit
+    from effnet.train import TrainingDiverged, TrainingInterrupted, fit
 
     config = build_config(args)
     try:
-        result = fit(config, progress=not args.quiet)
+        result = fit(config, progress=not args.quiet, overwrite=args.overwrite)
     except TrainingDiverged as err:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"effnet train: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as err:
-        run_dir = str(err) or _run_dir_hint(config)
-        print(f"effnet train: interrupted; continue with: effnet train --resume {run_dir}", file=sys.stderr)
+    except TrainingInterrupted as err:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"effnet train: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # a Ctrl-C before the first step (while the data or model is built)
+        print(f"effnet train: interrupted; continue with: effnet train --resume {_run_dir_hint(config)}",
+              file=sys.stderr)
         return 130
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         ema = f", EMA {result.final_ema_val_acc:.4f}" if result.final_ema_val_acc is not None else ""
@@ -176,45 +164,15 @@ def _run_dir_hint(config: Any) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-    from torch.utils.data import DataLoader
+    from effnet.train.evaluate import evaluate_checkpoint
 
-    from effnet.data import build_datasets, eval_transform
-    from effnet.train.evaluate import evaluate, load_trained_model
-
-    model = load_trained_model(args.weights, model=args.model, use_ema=not args.raw)
-    saved_data = _saved_data_config(args.weights)
-    data_values = saved_data | {key: value for key, value in {
-        "name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
-        "val_fraction": args.val_fraction, "seed": args.data_seed}.items() if value is not None}
-    pair = build_datasets(DataConfig(**data_values))
-    if model.num_classes != pair.num_classes:
-        raise ValueError(f"the model has {model.num_classes} outputs but {data_values.get('name', 'shapes')} has "
-                         f"{pair.num_classes} classes; evaluate on the data it was trained for")
-    pre = model.preprocess
-    size = args.image_size or pre.input_size
-    crop_pct = pre.crop_pct if size == pre.input_size else size / (size + 32)
-    pair.val.transform = eval_transform(size, crop_pct, pre.interpolation, pre.mean, pre.std)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    loader = DataLoader(pair.val, batch_size=args.batch_size)
-    metrics = evaluate(model.to(device), loader, device)
-    metrics |= {"weights": str(args.weights), "image_size": size, "crop_pct": round(crop_pct, 4)}
+    data = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
+            "val_fraction": args.val_fraction, "seed": args.data_seed}
+    metrics = evaluate_checkpoint(args.weights, model=args.model, use_ema=not args.raw, data=data,
+                                  image_size=args.image_size, batch_size=args.batch_size, device=args.device)
     if args.json:
         print(json.dumps(metrics))
     else:
         print(f"{args.weights}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}"
-              f"  ({metrics['count']} images at {size}px, crop {crop_pct:.3f})")
+              f"  ({metrics['count']} images at {metrics['image_size']}px, crop {metrics['crop_pct']:.3f})")
     return 0
-
-
-def _saved_data_config(path: Path) -> dict[str, Any]:
-    """The data section of the run a checkpoint came from (so eval defaults to the same validation set)."""
-    if path.suffix not in (".pt", ".pth"):
-        return {}
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("config"), dict):
-        return dict(state["config"].get("data") or {})
-    return {}

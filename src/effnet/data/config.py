@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from effnet.data.cifar import load_cifar
 from effnet.data.folder import ImageFolderDataset, list_classes, scan_class_folders, split_samples
 from effnet.data.procedural import CLASS_NAMES, ProceduralShapes
+from effnet.validation import check_field_types
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class DataConfig:
     verify_images: bool = True  # folder only: check every file when scanning (unreadable ones are skipped)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.name not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {self.name!r}; choose one of {', '.join(DATASET_NAMES)}")
         if self.name != "shapes" and not self.root:
@@ -39,6 +41,8 @@ class DataConfig:
             raise ValueError(f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be strictly between 0 and 1, got {self.val_fraction}")
+        if self.render_size < 8 or self.seed < 0:
+            raise ValueError(f"render_size must be >= 8 and seed >= 0, got {self.render_size}, {self.seed}")
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def train_trial(task: TrialTask) -> dict[str, Any]:
     """The default trial: `fit` the task's spec with the task's TrainConfig, seed and run folder."""
     config: TrainConfig = task.settings
     config = config.replace(seed=task.seed, output_dir=task.run_dir, run_name=task.trial_id, resume=False)
-    result = fit(config, spec=task.spec, progress=False)
+    # A trial cut short by a killed search starts again from scratch in its own folder.
+    result = fit(config, spec=task.spec, progress=False, overwrite=True)
     return {
         "best_val_acc": result.best_val_acc,
         "final_val_acc": result.final_val_acc,

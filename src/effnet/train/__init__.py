@@ -3,9 +3,9 @@
 from effnet.train.checkpoint import CheckpointManager, load_checkpoint
 from effnet.train.config import RECIPES, TrainConfig
 from effnet.train.ema import ModelEma, tf_ema_decay
-from effnet.train.evaluate import evaluate, load_trained_model
+from effnet.train.evaluate import evaluate, evaluate_checkpoint, load_trained_model, resolve_device
 from effnet.train.finetune import load_pretrained, set_backbone_frozen
-from effnet.train.loop import TrainingDiverged, TrainResult, fit
+from effnet.train.loop import TrainingDiverged, TrainingInterrupted, TrainResult, fit
 from effnet.train.optim import RMSpropTF, build_optimizer, param_groups
 from effnet.train.progressive import TABLE6, ProgressiveRange, ProgressiveStage, default_range, progressive_stages
 from effnet.train.schedule import LRSchedule
@@ -22,15 +22,18 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "build_optimizer",
     "default_range",
     "evaluate",
+    "evaluate_checkpoint",
     "fit",
     "load_checkpoint",
     "load_pretrained",
     "load_trained_model",
     "param_groups",
     "progressive_stages",
+    "resolve_device",
     "set_backbone_frozen",
     "tf_ema_decay",
 ]

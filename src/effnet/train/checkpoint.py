@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
 import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,39 @@ CHECKPOINT_FORMAT = "effnet-train-checkpoint-v1"
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
+def content_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 of everything a checkpoint holds except its "checksum" entry (tensors by dtype, shape and bytes)."""
+    digest = hashlib.sha256()
+    _hash_into(digest, {key: value for key, value in state.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, value: Any) -> None:
+    # Lists and tuples hash alike: what matters is the content, not which container pickling gave back.
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode())
+            _hash_into(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_into(digest, item)
+    else:
+        digest.update(f"V{value!r}".encode())
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
     """torch.save to a temp file in the same folder, fsync, then os.replace: a crash never leaves half a file."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    # Serialised in memory first: torch's own file writer reports a full disk as "unexpected pos", a plain
+    # write raises OSError(ENOSPC), which the CLI reports as "disk full".
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
@@ -35,15 +69,43 @@ def _atomic_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that cannot be read or whose content does not match the checksum written with it."""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint without executing code."""
+    """Read a training checkpoint without executing code and verify its checksum (CorruptCheckpoint if broken)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an effnet training checkpoint (written by `effnet train`)")
+    return state  # checksum verified by read_torch_file (checkpoints from before checksums have none)
+
+
+def read_torch_file(path: Path) -> Any:
+    """torch.load(weights_only=True) of an existing file; a damaged file or a refused pickle is one ValueError, and
+    a checkpoint's checksum is verified. (torch's "weights_only=False will likely succeed" hint is left out: that
+    would run the file's code.)"""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CorruptCheckpoint(f"{path} holds Python objects other than tensors and plain data{what}; effnet does "
+                                "not load such pickles because loading them can run code") from None
+    except Exception as err:  # truncated zip, garbage bytes: torch raises many types
+        raise CorruptCheckpoint(f"{path} is damaged and cannot be read ({_first_line(err)})") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "checksum" in state:
+        if state["checksum"] != content_checksum(state):
+            raise CorruptCheckpoint(f"{path} is damaged: its content does not match the checksum written with it")
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 class CheckpointManager:
@@ -64,15 +126,50 @@ class CheckpointManager:
         return self.folder / "best.pt"
 
     def save(self, state: dict[str, Any], global_step: int, *, is_best: bool = False) -> Path:
-        """Write a checkpoint for `global_step`, point last.pt (and best.pt) at it, prune old ones."""
-        path = atomic_save({"format": CHECKPOINT_FORMAT, **state}, self.folder / f"step-{global_step:08d}.pt")
+        """Write a checksummed checkpoint for `global_step`, point last.pt (and best.pt) at it, prune old ones."""
+        state = {"format": CHECKPOINT_FORMAT, **state}
+        state["checksum"] = content_checksum(state)
+        path = atomic_save(state, self.folder / f"step-{global_step:08d}.pt")
         _atomic_copy(path, self.last)
         if is_best:
             _atomic_copy(path, self.best)
-        steps = sorted(p for p in self.folder.iterdir() if _STEP_FILE.match(p.name))
-        for old in steps[: -self.keep_last]:
+        for old in self.step_files()[self.keep_last :]:
             old.unlink()
         return path
+
+    def step_files(self) -> list[Path]:
+        """checkpoints/step-N.pt, newest (highest N) first."""
+        if not self.folder.is_dir():
+            return []
+        found = [p for p in self.folder.iterdir() if _STEP_FILE.match(p.name)]
+        return sorted(found, key=lambda p: int(_STEP_FILE.match(p.name).group(1)), reverse=True)  # type: ignore[union-attr]
+
+    def newest_intact(self) -> tuple[Path, dict[str, Any], list[str]] | None:
+        """The intact checkpoint furthest into the run (last.pt or a step file), or None if there is none.
+
+        Also returns a note per damaged file; damaged files newer than the chosen one are renamed *.corrupt so
+        that pruning never keeps them in place of intact ones.
+        """
+        notes: list[str] = []
+        best: tuple[Path, dict[str, Any]] | None = None
+        for path in self._candidates():
+            try:
+                state = load_checkpoint(path)
+            except CorruptCheckpoint as err:
+                notes.append(str(err))
+                if path != self.last:
+                    path.replace(path.with_name(path.name + ".corrupt"))
+                continue
+            if best is None or int(state["global_step"]) > int(best[1]["global_step"]):
+                best = (path, state)
+            if path != self.last:  # step files come newest first: no older one can be further along
+                break
+        return (best[0], best[1], notes) if best else None
+
+    def _candidates(self) -> Iterator[Path]:
+        if self.last.is_file():
+            yield self.last
+        yield from self.step_files()
 
 
 def capture_rng() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import yaml
 
 from effnet.data import DataConfig
+from effnet.fileio import write_text_atomic
 from effnet.train.optim import OPTIMIZERS
 from effnet.train.schedule import SCHEDULES
+from effnet.validation import check_field_types, check_size
 
 AMP_DTYPES = ("bf16", "fp16")
 
@@ -107,12 +110,13 @@ class TrainConfig:
     run_name: str | None = None  # None = <model>-<date>-<time>
     checkpoint_every_steps: int = 0  # 0 = only at the end of each epoch
     keep_last: int = 2
-    resume: bool = False  # continue from <run dir>/checkpoints/last.pt when it exists
+    resume: bool = False  # continue from the newest intact checkpoint in the run folder when there is one
     tensorboard: bool = True
     plot: bool = True
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # first: the range checks below compare numbers
         checks = [
             (self.width > 0 and self.depth > 0, f"width and depth must be > 0, got {self.width}, {self.depth}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -132,6 +136,7 @@ class TrainConfig:
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.image_size is None or self.image_size >= 32, "image_size must be >= 32 (the network's stride)"),
             (self.eval_size is None or self.eval_size >= 32, "eval_size must be >= 32 (the network's stride)"),
+            *_range_checks(self),
         ]
         for ok, message in checks:
             if not ok:
@@ -161,6 +166,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s) {unknown}; valid ones: {', '.join(sorted(known))}")
         kwargs = dict(values)
+        if "data" in kwargs and not isinstance(kwargs["data"], (dict, DataConfig)):
+            raise ValueError(f"data must be a mapping of data options (name, root, ...), got {kwargs['data']!r}")
         if isinstance(kwargs.get("data"), dict):
             data_known = {f.name for f in fields(DataConfig)}
             bad = sorted(set(kwargs["data"]) - data_known)
@@ -185,11 +192,45 @@ class TrainConfig:
         """Read a YAML file (as written in every run folder), optionally overriding some values."""
         return cls.from_dict({**read_yaml(path), **overrides})
 
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        config_file: str | Path | None = None,
+        resume_dir: str | Path | None = None,
+        recipe: str | None = None,
+        data: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TrainConfig:
+        """A run's config from, lowest first: a YAML file (or, with `resume_dir`, that run's config.yaml), a recipe,
+        data options and option values (None values are ignored). `resume_dir` also sets resume, output_dir and
+        run_name so that the run continues in its own folder."""
+        values: dict[str, Any] = {}
+        if resume_dir is not None:
+            resume_dir = Path(resume_dir)
+            if not (resume_dir / "config.yaml").is_file():
+                raise ValueError(f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` "
+                                 "made")
+            values = read_yaml(resume_dir / "config.yaml")
+            values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name, "resume": True}
+        elif config_file is not None:
+            values = read_yaml(config_file)
+        merged_data = values.pop("data", None) or {}
+        if not isinstance(merged_data, dict):
+            raise ValueError(f"data must be a mapping of data options (name, root, ...), got {merged_data!r}")
+        if recipe is not None:
+            if recipe not in RECIPES:
+                raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+            preset = dict(RECIPES[recipe])
+            merged_data = {**merged_data, **preset.pop("data", {})}
+            values = {**values, **preset}
+        merged_data |= {key: value for key, value in (data or {}).items() if value is not None}
+        values |= {key: value for key, value in options.items() if value is not None}
+        return cls.from_dict({**values, "data": merged_data})
+
     def save_yaml(self, path: str | Path) -> Path:
         """Write the config as YAML."""
-        path = Path(path)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        return path
+        return write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some values changed."""
@@ -205,6 +246,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"cannot read config file {path}: {err}") from err
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
+    check_size(values, str(path))
     recipe = values.pop("recipe", None)
     if recipe is not None:
         if recipe not in RECIPES:
@@ -219,3 +261,45 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """(ok, message) for the values __post_init__'s own list does not cover."""
+    from effnet.data.transforms import interpolation_mode
+
+    interpolation_mode(cfg.interpolation)  # raises with the valid names
+    low, high = cfg.crop_scale
+    run_name = cfg.run_name
+    return [
+        (bool(_DEVICE.match(cfg.device)), f"device must be auto, cpu, mps, cuda or cuda:N, got {cfg.device!r}"),
+        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (cfg.lr_per_256 > 0, f"lr_per_256 must be > 0, got {cfg.lr_per_256}"),
+        (0 <= cfg.momentum < 1, f"momentum must be in [0, 1), got {cfg.momentum}"),
+        (0 <= cfg.rmsprop_decay < 1, f"rmsprop_decay must be in [0, 1), got {cfg.rmsprop_decay}"),
+        (cfg.rmsprop_eps > 0, f"rmsprop_eps must be > 0, got {cfg.rmsprop_eps}"),
+        (cfg.warmup_epochs is None or cfg.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+        (0 < cfg.decay_rate <= 1, f"decay_rate must be in (0, 1], got {cfg.decay_rate}"),
+        (cfg.decay_epochs > 0, f"decay_epochs must be > 0, got {cfg.decay_epochs}"),
+        (cfg.min_lr >= 0, f"min_lr must be >= 0, got {cfg.min_lr}"),
+        (cfg.grad_clip is None or cfg.grad_clip > 0, f"grad_clip must be > 0 (or null), got {cfg.grad_clip}"),
+        (cfg.dropout is None or 0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}"),
+        (cfg.drop_path_rate is None or 0 <= cfg.drop_path_rate < 1, "drop_path_rate must be in [0, 1)"),
+        (cfg.eval_crop_pct is None or 0 < cfg.eval_crop_pct <= 1, "eval_crop_pct must be in (0, 1]"),
+        (0 < low <= high <= 1, f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {cfg.crop_scale}"),
+        (0 <= cfg.hflip <= 1, f"hflip must be a probability in [0, 1], got {cfg.hflip}"),
+        (0 <= cfg.random_erasing <= 1, f"random_erasing must be in [0, 1], got {cfg.random_erasing}"),
+        (cfg.mixup_alpha >= 0 and cfg.cutmix_alpha >= 0, "mixup_alpha and cutmix_alpha must be >= 0"),
+        (cfg.randaugment_magnitude >= 0 and cfg.randaugment_ops >= 0, "randaugment magnitude/ops must be >= 0"),
+        (cfg.progressive_stages >= 1, f"progressive_stages must be >= 1, got {cfg.progressive_stages}"),
+        (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
+        (run_name is None or _safe_name(run_name),
+         f"run_name must be a plain folder name (no '/', '..' or leading '.'), got {run_name!r}"),
+    ]
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not name.startswith(".") and "/" not in name \
+        and "\\" not in name and "\0" not in name

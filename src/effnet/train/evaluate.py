@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from effnet.train.distributed import DistInfo, all_reduce_sum
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps' as a torch.device, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but no GPU is available; use device 'cpu' or 'auto'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for but it is not available here; use device 'cpu' or 'auto'")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from err
 
 
 def autocast_context(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
@@ -64,14 +80,14 @@ def load_trained_model(path: str | Path, *, model: str | None = None, use_ema: b
     Checkpoints and effnet .safetensors files carry their spec; other files need `model` (a name or spec file).
     """
     from effnet.net import EfficientNet
-    from effnet.train.checkpoint import CHECKPOINT_FORMAT
+    from effnet.train.checkpoint import CHECKPOINT_FORMAT, read_torch_file
     from effnet.zoo import Preprocess, create_model
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
     if path.suffix in (".pt", ".pth"):
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(path)
         if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
             from effnet.specs import NetSpec
 
@@ -99,3 +115,55 @@ def load_trained_model(path: str | Path, *, model: str | None = None, use_ema: b
     classifier_key = names["classifier.weight"]
     num_classes = state_dict[classifier_key].shape[0] if classifier_key in state_dict else 0
     return create_model(model, num_classes=num_classes, weights=path)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    use_ema: bool = True,
+    data: dict[str, Any] | None = None,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Loss / top-1 / top-5 of a checkpoint or weights file on the validation set of the run it came from.
+
+    `data` overrides that run's data options (DataConfig fields). Refuses weights or a loss that are not finite.
+    """
+    from effnet.data import DataConfig, build_datasets, eval_transform
+
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    net = load_trained_model(path, model=model, use_ema=use_ema)
+    bad = [name for name, tensor in net.state_dict().items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged "
+                         "there, evaluate an earlier checkpoint")
+    values = _saved_data_config(Path(path)) | {k: v for k, v in (data or {}).items() if v is not None}
+    pair = build_datasets(DataConfig(**values))
+    if net.num_classes != pair.num_classes:
+        raise ValueError(f"the model has {net.num_classes} outputs but {values.get('name', 'shapes')} has "
+                         f"{pair.num_classes} classes; evaluate on the data it was trained for")
+    pre = net.preprocess
+    size = image_size or pre.input_size
+    crop_pct = pre.crop_pct if size == pre.input_size else size / (size + 32)
+    pair.val.transform = eval_transform(size, crop_pct, pre.interpolation, pre.mean, pre.std)
+    target = resolve_device(device)
+    metrics: dict[str, Any] = evaluate(net.to(target), DataLoader(pair.val, batch_size=batch_size), target)
+    if not math.isfinite(metrics["loss"]):
+        raise ValueError(f"{path}: the validation loss is {metrics['loss']} (the weights give non-finite logits)")
+    return metrics | {"weights": str(path), "image_size": size, "crop_pct": round(crop_pct, 4)}
+
+
+def _saved_data_config(path: Path) -> dict[str, Any]:
+    """The data section of the run a checkpoint came from (so eval defaults to the same validation set)."""
+    if path.suffix not in (".pt", ".pth"):
+        return {}
+    from effnet.train.checkpoint import read_torch_file
+
+    state = read_torch_file(path)
+    if isinstance(state, dict) and isinstance(state.get("config"), dict):
+        return dict(state["config"].get("data") or {})
+    return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import signal
 import threading
 import time
@@ -16,10 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from effnet.specs import NetSpec
-from effnet.train.checkpoint import CheckpointManager, load_checkpoint
+from effnet.train.checkpoint import CheckpointManager
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
-from effnet.train.evaluate import autocast_context
+from effnet.train.evaluate import autocast_context, resolve_device
 from effnet.train.finetune import apply_train_mode, set_backbone_frozen
 from effnet.train.progressive import ProgressiveStage
 from effnet.train.sampling import ResumableSampler, SeededDataset
@@ -27,7 +28,15 @@ from effnet.train.setup import RunSetup, build_run, collect_rng, restore_rank_rn
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; only checkpoints with finite weights were kept."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C) after checkpointing its exact position in `run_dir`."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.run_dir = run_dir
+        super().__init__(f"interrupted; continue with: effnet train --resume {run_dir or '<run folder>'}")
 
 
 @dataclass(frozen=True)
@@ -47,25 +56,22 @@ class TrainResult:
     best_checkpoint: Path | None
 
 
-def fit(config: TrainConfig, *, spec: NetSpec | None = None, progress: bool = True) -> TrainResult:
-    """Train as `config` says (spec overrides config.model); returns the result, files are in result.run_dir."""
-    device = _resolve_device(config.device)
+def fit(config: TrainConfig, *, spec: NetSpec | None = None, progress: bool = True,
+        overwrite: bool = False) -> TrainResult:
+    """Train as `config` says (spec overrides config.model); returns the result, files are in result.run_dir.
+
+    A run_name whose folder already holds a run is refused unless `config.resume` (continue it) or `overwrite`
+    (replace it). Raises TrainingInterrupted on Ctrl-C and TrainingDiverged on a NaN/inf loss or weights.
+    """
+    device = resolve_device(config.device)
     info = init_distributed(device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _Trainer(build_run(config, spec, device, info, progress)).run()
+        return _Trainer(build_run(config, spec, device, info, progress, overwrite)).run()
     finally:
         cleanup(info)
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but no GPU is available; use device='cpu'")
-    return torch.device(name)
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -140,14 +146,16 @@ class _Trainer:
             finally:
                 if self.run_setup.logger is not None:
                     self.run_setup.logger.close()
+                if self.run_setup.lock is not None:
+                    self.run_setup.lock.release()
         return self._result(time.time() - started)
 
     def _maybe_resume(self) -> None:
-        if not (self.cfg.resume and self.checkpoints and self.checkpoints.last.is_file()):
+        state, self.run_setup.resume_state = self.run_setup.resume_state, None
+        if state is None:
             if self.cfg.resume:
                 self.log("resume: no checkpoint yet in this run folder, starting from scratch")
             return
-        state = load_checkpoint(self.checkpoints.last)
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
@@ -163,7 +171,21 @@ class _Trainer:
         restore_rank_rng(state["rng"], self.info)
         if self.run_setup.logger is not None:
             self.run_setup.logger.purge_after(self.global_step)
-        self.log(f"resumed from {self.checkpoints.last} at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+        self.log(f"resumed at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+        self._catch_up_logs()
+
+    def _catch_up_logs(self) -> None:
+        """Write the epoch lines and metrics a killed run checkpointed but did not get to log."""
+        logger = self.run_setup.logger
+        if logger is None or not self.history:
+            return
+        log_file = logger.run_dir / "train.log"
+        written = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        for row in self.history:
+            if not re.search(rf"^epoch {row['epoch']}/\d+: train loss", written, flags=re.MULTILINE):
+                self.log(self.run_setup.describe_row(row))
+        if self.step_in_epoch == 0:  # the last epoch's row may exist only in the checkpoint
+            logger.epoch_end(self.history)
 
     def _wrap_model(self) -> None:
         model: nn.Module = self.model
@@ -220,7 +242,7 @@ class _Trainer:
                 bar.close()
                 self.log(f"interrupted: checkpoint saved to {self.checkpoints.last if self.checkpoints else '-'}; "
                          "continue with --resume")
-                raise KeyboardInterrupt(str(self.run_setup.run_dir))
+                raise TrainingInterrupted(self.run_setup.run_dir)
             every = cfg.checkpoint_every_steps
             if every and self.global_step % every == 0 and self.step_in_epoch < setup.steps_per_epoch:
                 self._save(is_best=False)
@@ -268,13 +290,25 @@ class _Trainer:
         bad = 0.0 if torch.isfinite(loss).item() else 1.0
         bad = all_reduce_sum([bad], self.device, self.info)[0]  # every rank stops together
         if bad:
-            last = self.checkpoints.last if self.checkpoints and self.checkpoints.last.is_file() else None
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
-                f"(global step {self.global_step}); stopped, {kept}. Lower the learning rate "
-                f"(now {self.optimizer.param_groups[0]['lr']:.3g}), add warm-up or grad_clip, or turn amp off."
-            )
+            raise self._diverged(f"loss became {loss.item()} at epoch {self.epoch + 1}, step "
+                                 f"{self.step_in_epoch + 1} (global step {self.global_step})")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        # Checkpoints are only written with finite weights, so last.pt is the last good one.
+        last = self.checkpoints.last if self.checkpoints and self.checkpoints.last.is_file() else None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+        return TrainingDiverged(
+            f"{what}; stopped, {kept}. Lower the learning rate "
+            f"(now {self.optimizer.param_groups[0]['lr']:.3g}), add warm-up or grad_clip, or turn amp off."
+        )
+
+    def _check_finite_weights(self) -> None:
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        bad = sum(not torch.isfinite(t).all().item() for m in models for t in m.state_dict().values()
+                  if t.is_floating_point())
+        if all_reduce_sum([float(bad)], self.device, self.info)[0]:
+            raise self._diverged(f"{bad} weight tensor(s) became NaN/inf by epoch {self.epoch + 1}, step "
+                                 f"{self.step_in_epoch} (global step {self.global_step})")
 
     def _should_stop(self) -> bool:
         flag = all_reduce_sum([1.0 if self.stop.requested else 0.0], self.device, self.info)[0]
@@ -296,6 +330,9 @@ class _Trainer:
         assert stage is not None
         row |= {"image_size": stage.image_size, "magnitude": stage.magnitude, "mixup_alpha": stage.mixup_alpha,
                 "dropout": stage.dropout, "img_per_s": round(images_per_s, 2), "epoch_time_s": round(epoch_time, 2)}
+        losses = {key: row[key] for key in ("train_loss", "val_loss", "ema_val_loss") if key in row}
+        if not all(math.isfinite(value) for value in losses.values()):  # never kept, never "best"
+            raise self._diverged(f"epoch {self.epoch + 1} ended with non-finite losses {losses}")
         self.history.append(row)
         is_best = row.get("val_acc", -1.0) > self.best_val_acc
         self.best_val_acc = max(self.best_val_acc, row.get("val_acc", -1.0))
@@ -309,6 +346,7 @@ class _Trainer:
 
     def _save(self, *, is_best: bool) -> None:
         """Checkpoint the exact position (every rank takes part: RNG states and partial sums are gathered)."""
+        self._check_finite_weights()
         rng = collect_rng(self.info)
         running = all_reduce_sum(self.running, self.device, self.info)
         if self.info.enabled:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from effnet.fileio import atomic_write, write_text_atomic
 
 
 class RunLogger:
@@ -43,9 +44,7 @@ class RunLogger:
 
     def epoch_end(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the history (so a resumed run's file has no stale rows) and the plot."""
-        tmp = self.run_dir / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
-        os.replace(tmp, self.run_dir / "metrics.jsonl")
+        write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
         row = history[-1]
         self.scalars(row["global_step"], {
             f"epoch/{key}": value for key, value in row.items()
@@ -88,8 +87,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Path:
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    finally:
+        plt.close(fig)
     return path

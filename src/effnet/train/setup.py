@@ -33,6 +33,8 @@ from effnet.train.progressive import (
     progressive_stages,
     stage_at,
 )
+from effnet.train.resume import check_resumable, find_resume_checkpoint
+from effnet.train.runfolder import RunFolderLock, open_run_folder
 from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
 from effnet.train.syncbn import convert_sync_batchnorm
@@ -61,6 +63,8 @@ class RunSetup:
     run_dir: Path | None
     logger: RunLogger | None
     show_progress: bool
+    lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
+    resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
 
     def log(self, message: str) -> None:
         """A line for the console (rank 0, when progress is on) and train.log."""
@@ -122,7 +126,8 @@ class RunSetup:
     def static_state(self) -> dict[str, Any]:
         """Checkpoint entries that never change during a run."""
         return {"config": self.config.to_dict(), "spec": self.spec.to_dict(), "num_classes": self.data.num_classes,
-                "class_names": list(self.data.class_names), "preprocess": asdict(self.preprocess)}
+                "class_names": list(self.data.class_names), "preprocess": asdict(self.preprocess),
+                "steps_per_epoch": self.steps_per_epoch}
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -189,22 +194,25 @@ def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[Progressiv
     return progressive_stages(chosen, cfg.epochs, cfg.progressive_stages)
 
 
-def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo) -> Path | None:
+def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo,
+             overwrite: bool) -> tuple[Path, RunFolderLock | None, list[str]]:
+    """Create and lock the run folder on rank 0 (see `open_run_folder`); every rank gets its path."""
     if cfg.resume and not cfg.run_name:
         raise ValueError("resume needs the run's folder: set run_name (--run-name) or pass --resume RUN_DIR")
-    path = None
+    path, lock, notes = None, None, []
     if info.is_main:
         base = Path(cfg.output_dir)
         name = cfg.run_name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         path, suffix = base / name, 1
         while cfg.run_name is None and path.exists():  # many quick runs in one second get distinct folders
             path, suffix = base / f"{name}-{suffix}", suffix + 1
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return Path(str(broadcast_object(str(path) if path else None, info)))
+        lock, notes = open_run_folder(path, named=cfg.run_name is not None, resume=cfg.resume,
+                                      overwrite=overwrite)
+    return Path(str(broadcast_object(str(path) if path else None, info))), lock, notes
 
 
 def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info: DistInfo,
-              progress: bool) -> RunSetup:
+              progress: bool, overwrite: bool = False) -> RunSetup:
     """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -217,16 +225,52 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
     batch_per_rank = cfg.batch_size // info.world_size
+    lines: list[str] = []
+    data = build_datasets(cfg.data)
+    per_rank_samples = -(-len(data.train) // info.world_size)
+    steps_per_epoch = per_rank_samples // batch_per_rank
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
+                         "lower --batch-size")
+    model = _build_model(cfg, spec, data.num_classes, lines.append)
+    # After the data and weights load: a bad path leaves no empty folder. From here the folder is locked.
+    run_dir, lock, notes = _run_dir(cfg, spec, info, overwrite)
+    try:
+        resume_state = None
+        if cfg.resume:
+            resume_state, resume_notes = find_resume_checkpoint(run_dir, cfg.keep_last, info)
+            notes += resume_notes
+            if resume_state is not None:  # before config.yaml is rewritten: a refused resume changes nothing
+                check_resumable(resume_state, cfg, spec, data.num_classes, steps_per_epoch)
+        setup = _assemble(cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    setup.lock, setup.resume_state = lock, resume_state
+    if info.is_main:
+        cfg.replace(resume=False).save_yaml(run_dir / "config.yaml")
+        spec.save(run_dir / "spec.json")
+    params = sum(p.numel() for p in setup.model.parameters())
+    setup.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
+              f"{len(data.train)} train / {len(data.val)} val images, {info.world_size} process(es) on {device}")
+    setup.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at "
+              f"{setup.stages[0].image_size}px (eval {setup.preprocess.input_size}px), {cfg.optimizer} peak lr "
+              f"{cfg.peak_lr:.4g}, {cfg.schedule} schedule, warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}")
+    for line in lines + notes:
+        setup.log(line)
+    return setup
+
+
+def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetSpec, model: nn.Module,
+              data: DatasetPair, batch_per_rank: int, steps_per_epoch: int, run_dir: Path,
+              progress: bool) -> RunSetup:
+    """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     eval_size = cfg.eval_size or cfg.image_size or spec.resolution
     crop_pct = cfg.eval_crop_pct or eval_size / (eval_size + 32)
-
-    lines: list[str] = []
-    data = build_datasets(cfg.data)
-    model = _build_model(cfg, spec, data.num_classes, lines.append)
-    run_dir = _run_dir(cfg, spec, info)  # after the data and weights load: a bad path leaves no empty folder
     logger = None
-    if info.is_main and run_dir is not None:
+    if info.is_main:
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
     preprocess = Preprocess(eval_size, crop_pct, cfg.interpolation, model.preprocess.mean, model.preprocess.std)
     data.val.transform = eval_transform(eval_size, crop_pct, cfg.interpolation, preprocess.mean, preprocess.std)
@@ -242,27 +286,9 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     optimizer = build_optimizer(model, cfg.optimizer, cfg.peak_lr, weight_decay=cfg.weight_decay,
                                 momentum=cfg.momentum, rho=cfg.rmsprop_decay, eps=cfg.rmsprop_eps)
     scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
-
-    per_rank_samples = -(-len(data.train) // info.world_size)
-    steps_per_epoch = per_rank_samples // batch_per_rank
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
-                         "lower --batch-size")
     schedule = LRSchedule(cfg.peak_lr, steps_per_epoch, steps_per_epoch * cfg.epochs,
                           int(round(cfg.warmup * steps_per_epoch)), cfg.schedule, cfg.decay_rate,
                           cfg.decay_epochs, cfg.min_lr)
     stages = _stages(cfg, spec, image_size)
-    setup = RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
-                     preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, logger, progress)
-    if info.is_main and run_dir is not None:
-        cfg.save_yaml(run_dir / "config.yaml")
-        spec.save(run_dir / "spec.json")
-    params = sum(p.numel() for p in model.parameters())
-    setup.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
-              f"{len(data.train)} train / {len(data.val)} val images, {info.world_size} process(es) on {device}")
-    setup.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at {image_size}px "
-              f"(eval {eval_size}px), {cfg.optimizer} peak lr {cfg.peak_lr:.4g}, {cfg.schedule} schedule, "
-              f"warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}")
-    for line in lines:
-        setup.log(line)
-    return setup
+    return RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
+                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, logger, progress)

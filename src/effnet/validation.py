@@ -1,0 +1,78 @@
+"""Type checks for frozen config dataclasses: every field's value against its annotation, in the config's own
+`__post_init__`, so a YAML file with `epochs: "ten"` or `epochs: 1.5` is refused when it is read."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import types
+import typing
+from typing import Any
+
+# Containers in a config file are small; anything bigger is an alias bomb or a mistake.
+MAX_CONFIG_NODES = 10_000
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_field_types(config: Any) -> None:
+    """Raise ValueError naming the field, the value and the expected type (1.5 or true for an int is refused);
+    ints given for float fields become floats and lists given for tuple fields tuples (set in place)."""
+    hints = _field_types(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        fixed = _coerce(field.name, value, hints[field.name])
+        if fixed is not value:
+            object.__setattr__(config, field.name, fixed)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [arg for arg in args if arg is not type(None)]
+        args = typing.get_args(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return value if isinstance(value, float) else float(value)
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{name} must be a list of {len(args)} numbers [min, max], got {value!r}")
+        items = tuple(_coerce(name, item, arg) for item, arg in zip(value, args, strict=True))
+        return items
+    if dataclasses.is_dataclass(hint) and not isinstance(value, hint):
+        raise ValueError(f"{name} must be a mapping of {hint.__name__} options, got {value!r}")
+    return value
+
+
+def check_size(value: Any, where: str, limit: int = MAX_CONFIG_NODES) -> None:
+    """Refuse data holding more than `limit` values once YAML aliases are expanded (counted without expanding)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            raise ValueError(f"{where} holds more than {limit} values once its YAML aliases (*name) are expanded; "
+                             "write the values out instead of nesting aliases")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
