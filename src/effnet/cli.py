@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "effnet.commands.deploy",  # predict, cam, export, bench
     "effnet.commands.train",  # train, eval
     "effnet.commands.search",  # search, study
+    "effnet.commands.serve",  # serve
 )
 
 

@@ -1,0 +1,78 @@
+"""`effnet serve`: put any model, weight file, checkpoint or ONNX graph behind an HTTP endpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from effnet.commands.deploy import _add_preprocess_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the serve subcommand."""
+    sv = subparsers.add_parser(
+        "serve",
+        help="HTTP service: /predict, /cam, /health, /metrics and a web page at /",
+        description="Serve a model over HTTP with dynamic batching. Needs: pip install 'effnet[serve]'.",
+    )
+    sv.add_argument("--model", help="registry name or spec file (default: the file's own, or efficientnet_lite0)")
+    sv.add_argument("--pretrained", action="store_true", help="the model's offline pretrained record")
+    sv.add_argument(
+        "--weights",
+        type=Path,
+        help="weights (.safetensors, timm/torchvision .pth), an `effnet train` checkpoint, or .onnx",
+    )
+    sv.add_argument("--classes-file", type=Path, help="class names, one per line (default: recorded, or ImageNet)")
+    _add_preprocess_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model (default 1)")
+    sv.add_argument("--threads", type=int, help="intra-op threads per worker (default: cores / workers)")
+    sv.add_argument("--max-batch", type=int, default=8, help="images per forward pass; 1 = no batching (default 8)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
+    sv.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
+    sv.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels per image (default 40M)")
+    sv.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
+    sv.add_argument("--top-k", type=int, default=5, help="classes returned per image (default 5)")
+    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from effnet.serve.config import ModelSource, ServeConfig
+
+    overrides = {
+        "input_size": args.input_size,
+        "crop_pct": args.crop_pct,
+        "resize_mode": args.resize_mode,
+        "mean": tuple(args.mean) if args.mean else None,
+        "std": tuple(args.std) if args.std else None,
+    }
+    source = ModelSource(
+        model=args.model,
+        pretrained=args.pretrained,
+        weights=str(args.weights) if args.weights else None,
+        classes_file=str(args.classes_file) if args.classes_file else None,
+        preprocess=tuple((key, value) for key, value in overrides.items() if value is not None),
+    )
+    config = ServeConfig(
+        source=source,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        max_images=args.max_images,
+        top_k=args.top_k,
+    )
+    try:
+        from effnet.serve.runner import serve
+    except ImportError as err:
+        raise ValueError(
+            f"effnet serve needs FastAPI and uvicorn ({err.name} is missing); run: pip install 'effnet[serve]'"
+        ) from err
+    serve(config, log_level=args.log_level)
+    return 0

@@ -1,0 +1,189 @@
+"""The model behind the server: a PyTorch model (CAM included) or an ONNX graph on onnxruntime, loaded with the
+library's own loaders and carrying its preprocessing and class names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from effnet.data.transforms import preprocess_transform
+from effnet.preprocess import Preprocess, default_preprocess
+from effnet.serve.config import ModelSource
+
+
+class CamUnavailableError(ValueError):
+    """Raised when the served model cannot draw class activation maps (an ONNX graph has no feature maps)."""
+
+
+class Classifier:
+    """A loaded model: preprocessing, logits for a batch, class names and (PyTorch only) CAM."""
+
+    runtime = "none"
+
+    def __init__(self, name: str, preprocess: Preprocess, num_classes: int, class_names: Sequence[str] | None):
+        self.name = name
+        self.preprocess = preprocess
+        self.num_classes = num_classes
+        self.class_names = tuple(class_names) if class_names else None
+        self._transform = preprocess_transform(preprocess)
+
+    @property
+    def has_cam(self) -> bool:
+        """Whether `cam` works for this model."""
+        return False
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """(3, H, W) normalized input tensor of one RGB image, with the model's eval preprocessing."""
+        return self._transform(image)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, classes) logits of a preprocessed (N, 3, H, W) batch."""
+        raise NotImplementedError
+
+    def cam(self, image: Image.Image) -> Any:
+        """The CAM of the image's top class (effnet.analysis.cam.CamResult)."""
+        raise CamUnavailableError(f"CAM needs a PyTorch model; {self.name} is served by {self.runtime}")
+
+    def class_name(self, index: int) -> str:
+        """Readable name of a class index (the index itself when no names are known)."""
+        names = self.class_names
+        return names[index] if names is not None and index < len(names) else str(index)
+
+
+class TorchClassifier(Classifier):
+    """An effnet model in eval mode with its BatchNorm folded into the convolutions (same outputs, less work)."""
+
+    runtime = "pytorch"
+
+    def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None):
+        from effnet.export import fold_batchnorm
+
+        super().__init__(model.spec.name, model.preprocess, model.num_classes, class_names)
+        self.model = fold_batchnorm(model.eval())
+
+    @property
+    def has_cam(self) -> bool:
+        """CAM needs the linear classifier, which a headless model (num_classes 0) lacks."""
+        return self.num_classes > 0
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, classes) logits of a preprocessed batch."""
+        return self.model(batch)
+
+    def cam(self, image: Image.Image) -> Any:
+        """CAM of the top class, at the image's own size."""
+        from effnet.analysis.cam import image_cam
+
+        if not self.has_cam:
+            raise CamUnavailableError(f"{self.name} has no classifier, so there is no class to explain")
+        return image_cam(self.model, image)
+
+
+class OnnxClassifier(Classifier):
+    """An exported ONNX graph (input (N, 3, H, W) -> logits) run by onnxruntime on the CPU."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, preprocess: Preprocess, class_names: Sequence[str] | None, threads: int):
+        from effnet.export import onnx_session
+
+        self.session = onnx_session(path, threads)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_name = inputs[0].name
+        height, width = inputs[0].shape[2:4]
+        if isinstance(height, int) and (height, width) != (preprocess.input_size, preprocess.input_size):
+            raise ValueError(
+                f"{path} takes {height}x{width} inputs but the preprocessing gives {preprocess.input_size}; "
+                f"pass --input-size {height} or the --model the graph was exported from"
+            )
+        num_classes = outputs[0].shape[1]
+        if not isinstance(num_classes, int):
+            raise ValueError(f"{path}: the output's class axis has no fixed size ({num_classes!r})")
+        super().__init__(path.stem, preprocess, num_classes, class_names)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, classes) logits from onnxruntime."""
+        array = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def _read_classes_file(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"classes file {file} does not exist; give a text file with one class name per line")
+    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _class_names(source: ModelSource, num_classes: int, recorded: Sequence[str] | None) -> list[str] | None:
+    from effnet.pretrained import imagenet_classes
+
+    if source.classes_file:
+        names = _read_classes_file(source.classes_file)
+    elif recorded:
+        names = list(recorded)
+    elif num_classes == 1000:
+        names = list(imagenet_classes())
+    else:
+        return None
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a model with {num_classes} classes; fix --classes-file")
+    return names
+
+
+def _apply_overrides(preprocess: Preprocess, source: ModelSource) -> Preprocess:
+    return replace(preprocess, **dict(source.preprocess)) if source.preprocess else preprocess
+
+
+def _onnx_preprocess(path: Path, source: ModelSource) -> Preprocess:
+    """The graph's recorded preprocessing when its metadata has one, else the pretrained record's or the model's."""
+    import onnx
+
+    metadata = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "preprocess" in metadata:
+        saved = json.loads(metadata["preprocess"])
+        known = {key: saved[key] for key in Preprocess.__dataclass_fields__ if key in saved}
+        return Preprocess(**{**known, **{k: tuple(v) for k, v in known.items() if isinstance(v, list)}})
+    if source.pretrained:
+        from effnet.pretrained import get_pretrained
+
+        return get_pretrained(source.model_name).preprocess
+    from effnet.zoo import resolve_spec
+
+    return default_preprocess(resolve_spec(source.model_name))
+
+
+def load_classifier(source: ModelSource, threads: int = 1) -> Classifier:
+    """Load what `source` names, ready to serve; user mistakes raise ValueError with the fix."""
+    if source.is_onnx:
+        assert source.weights is not None
+        path = Path(source.weights)
+        if not path.is_file():
+            raise ValueError(f"ONNX file {path} does not exist")
+        preprocess = _apply_overrides(_onnx_preprocess(path, source), source)
+        classifier = OnnxClassifier(path, preprocess, None, threads)
+        classifier.class_names = tuple(_class_names(source, classifier.num_classes, None) or ()) or None
+        return classifier
+    from effnet.zoo import create_model
+
+    if source.pretrained:
+        model = create_model(source.model_name, pretrained=True)
+    elif source.weights is not None:
+        from effnet.train.evaluate import load_trained_model
+
+        model = load_trained_model(source.weights, model=source.model)
+    else:
+        raise ValueError(
+            f"{source.model_name} has random weights: pass --pretrained (offline records: see effnet.pretrained) "
+            "or --weights FILE (weights, checkpoint or .onnx)"
+        )
+    model.preprocess = _apply_overrides(model.preprocess, source)
+    recorded = getattr(model, "class_names", None)
+    return TorchClassifier(model, _class_names(source, model.num_classes, recorded))

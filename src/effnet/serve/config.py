@@ -1,0 +1,93 @@
+"""What `effnet serve` serves and how: the model source and the server's limits, as frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+DEFAULT_MODEL = "efficientnet_lite0"
+PREPROCESS_OVERRIDES = ("input_size", "crop_pct", "resize_mode", "interpolation", "mean", "std")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which model to serve: a registry name or spec file, plus pretrained weights, a weight/checkpoint file or ONNX."""
+
+    model: str | None = None  # None: the file's own architecture, or efficientnet_lite0
+    pretrained: bool = False  # with an .onnx file: only the record's preprocessing
+    weights: str | None = None  # effnet .safetensors, `effnet train` checkpoint, timm/torchvision file, or .onnx
+    classes_file: str | None = None  # class names, one per line
+    # Preprocessing overrides as (field, value) pairs, e.g. (("input_size", 256),); the model's own otherwise.
+    preprocess: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.pretrained and self.weights is not None and not self.is_onnx:
+            raise ValueError("give either --pretrained or --weights FILE, not both")
+        unknown = [key for key, _ in self.preprocess if key not in PREPROCESS_OVERRIDES]
+        if unknown:
+            raise ValueError(f"unknown preprocessing override(s) {unknown}; choose from {PREPROCESS_OVERRIDES}")
+
+    @property
+    def model_name(self) -> str:
+        """The registry name or spec file to build (efficientnet_lite0 unless given)."""
+        return self.model or DEFAULT_MODEL
+
+    @property
+    def is_onnx(self) -> bool:
+        """True when the weights file is an ONNX graph (served with onnxruntime)."""
+        return self.weights is not None and self.weights.lower().endswith(".onnx")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Server settings: address, processes, dynamic batching and input limits."""
+
+    source: ModelSource = field(default_factory=ModelSource)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1  # processes, each with its own model and batcher
+    threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: cores // workers)
+    max_batch: int = 8  # 1 turns dynamic batching off: one image per forward pass
+    max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
+    max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
+    max_pixels: int = 40_000_000  # per image, checked from the header before decoding (decompression bombs)
+    max_images: int = 16  # per request
+    top_k: int = 5
+    cam_max_side: int = 640  # CAM overlays are drawn on the image shrunk to this longer side
+
+    def __post_init__(self) -> None:
+        checks = {
+            "port": 0 <= self.port <= 65535,
+            "workers": self.workers >= 1,
+            "threads": self.threads is None or self.threads >= 1,
+            "max_batch": self.max_batch >= 1,
+            "max_wait_ms": self.max_wait_ms >= 0,
+            "max_upload_bytes": self.max_upload_bytes >= 1024,
+            "max_pixels": self.max_pixels >= 1,
+            "max_images": self.max_images >= 1,
+            "top_k": self.top_k >= 1,
+            "cam_max_side": self.cam_max_side >= 32,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive")
+
+    @property
+    def intra_op_threads(self) -> int:
+        """Threads each worker's model uses: the cores shared out between workers unless set."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def to_json(self) -> str:
+        """JSON form, used to hand the settings to worker processes."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        """Inverse of `to_json`."""
+        data = json.loads(text)
+        source = data.pop("source")
+        source["preprocess"] = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in source["preprocess"])
+        known = {f.name for f in fields(cls)}
+        return cls(source=ModelSource(**source), **{key: value for key, value in data.items() if key in known})

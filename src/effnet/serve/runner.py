@@ -1,0 +1,49 @@
+"""Starting the server: one process with the model in it, or several uvicorn worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from effnet.serve.app import CONFIG_ENV, create_app
+from effnet.serve.config import ServeConfig
+from effnet.serve.metrics import MULTIPROCESS_ENV
+
+WORKER_HEALTHCHECK_S = 120
+
+
+def serve(config: ServeConfig, log_level: str = "info") -> None:
+    """Serve until interrupted. Loading the model first means a bad --weights fails before the port opens."""
+    import torch
+    import uvicorn
+
+    from effnet.serve.backend import load_classifier
+
+    threads = config.intra_op_threads
+    if config.workers == 1:
+        classifier = load_classifier(config.source, threads)
+        torch.set_num_threads(threads)
+        app = create_app(config, classifier)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
+        return
+    # Each worker builds its own app from the settings in the environment; metrics files are shared so that
+    # /metrics on any worker reports all of them.
+    load_classifier(config.source, 1)  # fail now, in one clear line, rather than in every worker
+    metrics_dir = tempfile.mkdtemp(prefix="effnet-serve-metrics-")
+    os.environ[CONFIG_ENV] = config.to_json()
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "effnet.serve.app:app_from_environment",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            log_level=log_level,
+            # uvicorn kills a worker that does not answer its health ping within this time; starting Python and
+            # torch in a fresh process takes longer than the 5 s default on a busy machine.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
