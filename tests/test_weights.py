@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import effnet
-from effnet.weights import detect_layout, load_model, read_weights, save_weights
+from effnet.weights import detect_layout, load_model, read_file, save_weights
 
 
 def _tiny(**overrides):
@@ -18,7 +18,7 @@ def _tiny(**overrides):
 def test_native_format_round_trip_keeps_padding_and_eps(tmp_path):
     model = _tiny(padding="same", norm_eps=1e-3).eval()
     path = save_weights(model, tmp_path / "tiny.safetensors")
-    _, saved_spec = read_weights(path)
+    saved_spec = read_file(path).spec
     assert saved_spec.padding == "same" and saved_spec.norm_eps == 1e-3
     again = load_model(path).eval()
     assert again.spec == model.spec and again.num_classes == 7
@@ -49,9 +49,10 @@ def test_checkpoint_wrappers_and_ddp_prefixes(tmp_path):
 def test_mismatch_names_the_tensors(tmp_path):
     torch.save(effnet.create_model("efficientnet_lite0", num_classes=10).state_dict(), tmp_path / "lite.pth")
     with pytest.raises(ValueError, match=r"classifier.weight \(1000, 1280\) <- classifier.weight \(10, 1280\)"):
-        effnet.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth")
+        effnet.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth", num_classes=1000)
     with pytest.raises(ValueError, match="num_classes=10"):
-        effnet.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth")
+        effnet.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth", num_classes=1000)
+    assert effnet.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth").num_classes == 10  # the file's
     with pytest.raises(ValueError, match="do not match efficientnet_b0: 64 missing"):
         effnet.create_model("efficientnet_b0", weights=tmp_path / "lite.pth", num_classes=10)
 
@@ -66,7 +67,7 @@ def test_code_in_a_pickle_is_refused(tmp_path):
     with open(path, "wb") as handle:
         pickle.dump(collections.OrderedDict(x=_Payload()), handle)
     with pytest.raises(ValueError, match="without executing code"):
-        read_weights(path)
+        read_file(path)
 
 
 def test_unknown_layout_and_missing_file(tmp_path):
@@ -81,7 +82,7 @@ def test_efficientnet_pytorch_layout_from_the_lite0_package():
     from pathlib import Path
 
     path = next(Path(package.__file__).parent.glob("models/*.pth"))
-    state, _ = read_weights(path)
+    state = read_file(path).tensors
     assert detect_layout(set(state)) == "efficientnet-pytorch"
     model = effnet.create_model("efficientnet_lite0", weights=path, padding="same", norm_eps=1e-3)
     assert torch.equal(model.stem.conv.weight, state["_conv_stem.weight"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,14 @@ def conv_init_std(conv: nn.Conv2d) -> float:
 class EfficientNet(nn.Module):
     """stem -> stages of blocks -> 1x1 head -> global pool -> dropout -> linear, built from a NetSpec."""
 
-    def __init__(self, spec: NetSpec, num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        spec: NetSpec,
+        num_classes: int = 1000,
+        *,
+        preprocess: Preprocess | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes}")
@@ -108,8 +116,11 @@ class EfficientNet(nn.Module):
         self.global_pool = "avg"
         self.reset_classifier(num_classes)
         self.grad_checkpointing = False
-        # Pretrained weight records replace this with the preprocessing their training used.
-        self.preprocess: Preprocess = default_preprocess(spec)
+        # Settings that travel with the weights: files and pretrained records pass the ones their training used.
+        self.preprocess: Preprocess = preprocess or default_preprocess(spec)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes; give one name per class")
+        self.class_names: tuple[str, ...] | None = tuple(class_names) if class_names is not None else None
         self._init_weights()
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -158,6 +169,11 @@ class EfficientNet(nn.Module):
             bound = 1.0 / num_classes**0.5
             nn.init.uniform_(self.classifier.weight, -bound, bound)
             nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm-style data config, so `timm.data.resolve_data_config(model=m)` returns this model's preprocessing."""
+        return {**self.preprocess.timm_cfg(), "num_classes": self.num_classes, "architecture": self.spec.name}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage's activations in the backward pass: less memory, ~30% more compute."""

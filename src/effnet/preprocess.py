@@ -1,13 +1,19 @@
-"""How images are prepared for a model: the eval-time resize, crop and normalization it expects."""
+"""How images are prepared for a model: the eval-time resize, crop and normalization it expects.
+
+A `Preprocess` travels with the weights: effnet's weight files, training checkpoints and ONNX exports record it,
+pretrained records carry it, and models expose it (also as a timm-style `pretrained_cfg`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from effnet.specs import NetSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("crop", "squash")
 
 
 @dataclass(frozen=True)
@@ -22,10 +28,60 @@ class Preprocess:
     # "crop": shorter side to resize_size, then center crop; "squash": whole image to input_size x input_size.
     resize_mode: str = "crop"
 
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+
     @property
     def resize_size(self) -> int:
         """Shorter side before the center crop."""
         return int(round(self.input_size / self.crop_pct))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (what weight files, checkpoints and ONNX metadata store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        """Inverse of `to_dict` (lists from JSON become tuples); unknown keys are an error."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocessing fields {sorted(unknown)}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+    def timm_cfg(self) -> dict[str, Any]:
+        """The same preprocessing as timm's data-config keys, so timm's transforms reproduce it exactly."""
+        # effnet's "squash" resizes the whole image to input_size: timm's "squash" crop mode with crop_pct 1.
+        squash = self.resize_mode == "squash"
+        return {
+            "input_size": (3, self.input_size, self.input_size),
+            "interpolation": self.interpolation,
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "crop_pct": 1.0 if squash else self.crop_pct,
+            "crop_mode": "squash" if squash else "center",
+        }
+
+    def transforms(self):  # -> torchvision.transforms.v2.Compose
+        """The eval transform (PIL image -> normalized tensor), like torchvision's `weights.transforms()`."""
+        from effnet.data.transforms import preprocess_transform
+
+        return preprocess_transform(self)
+
+    def describe(self) -> str:
+        """A short readable form, e.g. `224 crop 0.875 bicubic, mean/std 0.5`."""
+        resize = "squash" if self.resize_mode == "squash" else f"crop {self.crop_pct:.3g}"
+        if self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD:
+            norm = "ImageNet mean/std"
+        elif set(self.mean) == {0.5} and set(self.std) == {0.5}:
+            norm = "[-1, 1]"
+        else:
+            norm = f"mean {self.mean} std {self.std}"
+        return f"{self.input_size} {resize} {self.interpolation}, {norm}"
 
 
 def default_preprocess(spec: NetSpec) -> Preprocess:

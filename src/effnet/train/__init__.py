@@ -3,8 +3,8 @@
 from effnet.train.checkpoint import CheckpointManager, load_checkpoint
 from effnet.train.config import RECIPES, TrainConfig
 from effnet.train.ema import ModelEma, tf_ema_decay
-from effnet.train.evaluate import evaluate, evaluate_checkpoint, load_trained_model, resolve_device
-from effnet.train.finetune import load_pretrained, set_backbone_frozen
+from effnet.train.evaluate import evaluate, evaluate_checkpoint, resolve_device
+from effnet.train.finetune import set_backbone_frozen
 from effnet.train.loop import TrainingDiverged, TrainingInterrupted, TrainResult, fit
 from effnet.train.optim import RMSpropTF, build_optimizer, param_groups
 from effnet.train.progressive import TABLE6, ProgressiveRange, ProgressiveStage, default_range, progressive_stages
@@ -29,8 +29,6 @@ __all__ = [
     "evaluate_checkpoint",
     "fit",
     "load_checkpoint",
-    "load_pretrained",
-    "load_trained_model",
     "param_groups",
     "progressive_stages",
     "resolve_device",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import pickle
 import random
 import re
 import shutil
@@ -17,35 +15,11 @@ import numpy as np
 import torch
 
 from effnet.fileio import atomic_write
+from effnet.weights.reader import CHECKPOINT_FORMAT, CorruptCheckpoint, content_checksum, read_file
 
-CHECKPOINT_FORMAT = "effnet-train-checkpoint-v1"
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointManager", "CorruptCheckpoint", "atomic_save", "capture_rng",
+           "content_checksum", "load_checkpoint", "restore_rng"]
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
-
-
-def content_checksum(state: dict[str, Any]) -> str:
-    """SHA-256 of everything a checkpoint holds except its "checksum" entry (tensors by dtype, shape and bytes)."""
-    digest = hashlib.sha256()
-    _hash_into(digest, {key: value for key, value in state.items() if key != "checksum"})
-    return digest.hexdigest()
-
-
-def _hash_into(digest: Any, value: Any) -> None:
-    # Lists and tuples hash alike: what matters is the content, not which container pickling gave back.
-    if isinstance(value, torch.Tensor):
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    elif isinstance(value, dict):
-        digest.update(f"D{len(value)}".encode())
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode())
-            _hash_into(digest, value[key])
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"L{len(value)}".encode())
-        for item in value:
-            _hash_into(digest, item)
-    else:
-        digest.update(f"V{value!r}".encode())
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
@@ -69,43 +43,13 @@ def _atomic_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-class CorruptCheckpoint(ValueError):
-    """A checkpoint file that cannot be read or whose content does not match the checksum written with it."""
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint without executing code and verify its checksum (CorruptCheckpoint if broken)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    state = read_torch_file(path)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    """The whole training state of an `effnet train` checkpoint, read and checksum-verified by the one reader
+    (`effnet.weights.read_file`; CorruptCheckpoint if the file is damaged)."""
+    file = read_file(path)
+    if file.checkpoint is None:
         raise ValueError(f"{path} is not an effnet training checkpoint (written by `effnet train`)")
-    return state  # checksum verified by read_torch_file (checkpoints from before checksums have none)
-
-
-def read_torch_file(path: Path) -> Any:
-    """torch.load(weights_only=True) of an existing file; a damaged file or a refused pickle is one ValueError, and
-    a checkpoint's checksum is verified. (torch's "weights_only=False will likely succeed" hint is left out: that
-    would run the file's code.)"""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
-        raise CorruptCheckpoint(f"{path} holds Python objects other than tensors and plain data{what}; effnet does "
-                                "not load such pickles because loading them can run code") from None
-    except Exception as err:  # truncated zip, garbage bytes: torch raises many types
-        raise CorruptCheckpoint(f"{path} is damaged and cannot be read ({_first_line(err)})") from None
-    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "checksum" in state:
-        if state["checksum"] != content_checksum(state):
-            raise CorruptCheckpoint(f"{path} is damaged: its content does not match the checksum written with it")
-    return state
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return file.checkpoint
 
 
 class CheckpointManager:

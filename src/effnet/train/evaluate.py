@@ -1,4 +1,4 @@
-"""Top-1 / top-5 / loss of a model on a dataset, and loading a trained model back for evaluation."""
+"""Top-1 / top-5 / loss of a model on a dataset, and of a checkpoint or weights file on its run's data."""
 
 from __future__ import annotations
 
@@ -74,49 +74,6 @@ def evaluate(
     return {"loss": loss_sum / count, "top1": correct1 / count, "top5": correct5 / count, "count": int(count)}
 
 
-def load_trained_model(path: str | Path, *, model: str | None = None, use_ema: bool = True) -> nn.Module:
-    """A model from an `effnet train` checkpoint (its EMA weights by default) or any weights file effnet reads.
-
-    Checkpoints and effnet .safetensors files carry their spec; other files need `model` (a name or spec file).
-    """
-    from effnet.net import EfficientNet
-    from effnet.train.checkpoint import CHECKPOINT_FORMAT, read_torch_file
-    from effnet.zoo import Preprocess, create_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist")
-    if path.suffix in (".pt", ".pth"):
-        state = read_torch_file(path)
-        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-            from effnet.specs import NetSpec
-
-            spec = NetSpec.from_dict(state["spec"])
-            net = EfficientNet(spec, num_classes=int(state["num_classes"]))
-            weights = state["ema"]["module"] if use_ema and state.get("ema") else state["model"]
-            net.load_state_dict(weights)
-            saved = state.get("preprocess")
-            if saved:  # otherwise the spec's default, which EfficientNet already set
-                net.preprocess = Preprocess(**{**saved, "mean": tuple(saved["mean"]), "std": tuple(saved["std"])})
-            net.class_names = list(state.get("class_names") or [])
-            return net
-    if path.suffix == ".safetensors" and model is None:
-        from effnet.weights import load_model
-
-        return load_model(path)
-    if model is None:
-        raise ValueError(f"{path} does not record its architecture; pass the model name or spec file (--model)")
-    from effnet.weights import read_weights
-    from effnet.weights.layouts import detect_layout, rename_to_effnet
-
-    state_dict, _ = read_weights(path)
-    # The classifier's row count tells the number of classes the weights were trained for.
-    names = rename_to_effnet(create_model(model, num_classes=1), detect_layout(set(state_dict)))
-    classifier_key = names["classifier.weight"]
-    num_classes = state_dict[classifier_key].shape[0] if classifier_key in state_dict else 0
-    return create_model(model, num_classes=num_classes, weights=path)
-
-
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -131,17 +88,23 @@ def evaluate_checkpoint(
 
     `data` overrides that run's data options (DataConfig fields). Refuses weights or a loss that are not finite.
     """
-    from effnet.data import DataConfig, build_datasets, eval_transform
+    from dataclasses import replace
+
+    from effnet.data import DataConfig, build_datasets
+    from effnet.weights import load_model, read_file
 
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    net = load_trained_model(path, model=model, use_ema=use_ema)
+    file = read_file(path)
+    net = load_model(file, model, use_ema=use_ema)
     bad = [name for name, tensor in net.state_dict().items()
            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged "
                          "there, evaluate an earlier checkpoint")
-    values = _saved_data_config(Path(path)) | {k: v for k, v in (data or {}).items() if v is not None}
+    # A checkpoint evaluates on its own run's validation set unless `data` says otherwise.
+    saved = dict((file.config or {}).get("data") or {})
+    values = saved | {k: v for k, v in (data or {}).items() if v is not None}
     pair = build_datasets(DataConfig(**values))
     if net.num_classes != pair.num_classes:
         raise ValueError(f"the model has {net.num_classes} outputs but {values.get('name', 'shapes')} has "
@@ -149,21 +112,9 @@ def evaluate_checkpoint(
     pre = net.preprocess
     size = image_size or pre.input_size
     crop_pct = pre.crop_pct if size == pre.input_size else size / (size + 32)
-    pair.val.transform = eval_transform(size, crop_pct, pre.interpolation, pre.mean, pre.std)
+    pair.val.transform = replace(pre, input_size=size, crop_pct=crop_pct).transforms()
     target = resolve_device(device)
     metrics: dict[str, Any] = evaluate(net.to(target), DataLoader(pair.val, batch_size=batch_size), target)
     if not math.isfinite(metrics["loss"]):
         raise ValueError(f"{path}: the validation loss is {metrics['loss']} (the weights give non-finite logits)")
     return metrics | {"weights": str(path), "image_size": size, "crop_pct": round(crop_pct, 4)}
-
-
-def _saved_data_config(path: Path) -> dict[str, Any]:
-    """The data section of the run a checkpoint came from (so eval defaults to the same validation set)."""
-    if path.suffix not in (".pt", ".pth"):
-        return {}
-    from effnet.train.checkpoint import read_torch_file
-
-    state = read_torch_file(path)
-    if isinstance(state, dict) and isinstance(state.get("config"), dict):
-        return dict(state["config"].get("data") or {})
-    return {}

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
+from effnet.preprocess import Preprocess
 from effnet.scaling import scale
 from effnet.specs import NetSpec
 from effnet.train.checkpoint import capture_rng, restore_rng
@@ -23,7 +24,6 @@ from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
 from effnet.train.ema import ModelEma
 from effnet.train.evaluate import evaluate
-from effnet.train.finetune import load_pretrained
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
 from effnet.train.progressive import (
@@ -38,7 +38,8 @@ from effnet.train.runfolder import RunFolderLock, open_run_folder
 from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
 from effnet.train.syncbn import convert_sync_batchnorm
-from effnet.zoo import Preprocess, create_model, resolve_spec
+from effnet.weights import load_model, read_file
+from effnet.zoo import create_model, resolve_spec
 
 
 @dataclass
@@ -161,10 +162,14 @@ def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
 
 
 def _build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, log: Callable[[str], None]) -> nn.Module:
-    model = create_model(spec, num_classes=num_classes)
     replaced = True  # whether the classifier is fresh (not loaded)
-    if cfg.weights:
-        replaced = load_pretrained(model, cfg.weights)
+    if not cfg.weights:
+        model = create_model(spec, num_classes=num_classes)
+    else:
+        # The weights bring their padding, BN eps and preprocessing; a different class count gets a fresh head.
+        file = read_file(cfg.weights)
+        model = load_model(file, spec, num_classes=num_classes, reset_classifier=True, use_ema=False)
+        replaced = file.num_classes != num_classes
         log(f"loaded weights from {cfg.weights}"
             + (f"; new classifier for {num_classes} classes" if replaced else ""))
     if cfg.zero_init_classifier and replaced and isinstance(model.classifier, nn.Linear):

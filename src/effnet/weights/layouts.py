@@ -24,6 +24,14 @@ LAYOUT_MARKERS = {
     "efficientnet-pytorch": "_conv_stem.weight",
 }
 
+# Where each layout keeps its classifier's weight (rows = number of classes).
+CLASSIFIER_KEYS = {
+    "effnet": "classifier.weight",
+    "timm": "classifier.weight",
+    "torchvision": "classifier.1.weight",
+    "efficientnet-pytorch": "_fc.weight",
+}
+
 
 def detect_layout(keys: set[str]) -> str:
     """Which implementation saved a state dict, from a key only that layout has."""

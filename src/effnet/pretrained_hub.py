@@ -1,0 +1,86 @@
+# ruff: noqa: E501  (one record per line reads best as a table)
+"""The Hugging Face Hub weights timm publishes for effnet's architectures, as a table a reader can check.
+
+Each row: effnet model, effnet tag, timm model name (the Hub repo is `timm/<name>`, file `model.safetensors`),
+ImageNet-1k top-1 that timm reports at that size (timm results/results-imagenet.csv; None for in21k/in12k heads),
+eval input size, crop fraction, interpolation, normalization ("imagenet" mean/std or "half": [-1, 1]), resize
+mode ("crop" = resize + center crop, "squash" = whole image), number of classes. Sizes and crops are timm's
+pretrained configs (the test size where timm gives one). Tags starting `tf_` are ports of Google's TensorFlow
+checkpoints (TF "SAME" padding, BN eps 1e-3); the others were trained in PyTorch by timm (symmetric padding,
+BN eps 1e-5).
+"""
+
+from __future__ import annotations
+
+HUB_FILE = "model.safetensors"
+
+TIMM_HUB_ROWS: tuple[tuple[str, str, str, float | None, int, float, str, str, str, int], ...] = (
+    # effnet model       effnet tag      timm name            top-1  size  crop  interpolation  norm  mode  classes
+    ("efficientnet_b0", "ra4_e3600_r224_in1k", "efficientnet_b0.ra4_e3600_r224_in1k", 79.364, 256, 1.0, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b0", "ra_in1k", "efficientnet_b0.ra_in1k", 77.698, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b1", "ft_in1k", "efficientnet_b1.ft_in1k", 78.806, 256, 1.0, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b1", "ra4_e3600_r240_in1k", "efficientnet_b1.ra4_e3600_r240_in1k", 81.444, 288, 1.0, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b2", "ra_in1k", "efficientnet_b2.ra_in1k", 80.612, 288, 1.0, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b3", "ra2_in1k", "efficientnet_b3.ra2_in1k", 82.296, 320, 1.0, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b4", "ra2_in1k", "efficientnet_b4.ra2_in1k", 83.468, 384, 1.0, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b5", "sw_in12k", "efficientnet_b5.sw_in12k", None, 416, 0.95, "bicubic", "imagenet", "crop", 11821),
+    ("efficientnet_b5", "sw_in12k_ft_in1k", "efficientnet_b5.sw_in12k_ft_in1k", 85.894, 448, 1.0, "bicubic", "imagenet", "squash", 1000),
+    ("efficientnet_lite0", "ra_in1k", "efficientnet_lite0.ra_in1k", 75.488, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b0", "tf_aa_in1k", "tf_efficientnet_b0.aa_in1k", 76.882, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b0", "tf_ap_in1k", "tf_efficientnet_b0.ap_in1k", 77.1, 224, 0.875, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b0", "tf_in1k", "tf_efficientnet_b0.in1k", 76.542, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b0", "tf_ns_jft_in1k", "tf_efficientnet_b0.ns_jft_in1k", 78.68, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b1", "tf_aa_in1k", "tf_efficientnet_b1.aa_in1k", 78.84, 240, 0.882, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b1", "tf_ap_in1k", "tf_efficientnet_b1.ap_in1k", 79.288, 240, 0.882, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b1", "tf_in1k", "tf_efficientnet_b1.in1k", 78.546, 240, 0.882, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b1", "tf_ns_jft_in1k", "tf_efficientnet_b1.ns_jft_in1k", 81.388, 240, 0.882, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b2", "tf_aa_in1k", "tf_efficientnet_b2.aa_in1k", 80.074, 260, 0.89, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b2", "tf_ap_in1k", "tf_efficientnet_b2.ap_in1k", 80.3, 260, 0.89, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b2", "tf_in1k", "tf_efficientnet_b2.in1k", 79.612, 260, 0.89, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b2", "tf_ns_jft_in1k", "tf_efficientnet_b2.ns_jft_in1k", 82.412, 260, 0.89, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b3", "tf_aa_in1k", "tf_efficientnet_b3.aa_in1k", 81.648, 300, 0.904, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b3", "tf_ap_in1k", "tf_efficientnet_b3.ap_in1k", 81.842, 300, 0.904, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b3", "tf_in1k", "tf_efficientnet_b3.in1k", 80.878, 300, 0.904, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b3", "tf_ns_jft_in1k", "tf_efficientnet_b3.ns_jft_in1k", 84.054, 300, 0.904, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b4", "tf_aa_in1k", "tf_efficientnet_b4.aa_in1k", 83.04, 380, 0.922, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b4", "tf_ap_in1k", "tf_efficientnet_b4.ap_in1k", 83.246, 380, 0.922, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b4", "tf_in1k", "tf_efficientnet_b4.in1k", 82.598, 380, 0.922, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b4", "tf_ns_jft_in1k", "tf_efficientnet_b4.ns_jft_in1k", 85.156, 380, 0.922, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b5", "tf_aa_in1k", "tf_efficientnet_b5.aa_in1k", 83.696, 456, 0.934, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b5", "tf_ap_in1k", "tf_efficientnet_b5.ap_in1k", 84.258, 456, 0.934, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b5", "tf_in1k", "tf_efficientnet_b5.in1k", 83.17, 456, 0.934, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b5", "tf_ns_jft_in1k", "tf_efficientnet_b5.ns_jft_in1k", 86.096, 456, 0.934, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b5", "tf_ra_in1k", "tf_efficientnet_b5.ra_in1k", 83.834, 456, 0.934, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b6", "tf_aa_in1k", "tf_efficientnet_b6.aa_in1k", 84.124, 528, 0.942, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b6", "tf_ap_in1k", "tf_efficientnet_b6.ap_in1k", 84.794, 528, 0.942, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b6", "tf_ns_jft_in1k", "tf_efficientnet_b6.ns_jft_in1k", 86.476, 528, 0.942, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b7", "tf_aa_in1k", "tf_efficientnet_b7.aa_in1k", 84.424, 600, 0.949, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b7", "tf_ap_in1k", "tf_efficientnet_b7.ap_in1k", 85.132, 600, 0.949, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b7", "tf_ns_jft_in1k", "tf_efficientnet_b7.ns_jft_in1k", 86.85, 600, 0.949, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b7", "tf_ra_in1k", "tf_efficientnet_b7.ra_in1k", 84.926, 600, 0.949, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_b8", "tf_ap_in1k", "tf_efficientnet_b8.ap_in1k", 85.358, 672, 0.954, "bicubic", "half", "crop", 1000),
+    ("efficientnet_b8", "tf_ra_in1k", "tf_efficientnet_b8.ra_in1k", 85.344, 672, 0.954, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_l2", "tf_ns_jft_in1k", "tf_efficientnet_l2.ns_jft_in1k", 88.36, 800, 0.96, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_l2", "tf_ns_jft_in1k_475", "tf_efficientnet_l2.ns_jft_in1k_475", 88.246, 475, 0.936, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnet_lite0", "tf_in1k", "tf_efficientnet_lite0.in1k", 74.846, 224, 0.875, "bicubic", "half", "crop", 1000),
+    ("efficientnet_lite1", "tf_in1k", "tf_efficientnet_lite1.in1k", 76.674, 240, 0.882, "bicubic", "half", "crop", 1000),
+    ("efficientnet_lite2", "tf_in1k", "tf_efficientnet_lite2.in1k", 77.47, 260, 0.89, "bicubic", "half", "crop", 1000),
+    ("efficientnet_lite3", "tf_in1k", "tf_efficientnet_lite3.in1k", 79.808, 300, 0.904, "bilinear", "half", "crop", 1000),
+    ("efficientnet_lite4", "tf_in1k", "tf_efficientnet_lite4.in1k", 81.54, 380, 0.92, "bilinear", "half", "crop", 1000),
+    ("efficientnetv2_b0", "tf_in1k", "tf_efficientnetv2_b0.in1k", 78.386, 224, 0.875, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnetv2_b1", "tf_in1k", "tf_efficientnetv2_b1.in1k", 79.518, 240, 0.882, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnetv2_b2", "tf_in1k", "tf_efficientnetv2_b2.in1k", 80.226, 260, 0.89, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnetv2_b3", "tf_in1k", "tf_efficientnetv2_b3.in1k", 81.96, 300, 0.904, "bicubic", "imagenet", "crop", 1000),
+    ("efficientnetv2_b3", "tf_in21k", "tf_efficientnetv2_b3.in21k", None, 300, 0.904, "bicubic", "half", "crop", 21843),
+    ("efficientnetv2_l", "tf_in1k", "tf_efficientnetv2_l.in1k", 85.66, 480, 1.0, "bicubic", "half", "squash", 1000),
+    ("efficientnetv2_l", "tf_in21k", "tf_efficientnetv2_l.in21k", None, 480, 1.0, "bicubic", "half", "squash", 21843),
+    ("efficientnetv2_l", "tf_in21k_ft_in1k", "tf_efficientnetv2_l.in21k_ft_in1k", 86.802, 480, 1.0, "bicubic", "half", "squash", 1000),
+    ("efficientnetv2_m", "tf_in1k", "tf_efficientnetv2_m.in1k", 85.208, 480, 1.0, "bicubic", "half", "squash", 1000),
+    ("efficientnetv2_m", "tf_in21k", "tf_efficientnetv2_m.in21k", None, 480, 1.0, "bicubic", "half", "squash", 21843),
+    ("efficientnetv2_m", "tf_in21k_ft_in1k", "tf_efficientnetv2_m.in21k_ft_in1k", 86.014, 480, 1.0, "bicubic", "half", "squash", 1000),
+    ("efficientnetv2_s", "tf_in1k", "tf_efficientnetv2_s.in1k", 83.9, 384, 1.0, "bicubic", "half", "crop", 1000),
+    ("efficientnetv2_s", "tf_in21k", "tf_efficientnetv2_s.in21k", None, 384, 1.0, "bicubic", "half", "crop", 21843),
+    ("efficientnetv2_s", "tf_in21k_ft_in1k", "tf_efficientnetv2_s.in21k_ft_in1k", 84.332, 384, 1.0, "bicubic", "half", "crop", 1000),
+    ("efficientnetv2_xl", "tf_in21k", "tf_efficientnetv2_xl.in21k", None, 512, 1.0, "bicubic", "half", "squash", 21843),
+    ("efficientnetv2_xl", "tf_in21k_ft_in1k", "tf_efficientnetv2_xl.in21k_ft_in1k", 86.754, 512, 1.0, "bicubic", "half", "squash", 1000),
+)

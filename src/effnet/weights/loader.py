@@ -1,0 +1,96 @@
+"""The one loader: a ready model from anything `read_file` reads, with the settings the weights need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from effnet.preprocess import Preprocess
+from effnet.specs import NetSpec
+from effnet.weights.io import load_state_dict
+from effnet.weights.reader import WeightFile, read_file
+
+if TYPE_CHECKING:
+    from effnet.net import EfficientNet
+
+# torchvision ported its B5-B7 weights from TensorFlow (BN eps 1e-3); its B0-B4 were trained in PyTorch (1e-5).
+_TORCHVISION_TF_PORTS = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+
+
+def layer_settings(file: WeightFile, spec: NetSpec) -> tuple[str, float]:
+    """(padding, BN eps) the file's weights were trained with: recorded in the file, or known for its layout."""
+    if file.spec is not None:
+        return file.spec.padding, file.spec.norm_eps
+    is_v2 = any(stage.block == "fused" for stage in spec.stages)
+    if file.layout == "efficientnet-pytorch":  # ports of the TF checkpoints
+        return "same", 1e-3
+    if file.layout == "torchvision":
+        return "symmetric", 1e-3 if is_v2 or spec.name in _TORCHVISION_TF_PORTS else 1e-5
+    if file.layout == "timm":
+        # timm's own V1 / Lite weights use PyTorch's defaults; the only timm V2 weights for these specs are the
+        # TF ports (tf_efficientnetv2_*). timm's tf_efficientnet_* V1 ports need padding="same", norm_eps=1e-3.
+        return ("same", 1e-3) if is_v2 else ("symmetric", 1e-5)
+    return spec.padding, spec.norm_eps
+
+
+def _resolve(file: WeightFile, model: str | Path | NetSpec | None) -> NetSpec:
+    if model is None:
+        if file.spec is None:
+            raise ValueError(
+                f"{file.path} ({file.layout} layout) does not record its architecture; pass the model name or spec "
+                "file (load_model(path, 'efficientnet_b0'), create_model(name, weights=path), or --model)"
+            )
+        return file.spec
+    from effnet.zoo import resolve_spec  # the registry sits above the weights package
+
+    return resolve_spec(model)
+
+
+def load_model(
+    source: str | Path | WeightFile,
+    model: str | Path | NetSpec | None = None,
+    *,
+    num_classes: int | None = None,
+    reset_classifier: bool = False,
+    use_ema: bool = True,
+    padding: str | None = None,
+    norm_eps: float | None = None,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    preprocess: Preprocess | None = None,
+    class_names: Sequence[str] | None = None,
+    strict: bool = True,
+) -> EfficientNet:
+    """A model with a file's weights and the padding, BN eps, preprocessing and class names they come with.
+
+    `model` (name, spec file or NetSpec) is needed for files that do not record their spec. `num_classes` other
+    than the file's is refused unless `reset_classifier`: then the backbone loads and the classifier starts fresh.
+    Explicit arguments override what the file records; checkpoints load their EMA weights unless `use_ema=False`.
+    """
+    from effnet.net import EfficientNet
+
+    file = source if isinstance(source, WeightFile) else read_file(source)
+    spec = _resolve(file, model)
+    saved_padding, saved_eps = layer_settings(file, spec)
+    changes = {
+        "padding": padding or saved_padding,
+        "norm_eps": norm_eps if norm_eps is not None else saved_eps,
+        "dropout": drop_rate,
+        "drop_path_rate": drop_path_rate,
+    }
+    spec = spec.replace(**{key: value for key, value in changes.items() if value is not None})
+    wanted = file.num_classes if num_classes is None else num_classes
+    built = file.num_classes if reset_classifier else wanted
+    names = tuple(class_names) if class_names is not None else file.class_names
+    net = EfficientNet(
+        spec,
+        num_classes=built,
+        preprocess=preprocess or file.preprocess,
+        class_names=names if names is not None and len(names) == built else None,
+    )
+    load_state_dict(net, file.weights(use_ema), source=str(file.path), strict=strict)
+    if wanted != built:
+        net.reset_classifier(wanted)
+        net.class_names = tuple(class_names) if class_names is not None and len(class_names) == wanted else None
+    return net

@@ -1,0 +1,199 @@
+"""The one reader: every file effnet accepts -> what it holds (tensors, spec, classes, preprocessing, config).
+
+Files effnet reads: its own safetensors (`save_weights`), `effnet train` checkpoints, and plain state dicts saved
+by timm, torchvision or efficientnet-pytorch (`.pth` / `.bin` / `.safetensors`, Hugging Face Hub files included).
+Nothing is built here and no code is executed: safetensors, or `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from effnet.preprocess import Preprocess
+from effnet.specs import NetSpec
+from effnet.weights.layouts import CLASSIFIER_KEYS, detect_layout
+
+EFFNET_FORMAT = "effnet"  # the "format" metadata of effnet's safetensors files
+CHECKPOINT_FORMAT = "effnet-train-checkpoint-v1"  # the "format" entry of `effnet train` checkpoints
+_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "ema")
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+class CorruptCheckpoint(ValueError):
+    """A weight file or checkpoint that cannot be read, or whose content does not match the checksum written with it."""
+
+
+def content_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 of everything a checkpoint holds except its "checksum" entry (tensors by dtype, shape and bytes)."""
+    digest = hashlib.sha256()
+    _hash_into(digest, {key: value for key, value in state.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, value: Any) -> None:
+    # Lists and tuples hash alike: what matters is the content, not which container pickling gave back.
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode())
+            _hash_into(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_into(digest, item)
+    else:
+        digest.update(f"V{value!r}".encode())
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """What one weight file holds; fields a file does not record are None."""
+
+    path: Path
+    kind: str  # "effnet" (save_weights), "checkpoint" (effnet train) or "state_dict" (any other)
+    layout: str  # key layout of `tensors`: effnet, timm, torchvision or efficientnet-pytorch
+    tensors: dict[str, torch.Tensor]  # the model weights (a checkpoint's raw, non-EMA weights)
+    num_classes: int  # classifier outputs (0: no classifier)
+    spec: NetSpec | None = None
+    class_names: tuple[str, ...] | None = None
+    preprocess: Preprocess | None = None
+    ema_tensors: dict[str, torch.Tensor] | None = None  # a checkpoint's EMA weights
+    config: dict[str, Any] | None = None  # the training config of a checkpoint's run
+    checkpoint: dict[str, Any] | None = None  # a checkpoint's whole training state (optimizer, step, RNG, ...)
+
+    def weights(self, use_ema: bool = True) -> dict[str, torch.Tensor]:
+        """The tensors to load: the EMA weights when the file has them and `use_ema`, else the raw ones."""
+        return self.ema_tensors if use_ema and self.ema_tensors is not None else self.tensors
+
+
+def read_file(path: str | Path) -> WeightFile:
+    """Read any weight file effnet accepts, without executing code; ValueError says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weight file {path} does not exist")
+    return _read_safetensors(path) if _is_safetensors(path) else _read_torch(path)
+
+
+def _is_safetensors(path: Path) -> bool:
+    # A safetensors file starts with an 8-byte header length and the JSON header's "{"; Hub blobs have no suffix.
+    if path.suffix == ".safetensors":
+        return True
+    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> WeightFile:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise CorruptCheckpoint(f"{path} is damaged and cannot be read as safetensors ({_first_line(err)})") from None
+    if metadata.get("format") != EFFNET_FORMAT or "spec" not in metadata:
+        return _state_dict_file(path, tensors)
+    names = metadata.get("class_names")
+    pre = metadata.get("preprocess")
+    return WeightFile(
+        path=path,
+        kind="effnet",
+        layout="effnet",
+        tensors=tensors,
+        num_classes=_classifier_rows(tensors, "effnet"),
+        spec=NetSpec.from_dict(json.loads(metadata["spec"])),
+        class_names=tuple(json.loads(names)) if names else None,
+        preprocess=Preprocess.from_dict(json.loads(pre)) if pre else None,
+    )
+
+
+def read_torch_file(path: Path) -> Any:
+    """torch.load(weights_only=True) of an existing file; a damaged file or a refused pickle is one
+    CorruptCheckpoint, and a checkpoint's checksum is verified. (torch's "weights_only=False will likely succeed"
+    hint is left out: that would run the file's code.)"""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CorruptCheckpoint(f"{path} holds Python objects other than tensors and plain data{what}; effnet reads "
+                                "weight files without executing code and does not load such pickles") from None
+    except Exception as err:  # truncated zip, garbage bytes: torch raises many types
+        raise CorruptCheckpoint(f"{path} is damaged and cannot be read ({_first_line(err)})") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "checksum" in state:
+        if state["checksum"] != content_checksum(state):
+            raise CorruptCheckpoint(f"{path} is damaged: its content does not match the checksum written with it")
+    return state
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _read_torch(path: Path) -> WeightFile:
+    obj = read_torch_file(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return _checkpoint_file(path, obj)
+    return _state_dict_file(path, _unwrap(obj, path))
+
+
+def _checkpoint_file(path: Path, state: dict[str, Any]) -> WeightFile:
+    missing = [key for key in ("model", "spec", "num_classes") if key not in state]
+    if missing:
+        raise CorruptCheckpoint(f"{path} is an effnet checkpoint without {missing}; it is damaged or from another "
+                                "version of effnet")
+    ema = state.get("ema")
+    names, pre = state.get("class_names"), state.get("preprocess")
+    return WeightFile(
+        path=path,
+        kind="checkpoint",
+        layout="effnet",
+        tensors=state["model"],
+        num_classes=int(state["num_classes"]),
+        spec=NetSpec.from_dict(state["spec"]),
+        class_names=tuple(names) if names else None,
+        preprocess=Preprocess.from_dict(pre) if pre else None,
+        ema_tensors=ema["module"] if isinstance(ema, dict) and "module" in ema else None,
+        config=state.get("config"),
+        checkpoint=state,
+    )
+
+
+def _state_dict_file(path: Path, tensors: dict[str, torch.Tensor]) -> WeightFile:
+    layout = detect_layout(set(tensors))
+    return WeightFile(path, "state_dict", layout, tensors, _classifier_rows(tensors, layout))
+
+
+def _classifier_rows(tensors: dict[str, torch.Tensor], layout: str) -> int:
+    weight = tensors.get(CLASSIFIER_KEYS[layout])
+    return int(weight.shape[0]) if weight is not None else 0
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict inside a checkpoint (`{"state_dict": ...}`, DDP's `module.` prefixes, ...)."""
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                return _unwrap(obj[key], path)
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    state = dict(obj)
+    for prefix in _WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
