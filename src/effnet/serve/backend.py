@@ -176,9 +176,9 @@ def load_classifier(source: ModelSource, threads: int = 1) -> Classifier:
     if source.pretrained:
         model = create_model(source.model_name, pretrained=True)
     elif source.weights is not None:
-        from effnet.train.evaluate import load_trained_model
+        from effnet.weights import load_model
 
-        model = load_trained_model(source.weights, model=source.model)
+        model = load_model(source.weights, source.model)
     else:
         raise ValueError(
             f"{source.model_name} has random weights: pass --pretrained (offline records: see effnet.pretrained) "
