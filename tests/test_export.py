@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import effnet
-from effnet.export import check_export, count_batchnorms, export_model, fold_batchnorm
+from effnet.export import ExportCheck, check_export, count_batchnorms, export_model, fold_batchnorm
 from effnet.layers import Conv2dSame
 
 
@@ -68,3 +68,19 @@ def test_torchscript_export_and_unfolded_check(tmp_path):
     assert check_export(model, path, "torchscript", 64, (2,)).max_abs_diff < 1e-4
     with pytest.raises(ValueError, match="format must be"):
         export_model(model, tmp_path / "b0.tflite", "tflite")
+
+
+def test_check_is_relative_to_the_output_scale_and_fails_on_meaningless_outputs(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = _realistic("efficientnet_lite0")
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e-13)  # logits ~1e-14: any export "matches" to 1e-4 absolute
+    check = export_model(model, tmp_path / "tiny.onnx", "onnx", resolution=64)
+    assert check.max_abs_output < 1e-10 and check.max_abs_diff < 1e-4
+    passed, reason = check.verdict()
+    assert not passed and "proves nothing" in reason
+    # A difference that is small in absolute terms but large against the outputs fails the relative check.
+    scaled = ExportCheck("x.onnx", "onnx", (1,), (64,), max_abs_diff=5e-5, max_abs_output=0.01, runtime="ort")
+    assert scaled.verdict() == (False, "FAILED (relative diff > rtol 0.0001)")
+    assert scaled.verdict(atol=1e-4)[0]
+    assert ExportCheck("x.onnx", "onnx", (1,), (64,), 4e-6, 8.0, "ort").verdict() == (True, "OK")

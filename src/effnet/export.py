@@ -1,8 +1,8 @@
 """Deployment: fold BatchNorm into convolutions, export to ONNX or TorchScript, and check the result.
 
 ONNX goes through torch.onnx's TorchScript-based exporter (`dynamo=False`): in this environment the dynamo
-exporter needs the extra `onnxscript` package, while tracing handles TF "SAME" padding (computed from the traced
-input size) and a dynamic batch axis. The exported graph therefore has a fixed height and width.
+exporter needs the extra `onnxscript` package. Batch, height and width are dynamic: TF "SAME" padding is computed
+with size arithmetic the tracer records (effnet.layers.padding), so the graph pads correctly at any input size.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from effnet.fileio import atomic_write
 from effnet.layers import ConvNormAct
 
 EXPORT_FORMATS = ("onnx", "torchscript")
+MIN_OUTPUT_SCALE = 1e-6  # below this, float32 rounding of the intermediates swamps the outputs
 
 
 @torch.no_grad()
@@ -58,9 +59,9 @@ def example_input(model: nn.Module, resolution: int | None = None, batch_size: i
 
 
 def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = 17) -> Path:
-    """Write `model` (eval mode) to ONNX with a dynamic batch axis; input "input", output "logits"."""
+    """Write `model` (eval mode) to ONNX with dynamic batch, height and width; input "input", output "logits"."""
     model = model.eval()
-    axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
+    axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -80,7 +81,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset
 
 
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
-    """Write a traced, frozen TorchScript module (any batch size; height and width as traced)."""
+    """Write a traced, frozen TorchScript module (any batch size, height and width)."""
     model = model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,16 +115,48 @@ class ExportCheck:
     path: str
     format: str
     batch_sizes: tuple[int, ...]
+    resolutions: tuple[int, ...]
     max_abs_diff: float
     max_abs_output: float  # scale of the PyTorch outputs, to read the difference against
     runtime: str
 
+    @property
+    def relative_diff(self) -> float:
+        """max |exported - PyTorch| / max |PyTorch output|."""
+        return self.max_abs_diff / self.max_abs_output if self.max_abs_output > 0 else float("inf")
+
+    def verdict(self, rtol: float = 1e-4, atol: float | None = None) -> tuple[bool, str]:
+        """(passed, reason): the difference within `rtol` of the output scale (or within `atol` when given).
+
+        Outputs below MIN_OUTPUT_SCALE fail whatever the difference: float32 rounding of the O(1) intermediate
+        values is larger than such outputs, so the comparison cannot tell a right export from a wrong one.
+        """
+        if self.max_abs_output < MIN_OUTPUT_SCALE:
+            return False, (
+                f"FAILED: outputs are ~0 (max |output| {self.max_abs_output:.1e} < {MIN_OUTPUT_SCALE:g}), so the "
+                "comparison proves nothing; export a model with trained weights (--weights / --pretrained)"
+            )
+        if atol is not None:
+            passed = self.max_abs_diff <= atol
+            return passed, "OK" if passed else f"FAILED (> atol {atol:g})"
+        passed = self.relative_diff <= rtol
+        return passed, "OK" if passed else f"FAILED (relative diff > rtol {rtol:g})"
+
 
 @torch.no_grad()
 def check_export(
-    model: nn.Module, path: str | Path, fmt: str, resolution: int, batch_sizes: tuple[int, ...] = (1, 3)
+    model: nn.Module,
+    path: str | Path,
+    fmt: str,
+    resolution: int,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    resolutions: tuple[int, ...] | None = None,
 ) -> ExportCheck:
-    """Run the exported file (onnxruntime or torch.jit) and the original model on the same random inputs."""
+    """Run the exported file (onnxruntime or torch.jit) and the original model on the same random inputs.
+
+    Inputs are square at `resolution` and also at an odd size 17 px larger (default `resolutions`), which proves
+    that height and width are dynamic and that TF "SAME" padding follows the size.
+    """
     model = model.eval()
     if fmt == "onnx":
         session = onnx_session(path)
@@ -137,15 +170,17 @@ def check_export(
         runtime = "torch.jit"
     else:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    resolutions = resolutions or (resolution, resolution + 17)
     generator = torch.Generator().manual_seed(0)
     worst, scale = 0.0, 0.0
-    # Different batch sizes prove the batch axis is really dynamic.
-    for batch_size in batch_sizes:
-        x = torch.randn(batch_size, 3, resolution, resolution, generator=generator)
+    # Different batch sizes and sizes prove the batch, height and width axes are really dynamic.
+    for index in range(max(len(batch_sizes), len(resolutions))):
+        batch_size, size = batch_sizes[index % len(batch_sizes)], resolutions[index % len(resolutions)]
+        x = torch.randn(batch_size, 3, size, size, generator=generator)
         expected = model(x)
         worst = max(worst, (run(x) - expected).abs().max().item())
         scale = max(scale, expected.abs().max().item())
-    return ExportCheck(str(path), fmt, batch_sizes, worst, scale, runtime)
+    return ExportCheck(str(path), fmt, batch_sizes, resolutions, worst, scale, runtime)
 
 
 def export_model(

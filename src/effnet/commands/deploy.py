@@ -115,7 +115,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers in the exported graph")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     ex.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
-    ex.add_argument("--atol", type=float, default=1e-4, help="max |exported - PyTorch| allowed (default 1e-4)")
+    ex.add_argument(
+        "--rtol", type=float, default=1e-4, help="max |exported - PyTorch| / max |output| allowed (default 1e-4)"
+    )
+    ex.add_argument("--atol", type=float, help="an absolute bound on |exported - PyTorch| instead of --rtol")
     ex.set_defaults(func=_export)
 
     be = subparsers.add_parser("bench", help="CPU latency (paper Table 4 protocol) or throughput, with ratios")
@@ -230,18 +233,19 @@ def _export(args: argparse.Namespace) -> int:
     resolution = args.resolution or model.preprocess.input_size
     bns = count_batchnorms(model if args.no_fold_bn else fold_batchnorm(model))
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, {resolution}, "
-        f"{resolution}) with dynamic batch, {bns} BatchNorm layers left, padding {model.spec.padding}"
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, height, width) "
+        f"traced at {resolution}x{resolution}, {bns} BatchNorm layers left, padding {model.spec.padding}"
     )
     if check is None:
         return 0
     sizes = ", ".join(map(str, check.batch_sizes))
-    verdict = "OK" if check.max_abs_diff <= args.atol else f"FAILED (> {args.atol:g})"
+    passed, verdict = check.verdict(args.rtol, args.atol)
     print(
-        f"check: {check.runtime} vs PyTorch at batch sizes {sizes}: max |diff| = {check.max_abs_diff:.2e} "
-        f"(outputs up to {check.max_abs_output:.2f})  {verdict}"
+        f"check: {check.runtime} vs PyTorch at batch sizes {sizes}, sizes "
+        f"{', '.join(map(str, check.resolutions))} px: max |diff| = {check.max_abs_diff:.2e} "
+        f"(outputs up to {check.max_abs_output:.3g}, relative {check.relative_diff:.1e})  {verdict}"
     )
-    return 0 if check.max_abs_diff <= args.atol else 1
+    return 0 if passed else 1
 
 
 def _bench(args: argparse.Namespace) -> int:
