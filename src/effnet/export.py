@@ -8,15 +8,18 @@ with size arithmetic the tracer records (effnet.layers.padding), so the graph pa
 from __future__ import annotations
 
 import copy
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from effnet.fileio import atomic_write
 from effnet.layers import ConvNormAct
+from effnet.preprocess import Preprocess
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 MIN_OUTPUT_SCALE = 1e-6  # below this, float32 rounding of the intermediates swamps the outputs
@@ -76,8 +79,51 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset
                 opset_version=opset,
                 dynamo=False,
             )
+        _add_metadata(tmp, model, example.shape[-1])
 
     return atomic_write(path, write)
+
+
+def _add_metadata(path: str, model: nn.Module, input_size: int) -> None:
+    """Record the preprocessing and class names in the ONNX file's metadata_props, so the file runs on its own."""
+    import onnx
+
+    props: dict[str, str] = {}
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess is not None:  # the graph's height and width are fixed at the traced size
+        props["preprocess"] = json.dumps(replace(preprocess, input_size=input_size).to_dict())
+    if getattr(model, "class_names", None):
+        props["class_names"] = json.dumps(list(model.class_names))
+    if getattr(model, "spec", None) is not None:
+        props["architecture"] = model.spec.name
+    if not props:
+        return
+    graph = onnx.load(path)
+    for key, value in props.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, path)
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What effnet records in an exported ONNX file next to the graph (None when absent)."""
+
+    preprocess: Preprocess | None
+    class_names: tuple[str, ...] | None
+    architecture: str | None
+
+
+def read_onnx_metadata(source: str | Path | Any) -> OnnxMetadata:
+    """The preprocessing, class names and architecture of an ONNX file (a path or an onnxruntime session)."""
+    session = onnx_session(source) if isinstance(source, (str, Path)) else source
+    props = session.get_modelmeta().custom_metadata_map
+    pre, names = props.get("preprocess"), props.get("class_names")
+    return OnnxMetadata(
+        Preprocess.from_dict(json.loads(pre)) if pre else None,
+        tuple(json.loads(names)) if names else None,
+        props.get("architecture"),
+    )
 
 
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
