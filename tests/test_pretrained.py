@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 
 import pytest
@@ -181,3 +182,17 @@ def test_pretrained_backbone_with_new_classifier(lite0):
     assert model.num_classes == 10 and model.class_names is None and lite0.class_names == imagenet_classes()
     assert model.preprocess == LITE0.preprocess
     torch.testing.assert_close(model.stem.conv.weight, lite0.stem.conv.weight)
+
+
+def test_cli_lists_every_tag_with_source_top1_and_preprocessing(capsys):
+    from effnet.cli import main
+
+    assert main(["models", "--pretrained", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["tag"] for row in rows if row["default"]][:3] == [f"efficientnet_lite{i}.in1k" for i in range(3)]
+    assert {row["tag"] for row in rows} == set(list_pretrained())
+    lite0 = next(row for row in rows if row["tag"] == "efficientnet_lite0.in1k")
+    assert lite0["source"] == "pypi" and lite0["top1"] == 75.1 and lite0["preprocess"].startswith("224 squash")
+    assert main(["models", "--pretrained"]) == 0
+    text = capsys.readouterr().out
+    assert "efficientnetv2_xl.tf_in21k_ft_in1k" in text and "hub" in text and "86.8" in text

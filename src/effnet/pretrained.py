@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from effnet.pretrained_hub import HUB_FILE, TIMM_HUB_ROWS
@@ -236,6 +237,23 @@ def get_pretrained(name: str, tag: str | bool | None = None) -> PretrainedRecord
     raise ValueError(
         f"unknown pretrained tag {name!r}; available: {', '.join(tags)} (see `effnet models --pretrained`)"
     )
+
+
+def describe_pretrained(model: str | None = None) -> list[dict[str, Any]]:
+    """One plain row per record (default tag of each model first): what `effnet models --pretrained` lists."""
+    models = [model] if model is not None else list(dict.fromkeys(record.model for record in _RECORDS))
+    rows = []
+    for name in models:
+        default = default_pretrained(name)
+        for tag in _model_names(name):
+            record = PRETRAINED[tag]
+            where = {"pypi": record.pip_name, "hub": record.repo, "local": record.path}[record.source]
+            rows.append({
+                "tag": record.name, "default": record is default, "source": record.source, "location": where,
+                "top1": record.top1, "num_classes": record.num_classes, "preprocess": record.preprocess.describe(),
+                "padding": record.padding, "norm_eps": record.norm_eps, "origin": record.origin,
+            })
+    return rows
 
 
 @lru_cache(maxsize=1)
