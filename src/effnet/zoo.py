@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from effnet.net import EfficientNet, EfficientNetFeatures
-from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, default_preprocess
 from effnet.pretrained import get_pretrained
 from effnet.scaling import PUBLISHED, Coefficients, published_scale
 from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
@@ -166,11 +165,7 @@ def _create_pretrained(
 
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "Preprocess",
     "create_model",
-    "default_preprocess",
     "get_spec",
     "list_models",
     "resolve_spec",

@@ -20,7 +20,7 @@ from torch import nn
 from effnet.data.transforms import interpolation_mode
 from effnet.net import EfficientNet
 from effnet.predict import to_normalized_tensor
-from effnet.zoo import Preprocess
+from effnet.preprocess import Preprocess
 
 CAM_METHODS = ("cam", "gradcam")
 
