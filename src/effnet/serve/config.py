@@ -47,8 +47,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1  # processes, each with its own model and batcher
-    threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: cores // workers)
-    max_batch: int = 8  # 1 turns dynamic batching off: one image per forward pass
+    threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: see intra_op_threads)
+    max_batch: int = 4  # 1 turns dynamic batching off: one image per forward pass
     max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
     max_pixels: int = 40_000_000  # per image, checked from the header before decoding (decompression bombs)
@@ -76,8 +76,13 @@ class ServeConfig:
 
     @property
     def intra_op_threads(self) -> int:
-        """Threads each worker's model uses: the cores shared out between workers unless set."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        """Threads each worker's model uses unless set: the cores but one, shared out between the workers.
+
+        The core left over decodes, resizes and answers requests while the model runs, and an operator whose
+        threads wait for a busy core stalls the whole forward pass (on the 2-core test machine, loaded by other jobs,
+        Lite0 ran
+        ~15x slower with 2 threads than with 1)."""
+        return self.threads or max(1, ((os.cpu_count() or 1) - 1) // self.workers)
 
     def to_json(self) -> str:
         """JSON form, used to hand the settings to worker processes."""

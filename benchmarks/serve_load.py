@@ -1,0 +1,258 @@
+"""Bounded load on `effnet serve` over 127.0.0.1: dynamic batching against one-at-a-time serving, interleaved.
+
+    python benchmarks/serve_load.py                       # 300 requests at concurrency 1, 4, 8 per mode; prints
+    python benchmarks/serve_load.py --record              # ... and writes the "Serving" section of BENCHMARKS.md
+
+Two real servers run side by side (same model, same threads; one with --max-batch N, one with --max-batch 1) and
+the rounds alternate between them, so machine load drifting over the run hits both alike. Every request posts
+scikit-image's chelsea (JPEG) to /predict and must come back 200 with "Egyptian cat" on top, else it is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = "<!-- section: serve-load -->"
+BOUNDARY = "effnet-load-boundary"
+
+
+@dataclass
+class Tally:
+    """Latencies (s), error count and wall time accumulated over rounds, plus forward passes seen by the server."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall: float = 0.0
+    images: float = 0.0
+    passes: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile latency in ms (nearest rank)."""
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+    @property
+    def throughput(self) -> float:
+        """Requests per second."""
+        return len(self.latencies) / self.wall
+
+
+def cpu_summary() -> str:
+    """CPU model and the instruction-set extensions that matter for inference speed."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return f"{name}, {os.cpu_count()} cores, " + " ".join(f for f in wanted if f in flags)
+
+
+def chelsea_form() -> bytes:
+    """A multipart body holding chelsea as a JPEG."""
+    from PIL import Image
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, format="JPEG", quality=90)
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="chelsea.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + buffer.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, args: list[str], log) -> subprocess.Popen:
+    """`effnet serve` on 127.0.0.1:port, returned once /health answers."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "effnet.cli", "serve", "--port", str(port), "--log-level", "warning", *args]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"server on port {port} did not start in 300 s")
+
+
+def one_round(port: int, body: bytes, concurrency: int, requests: int, tally: Tally) -> None:
+    """`requests` POST /predict from `concurrency` keep-alive clients in closed loops."""
+    lock, issued = threading.Lock(), [0]
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if issued[0] >= requests:
+                    break
+                issued[0] += 1
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/predict", body, headers)
+                response = connection.getresponse()
+                payload = response.read()
+                ok = response.status == 200 and b'"Egyptian cat"' in payload.split(b'"top":[', 1)[-1][:80]
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            elapsed = time.perf_counter() - start
+            with lock:
+                tally.latencies.append(elapsed)
+                tally.errors += not ok
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tally.wall += time.perf_counter() - start
+
+
+def batch_counters(port: int) -> tuple[float, float]:
+    """(images, forward passes) the server has run so far, from /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    values = dict(re.findall(r"^(effnet_serve_batch_size_(?:sum|count)) (\S+)$", text, re.M))
+    return float(values.get("effnet_serve_batch_size_sum", 0)), float(values.get("effnet_serve_batch_size_count", 0))
+
+
+def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[str, str]]:
+    """Start both servers, warm them up and run the interleaved rounds."""
+    body = chelsea_form()
+    common = ["--pretrained", "--model", args.model, "--max-wait-ms", str(args.max_wait_ms)]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    modes = {
+        "dynamic batching": [*common, "--max-batch", str(args.max_batch)],
+        "one at a time": [*common, "--max-batch", "1"],
+    }
+    ports = {mode: free_port() for mode in modes}
+    tallies: dict[tuple[str, int], Tally] = {}
+    info = {"load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    with tempfile.TemporaryFile() as log:
+        servers = [start_server(ports[mode], modes[mode], log) for mode in modes]
+        try:
+            for mode in modes:  # warm-up, not recorded
+                one_round(ports[mode], body, 4, 16, Tally())
+            for concurrency in args.concurrency:
+                per_round = args.requests // args.rounds
+                for round_index in range(args.rounds):
+                    order = list(modes) if round_index % 2 == 0 else list(reversed(modes))
+                    for mode in order:
+                        tally = tallies.setdefault((mode, concurrency), Tally())
+                        images, passes = batch_counters(ports[mode])
+                        one_round(ports[mode], body, concurrency, per_round, tally)
+                        images_after, passes_after = batch_counters(ports[mode])
+                        tally.images += images_after - images
+                        tally.passes += passes_after - passes
+                    print(f"concurrency {concurrency}: round {round_index + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+    info["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return tallies, info
+
+
+def report(tallies: dict[tuple[str, int], Tally], args: argparse.Namespace, info: dict[str, str]) -> str:
+    """Markdown: the table, the two target ratios and how it was measured."""
+    lines = [
+        "| mode | concurrency | requests | errors | req/s | p50 ms | p99 ms | images per forward pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (mode, concurrency), t in sorted(tallies.items(), key=lambda item: (item[0][1], item[0][0])):
+        mean_batch = t.images / t.passes if t.passes else float("nan")
+        lines.append(
+            f"| {mode} | {concurrency} | {len(t.latencies)} | {t.errors} | {t.throughput:.1f} "
+            f"| {t.percentile(50):.0f} | {t.percentile(99):.0f} | {mean_batch:.2f} |"
+        )
+    top = max(args.concurrency)
+    batched, single = tallies[("dynamic batching", top)], tallies[("one at a time", top)]
+    alone = tallies[("one at a time", min(args.concurrency))].percentile(50)
+    lines += [
+        "",
+        f"At concurrency {top}: dynamic batching serves **{batched.throughput / single.throughput:.2f}x** the "
+        f"requests per second of one-at-a-time serving; its p99 is **{batched.percentile(99) / alone:.1f}x** the "
+        f"single-request latency (p50 of one-at-a-time at concurrency {min(args.concurrency)}, {alone:.0f} ms).",
+    ]
+    return "\n".join(lines)
+
+
+def record(markdown: str, args: argparse.Namespace, info: dict[str, str]) -> None:
+    """Replace (or append) the serving section of BENCHMARKS.md."""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    body = (
+        f"{MARKER}\n## Serving: dynamic batching under load (`effnet serve`)\n\n"
+        f"`{command.strip()}`, {when}; {args.model} with its pretrained weights, {cpu_summary()}; load average "
+        f"{info['load_before']} before and {info['load_after']} after (1, 5, 15 min): the machine was shared with "
+        "other jobs, so absolute figures are inflated and noisy; the two servers ran side by side with alternating "
+        f"rounds, so the ratios compare like with like. Each request posts chelsea (451x300 JPEG) to /predict.\n\n"
+        f"{markdown}\n\n"
+    )
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
+    text = pattern.sub(lambda _: body, text) if MARKER in text else text.rstrip() + "\n\n" + body
+    path.write_text(text)
+
+
+def main() -> None:
+    """Parse flags, run, print and optionally record."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="efficientnet_lite0", help="model with a pretrained record")
+    parser.add_argument("--requests", type=int, default=300, help="requests per mode and concurrency (default 300)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8], help="clients (default 1 4 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per concurrency (default 3)")
+    parser.add_argument("--max-batch", type=int, default=4, help="batch cap of the batching server (default 4)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batch wait (default 5)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of both servers (default: effnet serve's)")
+    parser.add_argument("--record", action="store_true", help="write the result into BENCHMARKS.md")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_summary()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)
+    tallies, info = run(args)
+    markdown = report(tallies, args, info)
+    print(markdown)
+    print(json.dumps(info))
+    if args.record:
+        record(markdown, args, info)
+
+
+if __name__ == "__main__":
+    main()
