@@ -356,9 +356,10 @@ def test_an_onnx_export_is_served_with_onnxruntime(tmp_path, chelsea):
 
     onnx_file = tmp_path / "lite0.onnx"
     assert main(["export", "--pretrained", "--model", "efficientnet_lite0", "--out", str(onnx_file)]) == 0
-    with running_server("--weights", str(onnx_file), "--pretrained", "--model", "efficientnet_lite0") as url:
+    # The export records preprocessing, class names and architecture: the file alone is enough.
+    with running_server("--weights", str(onnx_file)) as url:
         health = httpx.get(f"{url}/health").json()
-        assert (health["runtime"], health["cam"]) == ("onnxruntime", False)
+        assert (health["model"], health["runtime"], health["cam"]) == ("efficientnet_lite0", "onnxruntime", False)
         assert_still_serves(url, chelsea)
         response = httpx.post(f"{url}/cam", files={"file": ("c.jpg", chelsea, "image/jpeg")})
         assert response.status_code == 501 and "PyTorch" in response.json()["detail"]

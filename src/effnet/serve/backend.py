@@ -3,7 +3,6 @@ library's own loaders and carrying its preprocessing and class names."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -97,7 +96,9 @@ class OnnxClassifier(Classifier):
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: Path, preprocess: Preprocess, class_names: Sequence[str] | None, threads: int):
+    def __init__(
+        self, path: Path, preprocess: Preprocess, class_names: Sequence[str] | None, threads: int, name: str = ""
+    ):
         from effnet.export import onnx_session
 
         self.session = onnx_session(path, threads)
@@ -112,7 +113,7 @@ class OnnxClassifier(Classifier):
         num_classes = outputs[0].shape[1]
         if not isinstance(num_classes, int):
             raise ValueError(f"{path}: the output's class axis has no fixed size ({num_classes!r})")
-        super().__init__(path.stem, preprocess, num_classes, class_names)
+        super().__init__(name or path.stem, preprocess, num_classes, class_names)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, classes) logits from onnxruntime."""
@@ -147,15 +148,8 @@ def _apply_overrides(preprocess: Preprocess, source: ModelSource) -> Preprocess:
     return replace(preprocess, **dict(source.preprocess)) if source.preprocess else preprocess
 
 
-def _onnx_preprocess(path: Path, source: ModelSource) -> Preprocess:
-    """The graph's recorded preprocessing when its metadata has one, else the pretrained record's or the model's."""
-    import onnx
-
-    metadata = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
-    if "preprocess" in metadata:
-        saved = json.loads(metadata["preprocess"])
-        known = {key: saved[key] for key in Preprocess.__dataclass_fields__ if key in saved}
-        return Preprocess(**{**known, **{k: tuple(v) for k, v in known.items() if isinstance(v, list)}})
+def _fallback_preprocess(source: ModelSource) -> Preprocess:
+    """For an ONNX file without recorded preprocessing: the --pretrained record's, else the model's defaults."""
     if source.pretrained:
         from effnet.pretrained import get_pretrained
 
@@ -165,17 +159,26 @@ def _onnx_preprocess(path: Path, source: ModelSource) -> Preprocess:
     return default_preprocess(resolve_spec(source.model_name))
 
 
+def _load_onnx(source: ModelSource, threads: int) -> OnnxClassifier:
+    """An ONNX graph with the preprocessing and class names its export recorded (effnet.export metadata)."""
+    from effnet.export import onnx_session, read_onnx_metadata
+
+    assert source.weights is not None
+    path = Path(source.weights)
+    if not path.is_file():
+        raise ValueError(f"ONNX file {path} does not exist")
+    metadata = read_onnx_metadata(onnx_session(path, 1))
+    preprocess = _apply_overrides(metadata.preprocess or _fallback_preprocess(source), source)
+    classifier = OnnxClassifier(path, preprocess, None, threads, metadata.architecture or "")
+    names = _class_names(source, classifier.num_classes, metadata.class_names)
+    classifier.class_names = tuple(names) if names else None
+    return classifier
+
+
 def load_classifier(source: ModelSource, threads: int = 1) -> Classifier:
     """Load what `source` names, ready to serve; user mistakes raise ValueError with the fix."""
     if source.is_onnx:
-        assert source.weights is not None
-        path = Path(source.weights)
-        if not path.is_file():
-            raise ValueError(f"ONNX file {path} does not exist")
-        preprocess = _apply_overrides(_onnx_preprocess(path, source), source)
-        classifier = OnnxClassifier(path, preprocess, None, threads)
-        classifier.class_names = tuple(_class_names(source, classifier.num_classes, None) or ()) or None
-        return classifier
+        return _load_onnx(source, threads)
     from effnet.zoo import create_model
 
     if source.pretrained:
