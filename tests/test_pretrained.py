@@ -181,6 +181,13 @@ def test_pretrained_backbone_with_new_classifier(lite0):
     model = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=10)
     assert model.num_classes == 10 and model.class_names is None and lite0.class_names == imagenet_classes()
     assert model.preprocess == LITE0.preprocess
+    # The loader takes a record directly, e.g. with a run's own spec (here: less dropout) and a new head.
+    from effnet.weights import load_model
+
+    spec = effnet.get_spec("efficientnet_lite0").replace(dropout=0.1)
+    tuned = load_model(LITE0, spec, num_classes=2, reset_classifier=True)
+    assert (tuned.spec.dropout, tuned.spec.padding, tuned.spec.norm_eps, tuned.num_classes) == (0.1, "same", 1e-3, 2)
+    torch.testing.assert_close(tuned.stem.conv.weight, lite0.stem.conv.weight)
     torch.testing.assert_close(model.stem.conv.weight, lite0.stem.conv.weight)
 
 

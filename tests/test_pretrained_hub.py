@@ -125,8 +125,19 @@ def test_cli_predicts_offline_from_the_cache(hf_cache, tmp_path):
     put_in_cache(hf_cache, record.repo, record.path, payload)
     Image.new("RGB", (96, 80), (200, 30, 30)).save(tmp_path / "red.png")
     env = {**os.environ, "PYTHONPATH": str(Path(effnet.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "effnet.cli", "predict", str(tmp_path / "red.png"), "--model",
-            "efficientnet_b0.ra_in1k", "--pretrained", "--json", "--top-k", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "effnet.cli",
+        "predict",
+        str(tmp_path / "red.png"),
+        "--model",
+        "efficientnet_b0.ra_in1k",
+        "--pretrained",
+        "--json",
+        "--top-k",
+        "1",
+    ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)

@@ -187,12 +187,27 @@ def _timm_hub(row: tuple) -> PretrainedRecord:
 
 # Top-1 of the Lite packages: the TF reference's figures (Lite0 75.1, Lite1 76.7, Lite2 77.6).
 _RECORDS = (
-    _lite_pypi(0, "efficientnet-lite0-57934424.pth",
-               "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 224, 75.1),
-    _lite_pypi(1, "efficientnet-lite1-77cc7160.pth",
-               "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 240, 76.7),
-    _lite_pypi(2, "efficientnet-lite2-9656183e.pth",
-               "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 260, 77.6),
+    _lite_pypi(
+        0,
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        224,
+        75.1,
+    ),
+    _lite_pypi(
+        1,
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        240,
+        76.7,
+    ),
+    _lite_pypi(
+        2,
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        260,
+        77.6,
+    ),
     *(_timm_hub(row) for row in TIMM_HUB_ROWS),
 )
 
@@ -248,11 +263,20 @@ def describe_pretrained(model: str | None = None) -> list[dict[str, Any]]:
         for tag in _model_names(name):
             record = PRETRAINED[tag]
             where = {"pypi": record.pip_name, "hub": record.repo, "local": record.path}[record.source]
-            rows.append({
-                "tag": record.name, "default": record is default, "source": record.source, "location": where,
-                "top1": record.top1, "num_classes": record.num_classes, "preprocess": record.preprocess.describe(),
-                "padding": record.padding, "norm_eps": record.norm_eps, "origin": record.origin,
-            })
+            rows.append(
+                {
+                    "tag": record.name,
+                    "default": record is default,
+                    "source": record.source,
+                    "location": where,
+                    "top1": record.top1,
+                    "num_classes": record.num_classes,
+                    "preprocess": record.preprocess.describe(),
+                    "padding": record.padding,
+                    "norm_eps": record.norm_eps,
+                    "origin": record.origin,
+                }
+            )
     return rows
 
 

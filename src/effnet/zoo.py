@@ -151,16 +151,11 @@ def _create_pretrained(
     if record.model != name.split(".", 1)[0]:
         raise ValueError(f"pretrained tag {record.name} is for {record.model}, not {name}")
     return load_model(
-        record.local_path(),
-        record.model,
+        record,
         num_classes=num_classes,
         reset_classifier=True,
-        padding=record.padding,
-        norm_eps=record.norm_eps,
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
-        preprocess=record.preprocess,
-        class_names=record.class_names,
     )
 
 

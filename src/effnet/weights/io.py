@@ -31,15 +31,20 @@ def load_state_dict(
     unexpected = sorted(set(state) - set(names.values()))
     where = f" from {source}" if source else ""
     if mismatched:
-        lines = [f"{ours} {tuple(own[ours].shape)} <- {theirs} {tuple(state[theirs].shape)}" for ours, theirs in
-                 mismatched[:5]]
+        lines = [
+            f"{ours} {tuple(own[ours].shape)} <- {theirs} {tuple(state[theirs].shape)}"
+            for ours, theirs in mismatched[:5]
+        ]
         hint = ""
         if all(ours.startswith("classifier.") for ours, _ in mismatched):
-            hint = (f"\nonly the classifier differs: create the model with num_classes="
-                    f"{state[mismatched[0][1]].shape[0]}, or pass reset_classifier=True for a fresh one to fine-tune")
+            hint = (
+                f"\nonly the classifier differs: create the model with num_classes="
+                f"{state[mismatched[0][1]].shape[0]}, or pass reset_classifier=True for a fresh one to fine-tune"
+            )
         raise ValueError(
             f"{len(mismatched)} tensor(s){where} ({layout} layout) do not fit {model.spec.name}; first:\n  "
-            + "\n  ".join(lines) + hint
+            + "\n  ".join(lines)
+            + hint
         )
     if strict and (missing or unexpected):
         raise ValueError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from effnet.preprocess import Preprocess
+from effnet.pretrained import PretrainedRecord
 from effnet.specs import NetSpec
 from effnet.weights.io import load_state_dict
 from effnet.weights.reader import WeightFile, read_file
@@ -48,7 +49,7 @@ def _resolve(file: WeightFile, model: str | Path | NetSpec | None) -> NetSpec:
 
 
 def load_model(
-    source: str | Path | WeightFile,
+    source: str | Path | WeightFile | PretrainedRecord,
     model: str | Path | NetSpec | None = None,
     *,
     num_classes: int | None = None,
@@ -66,10 +67,17 @@ def load_model(
 
     `model` (name, spec file or NetSpec) is needed for files that do not record their spec. `num_classes` other
     than the file's is refused unless `reset_classifier`: then the backbone loads and the classifier starts fresh.
-    Explicit arguments override what the file records; checkpoints load their EMA weights unless `use_ema=False`.
+    Explicit arguments override what the file (or a pretrained record) says; checkpoints load their EMA weights
+    unless `use_ema=False`.
     """
     from effnet.net import EfficientNet
 
+    if isinstance(source, PretrainedRecord):  # its file, with the settings the record gives it
+        record, source = source, source.local_path()
+        model = model if model is not None else record.model
+        padding, norm_eps = padding or record.padding, record.norm_eps if norm_eps is None else norm_eps
+        preprocess = preprocess or record.preprocess
+        class_names = record.class_names if class_names is None else class_names
     file = source if isinstance(source, WeightFile) else read_file(source)
     spec = _resolve(file, model)
     saved_padding, saved_eps = layer_settings(file, spec)

@@ -130,8 +130,10 @@ def read_torch_file(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         what = f" ({found.group(1)})" if found else ""
-        raise CorruptCheckpoint(f"{path} holds Python objects other than tensors and plain data{what}; effnet reads "
-                                "weight files without executing code and does not load such pickles") from None
+        raise CorruptCheckpoint(
+            f"{path} holds Python objects other than tensors and plain data{what}; effnet reads "
+            "weight files without executing code and does not load such pickles"
+        ) from None
     except Exception as err:  # truncated zip, garbage bytes: torch raises many types
         raise CorruptCheckpoint(f"{path} is damaged and cannot be read ({_first_line(err)})") from None
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "checksum" in state:
@@ -155,8 +157,9 @@ def _read_torch(path: Path) -> WeightFile:
 def _checkpoint_file(path: Path, state: dict[str, Any]) -> WeightFile:
     missing = [key for key in ("model", "spec", "num_classes") if key not in state]
     if missing:
-        raise CorruptCheckpoint(f"{path} is an effnet checkpoint without {missing}; it is damaged or from another "
-                                "version of effnet")
+        raise CorruptCheckpoint(
+            f"{path} is an effnet checkpoint without {missing}; it is damaged or from another version of effnet"
+        )
     ema = state.get("ema")
     names, pre = state.get("class_names"), state.get("preprocess")
     return WeightFile(
