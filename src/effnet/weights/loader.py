@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from effnet.preprocess import Preprocess
-from effnet.pretrained import PretrainedRecord
+from effnet.pretrained import PRETRAINED, PretrainedRecord, sha256sum
 from effnet.specs import NetSpec
 from effnet.weights.io import load_state_dict
 from effnet.weights.reader import WeightFile, read_file
@@ -33,6 +33,14 @@ def layer_settings(file: WeightFile, spec: NetSpec) -> tuple[str, float]:
         # TF ports (tf_efficientnetv2_*). timm's tf_efficientnet_* V1 ports need padding="same", norm_eps=1e-3.
         return ("same", 1e-3) if is_v2 else ("symmetric", 1e-5)
     return spec.padding, spec.norm_eps
+
+
+def _known_record(file: WeightFile) -> PretrainedRecord | None:
+    """The pretrained record whose file this is, for a PyPI package's file passed by path (matched by sha256)."""
+    if file.kind != "state_dict" or file.layout != "efficientnet-pytorch":  # the layout of the PyPI records
+        return None
+    digest = sha256sum(file.path)
+    return next((record for record in PRETRAINED.values() if record.sha256 == digest), None)
 
 
 def _resolve(file: WeightFile, model: str | Path | NetSpec | None) -> NetSpec:
@@ -72,13 +80,15 @@ def load_model(
     """
     from effnet.net import EfficientNet
 
-    if isinstance(source, PretrainedRecord):  # its file, with the settings the record gives it
-        record, source = source, source.local_path()
-        model = model if model is not None else record.model
+    record = source if isinstance(source, PretrainedRecord) else None
+    if record is not None:
+        source, model = record.local_path(), model if model is not None else record.model
+    file = source if isinstance(source, WeightFile) else read_file(source)
+    record = record or _known_record(file)
+    if record is not None:  # the file with the settings the record gives it
         padding, norm_eps = padding or record.padding, record.norm_eps if norm_eps is None else norm_eps
         preprocess = preprocess or record.preprocess
         class_names = record.class_names if class_names is None else class_names
-    file = source if isinstance(source, WeightFile) else read_file(source)
     spec = _resolve(file, model)
     saved_padding, saved_eps = layer_settings(file, spec)
     changes = {
