@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from urllib.parse import quote
@@ -73,42 +73,25 @@ def _page() -> str:
     return resources.files("effnet.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
-def create_app(config: ServeConfig, classifier: Classifier | None = None) -> FastAPI:
-    """The FastAPI app serving `classifier` (loaded from `config.source` when not given)."""
-    classifier = classifier or load_classifier(config.source, config.intra_op_threads)
-    metrics = ServeMetrics()
-    batcher = DynamicBatcher(classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch)
-    page = _page()
+class Endpoints:
+    """The handlers of one app, around one model, its batcher and its metrics."""
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
-        yield
-        await batcher.stop()
+    def __init__(self, config: ServeConfig, classifier: Classifier, metrics: ServeMetrics) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.metrics = metrics
+        self.batcher = DynamicBatcher(
+            classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch
+        )
+        self.page = _page()
 
-    app = FastAPI(title="effnet serve", lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    app.add_middleware(LimitsAndMetrics, max_body_bytes=config.max_upload_bytes, metrics=metrics)
-
-    @app.exception_handler(UploadError)
-    async def upload_error(_: Request, err: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=err.status)
-
-    @app.exception_handler(BodyTooLargeError)
-    async def body_too_large(_: Request, err: BodyTooLargeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=413)
-
-    @app.exception_handler(CamUnavailableError)
-    async def cam_unavailable(_: Request, err: CamUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=501)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> HTMLResponse:
+    async def index(self) -> HTMLResponse:
         """The web page: drop an image, see the top-5 and the CAM overlay."""
-        return HTMLResponse(page)
+        return HTMLResponse(self.page)
 
-    @app.get("/health")
-    async def health() -> dict[str, object]:
+    async def health(self) -> dict[str, object]:
         """Liveness and what is being served."""
+        classifier, config = self.classifier, self.config
         return {
             "status": "ok",
             "model": classifier.name,
@@ -123,41 +106,40 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
             "pid": os.getpid(),
         }
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(self) -> Response:
         """Prometheus text exposition."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict")
-    async def predict(request: Request, top_k: int | None = None) -> dict[str, object]:
+    async def predict(self, request: Request, top_k: int | None = None) -> dict[str, object]:
         """Top-k classes with probabilities for each uploaded image."""
-        k = config.top_k if top_k is None else top_k
+        classifier = self.classifier
+        k = self.config.top_k if top_k is None else top_k
         if not 1 <= k <= classifier.num_classes:
             raise UploadError(400, f"top_k must be in 1..{classifier.num_classes}, got {k}")
-        with batcher.expecting():
-            images = await _read_images(request, config)
+        with self.batcher.expecting():
+            images = await _read_images(request, self.config)
             tensors = await run_in_threadpool(lambda: [classifier.prepare(image) for _, image in images])
-        rows = await batcher.submit(tensors)
+        rows = await self.batcher.submit(tensors)
         predictions = [
             {"filename": name, "top": _top_k(classifier, row, k)} for (name, _), row in zip(images, rows, strict=True)
         ]
         return {"model": classifier.name, "predictions": predictions}
 
-    @app.post("/cam")
-    async def cam(request: Request, alpha: float = 0.5) -> Response:
+    async def cam(self, request: Request, alpha: float = 0.5) -> Response:
         """The class activation map of the image's top class, blended over the image, as a PNG."""
         from effnet.analysis.cam import overlay
 
+        classifier = self.classifier
         if not classifier.has_cam:
             raise CamUnavailableError(f"CAM needs a PyTorch model with a classifier; {classifier.name} has none")
         if not 0.0 <= alpha <= 1.0:
             raise UploadError(400, f"alpha must be in [0, 1], got {alpha}")
-        images = await _read_images(request, config)
+        images = await _read_images(request, self.config)
         if len(images) != 1:
             raise UploadError(400, f"/cam explains one image per request, got {len(images)}")
         image = images[0][1]
-        image.thumbnail((config.cam_max_side, config.cam_max_side), Image.Resampling.BICUBIC)
-        result = await batcher.run_exclusive(lambda: classifier.cam(image))
+        image.thumbnail((self.config.cam_max_side, self.config.cam_max_side), Image.Resampling.BICUBIC)
+        result = await self.batcher.run_exclusive(lambda: classifier.cam(image))
 
         def encode() -> bytes:
             buffer = io.BytesIO()
@@ -171,6 +153,37 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
         }
         return Response(await run_in_threadpool(encode), media_type="image/png", headers=headers)
 
+
+def _error_handler(status: int | None) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(_: Request, err: Exception) -> JSONResponse:
+        code = status if status is not None else getattr(err, "status", 400)
+        return JSONResponse({"detail": str(err)}, status_code=code)
+
+    return handle
+
+
+def create_app(config: ServeConfig, classifier: Classifier | None = None) -> FastAPI:
+    """The FastAPI app serving `classifier` (loaded from `config.source` when not given)."""
+    classifier = classifier or load_classifier(config.source, config.intra_op_threads)
+    metrics = ServeMetrics()
+    endpoints = Endpoints(config, classifier, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        endpoints.batcher.start()
+        yield
+        await endpoints.batcher.stop()
+
+    app = FastAPI(title="effnet serve", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.add_middleware(LimitsAndMetrics, max_body_bytes=config.max_upload_bytes, metrics=metrics)
+    app.add_exception_handler(UploadError, _error_handler(None))  # its own 4xx status
+    app.add_exception_handler(BodyTooLargeError, _error_handler(413))
+    app.add_exception_handler(CamUnavailableError, _error_handler(501))
+    app.add_api_route("/", endpoints.index, methods=["GET"], response_class=HTMLResponse)
+    app.add_api_route("/health", endpoints.health, methods=["GET"])
+    app.add_api_route("/metrics", endpoints.prometheus_metrics, methods=["GET"])
+    app.add_api_route("/predict", endpoints.predict, methods=["POST"])
+    app.add_api_route("/cam", endpoints.cam, methods=["POST"])
     return app
 
 
