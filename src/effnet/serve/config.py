@@ -18,6 +18,8 @@ class ModelSource:
     pretrained: bool = False  # with an .onnx file: only the record's preprocessing
     weights: str | None = None  # effnet .safetensors, `effnet train` checkpoint, timm/torchvision file, or .onnx
     classes_file: str | None = None  # class names, one per line
+    padding: str | None = None  # "same" / norm_eps 1e-3 for TF-trained files that do not record them
+    norm_eps: float | None = None
     # Preprocessing overrides as (field, value) pairs, e.g. (("input_size", 256),); the model's own otherwise.
     preprocess: tuple[tuple[str, object], ...] = ()
 
