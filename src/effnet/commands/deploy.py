@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from effnet.console import print_json, show_bar
 from effnet.net import EfficientNet
 from effnet.weights import load_model
 from effnet.zoo import create_model
@@ -95,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     pr.add_argument("--classes-file", type=Path, help="class names, one per line (default: ImageNet-1k)")
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
 
     cam = subparsers.add_parser("cam", help="class activation maps (CAM / Grad-CAM) as PNG overlays and a grid")
@@ -105,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cam.add_argument("--class-index", type=int, nargs="+", help="classes to explain (default: each top-1)")
     cam.add_argument("--out", type=Path, default=Path("cam"), help="output folder (default ./cam)")
     cam.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    cam.add_argument("--json", action="store_true", help="print the overlays written, as JSON")
     cam.set_defaults(func=_cam)
 
     ex = subparsers.add_parser("export", help="export to ONNX or TorchScript (BN folded) and check it")
@@ -119,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rtol", type=float, default=1e-4, help="max |exported - PyTorch| / max |output| allowed (default 1e-4)"
     )
     ex.add_argument("--atol", type=float, help="an absolute bound on |exported - PyTorch| instead of --rtol")
+    ex.add_argument("--json", action="store_true", help="print the file, its input and the check as JSON")
     ex.set_defaults(func=_export)
 
     be = subparsers.add_parser("bench", help="CPU latency (paper Table 4 protocol) or throughput, with ratios")
@@ -139,6 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--no-resnets", action="store_true", help="skip ResNet-50 / ResNet-152")
     be.add_argument("--quick", action="store_true", help="smoke test: 3 runs, 1 warm-up")
     be.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    be.add_argument("--quiet", action="store_true", help="no progress bar")
     be.set_defaults(func=_bench)
 
 
@@ -152,7 +157,7 @@ def _predict(args: argparse.Namespace) -> int:
     names = _class_names(args, model)
     failures = 0
     results = predict_files(model, paths, top_k=args.top_k, batch_size=args.batch_size, class_names=names)
-    show_progress = len(paths) > args.batch_size and not args.json
+    show_progress = show_bar(len(paths) > args.batch_size and not args.json and not args.quiet)
     for prediction in tqdm(results, total=len(paths), disable=not show_progress, unit="img", file=sys.stderr):
         if prediction.error is not None:
             failures += 1
@@ -185,7 +190,7 @@ def _cam(args: argparse.Namespace) -> int:
         models[name or (Path(w).stem if w else model.spec.name)] = model
     paths = collect_images(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, row_labels, written = [], [], 0
+    rows, row_labels, written = [], [], []
     for path in paths:
         try:
             image = load_image(path)
@@ -203,15 +208,22 @@ def _cam(args: argparse.Namespace) -> int:
                     tag = f"{method}" + (f"-{args.layer}" if method == "gradcam" else "")
                     out = args.out / f"{Path(path).stem}_{name}_{tag}_{result.class_index}.png"
                     picture.save(out)
-                    written += 1
-                    print(f"{out}  {name} {tag}: class {result.class_index} {label} (p={result.probability:.3f})")
+                    written.append({"file": out, "input": path, "model": name, "method": tag,
+                                    "class_index": result.class_index, "label": label,
+                                    "probability": result.probability})
+                    if not args.json:
+                        print(f"{out}  {name} {tag}: class {result.class_index} {label} "
+                              f"(p={result.probability:.3f})")
                     cells.append((picture, f"{name} {tag}\n{result.class_index} {label} p={result.probability:.2f}"))
         rows.append(cells)
         row_labels.append(Path(path).name)
     if not rows:
         raise ValueError("none of the inputs could be read as an image")
     grid = save_grid(rows, args.out / "grid.png", row_labels)
-    print(f"wrote {written} overlays and {grid}")
+    if args.json:
+        print_json({"overlays": written, "grid": grid})
+    else:
+        print(f"wrote {len(written)} overlays and {grid}")
     return 0
 
 
@@ -232,6 +244,13 @@ def _export(args: argparse.Namespace) -> int:
     )
     resolution = args.resolution or model.preprocess.input_size
     bns = count_batchnorms(model if args.no_fold_bn else fold_batchnorm(model))
+    passed, verdict = check.verdict(args.rtol, args.atol) if check is not None else (True, "not checked")
+    if args.json:
+        print_json({"path": out, "format": args.format, "bytes": out.stat().st_size,
+                    "input": ["batch", 3, "height", "width"], "traced_resolution": resolution,
+                    "batchnorm_layers": bns, "padding": model.spec.padding, "check": check,
+                    "relative_diff": check.relative_diff if check else None, "passed": passed, "verdict": verdict})
+        return 0 if passed else 1
     print(
         f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, height, width) "
         f"traced at {resolution}x{resolution}, {bns} BatchNorm layers left, padding {model.spec.padding}"
@@ -239,7 +258,6 @@ def _export(args: argparse.Namespace) -> int:
     if check is None:
         return 0
     sizes = ", ".join(map(str, check.batch_sizes))
-    passed, verdict = check.verdict(args.rtol, args.atol)
     print(
         f"check: {check.runtime} vs PyTorch at batch sizes {sizes}, sizes "
         f"{', '.join(map(str, check.resolutions))} px: max |diff| = {check.max_abs_diff:.2e} "
@@ -261,7 +279,8 @@ def _bench(args: argparse.Namespace) -> int:
     candidates = build_candidates(
         args.models, twins=not args.no_twins, resnets=not args.no_resnets, optimize=args.optimize
     )
-    with tqdm(total=runs, desc="timing rounds", file=sys.stderr, disable=args.json) as bar:
+    bar_on = show_bar(not (args.json or args.quiet))
+    with tqdm(total=runs, desc="timing rounds", file=sys.stderr, disable=not bar_on) as bar:
         results = run_benchmark(candidates, config, lambda _done, _total: bar.update(1))
     ratios, speedups = baseline_ratios(results), speedups_over(results)
     if args.json:

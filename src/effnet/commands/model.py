@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from effnet.complexity import PAPER_FIGURES, Complexity, profile
+from effnet.console import print_json
 from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA, compound_scale, scale
 from effnet.specs import NetSpec
 from effnet.zoo import list_models, resolve_spec
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--allow-any-ratio", action="store_true", help="accept alpha*beta^2*gamma^2 far from 2")
     sc.add_argument("--name", help="name of the scaled spec")
     sc.add_argument("--out", type=Path, help="spec file to write (default: <name>.json)")
+    sc.add_argument("--json", action="store_true", help="print the scaled spec and its cost as JSON")
     sc.set_defaults(func=_scale)
 
 
@@ -130,6 +132,11 @@ def _scale(args: argparse.Namespace) -> int:
         raise ValueError("nothing to scale: give --phi, or --width/--depth/--resolution")
     scaled, original = profile(spec), profile(base)
     out = spec.save(args.out or Path(f"{spec.name}.json"))
+    if args.json:
+        print_json({"spec": spec.to_dict(), "base": base.name, "resolution": spec.resolution,
+                    "params": scaled.params, "macs": scaled.macs, "params_ratio": scaled.params / original.params,
+                    "macs_ratio": scaled.macs / original.macs, "out": out})
+        return 0
     print(spec.summary())
     print(f"params {scaled.params:,} ({scaled.params / original.params:.2f}x {base.name}), "
           f"multiply-adds {scaled.macs / 1e9:.3f}B ({scaled.macs / original.macs:.2f}x) at {spec.resolution}px")

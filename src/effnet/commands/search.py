@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from effnet.console import print_json, show_bar
 from effnet.data import DATASET_NAMES
 from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA
 from effnet.search.grid import GridConfig, make_grid
@@ -77,6 +79,9 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
                                                         "the same folder resumes")
     run.add_argument("--restart", action="store_true", help="discard the folder's finished trials")
     run.add_argument("--retry-failed", action="store_true", help="rerun trials that failed last time")
+    out = parser.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress bar (the per-trial lines still print)")
+    out.add_argument("--json", action="store_true", help="print the result as JSON on stdout (other lines on stderr)")
 
 
 def _base(args: argparse.Namespace) -> NetSpec:
@@ -107,17 +112,25 @@ def _runner(args: argparse.Namespace) -> RunnerConfig:
                           retry_failed=args.retry_failed)
     backend = resolve_backend(runner)
     if backend == "sequential" and args.backend == "auto":
-        print(f"note: {NO_RAY_NOTE}")
+        print(f"note: {NO_RAY_NOTE}", file=_lines(args))
     elif backend == "sequential" and args.workers > 1:
-        print(f"note: --backend sequential runs one trial at a time; --workers {args.workers} is ignored")
+        print(f"note: --backend sequential runs one trial at a time; --workers {args.workers} is ignored",
+              file=_lines(args))
     return runner
 
 
-class _Progress:
-    """A bar over trials and one line per finished trial."""
+def _lines(args: argparse.Namespace) -> TextIO:
+    """Where the human-readable lines go: stderr when stdout carries --json."""
+    return sys.stderr if args.json else sys.stdout
 
-    def __init__(self, total: int, label: str) -> None:
-        self.bar = tqdm(total=total, desc=label, unit="trial", dynamic_ncols=True)
+
+class _Progress:
+    """A bar over trials (on a terminal) and one line per finished trial."""
+
+    def __init__(self, total: int, label: str, args: argparse.Namespace) -> None:
+        self.bar = tqdm(total=total, desc=label, unit="trial", dynamic_ncols=True,
+                        disable=not show_bar(not args.quiet))
+        self.stream = _lines(args)
 
     def __call__(self, record: dict[str, Any], resumed: bool) -> None:
         metrics = record.get("metrics") or {}
@@ -125,7 +138,7 @@ class _Progress:
             text = f"val acc {100 * metrics.get('final_val_acc', 0.0):.1f}% in {record.get('seconds') or 0:.0f}s"
         else:
             text = "FAILED: " + (record.get("error") or "").splitlines()[0]
-        tqdm.write(f"{'resumed ' if resumed else 'finished'} {record['trial_id']}: {text}")
+        tqdm.write(f"{'resumed ' if resumed else 'finished'} {record['trial_id']}: {text}", file=self.stream)
         self.bar.update(1)
 
     def close(self) -> None:
@@ -146,13 +159,16 @@ def _search(args: argparse.Namespace) -> int:
     total = len(candidates) + (0 if args.no_base else 1)
     print(f"searching {len(candidates)} candidates (alpha*beta^2*gamma^2 within {grid.tolerance:.0%} of "
           f"{grid.target:g}) on {config.base.name} at {config.base.resolution}px, {config.train.epochs} epochs each, "
-          f"{config.runner.workers} at a time; results in {args.out}")
-    progress = _Progress(total, "search")
+          f"{config.runner.workers} at a time; results in {args.out}", file=_lines(args))
+    progress = _Progress(total, "search", args)
     try:
         result = run_search(config, on_record=progress)
     finally:
         progress.close()
-    _print_search(result)
+    if args.json:
+        print_json(result)
+    else:
+        _print_search(result)
     return 0 if result.best else 1
 
 
@@ -187,13 +203,17 @@ def _study(args: argparse.Namespace) -> int:
     total = 1 + len(set(config.targets)) * len(config.methods)
     print(f"study on {config.base.name} at {config.base.resolution}px: {', '.join(config.methods)} scaled to "
           f"{', '.join(f'{t:g}x' for t in config.targets)} its multiply-adds, {config.train.epochs} epochs each; "
-          f"results in {args.out}")
-    progress = _Progress(total, "study")
+          f"results in {args.out}", file=_lines(args))
+    progress = _Progress(total, "study", args)
     try:
         result = run_study(config, on_record=progress)
     finally:
         progress.close()
-    _print_study(result)
+    if args.json:
+        print_json({"rows": result.rows, "winners": result.winners(), "resumed": result.resumed,
+                    "files": result.files})
+    else:
+        _print_study(result)
     return 0 if any(row.status == "ok" for row in result.rows) else 1
 
 

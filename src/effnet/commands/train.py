@@ -12,6 +12,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from effnet.console import print_json
 from effnet.data import DATASET_NAMES
 from effnet.train.config import RECIPES
 
@@ -54,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="continue a run (its folder, or --run-name's) from its last checkpoint")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run already in --run-name's folder (otherwise refused)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bar (the run's lines still print)")
+    train.add_argument("--json", action="store_true", help="print only the result, as JSON")
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser("eval", help="top-1 / top-5 / loss of a checkpoint or weights file on a dataset")
@@ -139,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     try:
-        result = fit(config, progress=not args.quiet, overwrite=args.overwrite)
+        result = fit(config, progress=not args.json, overwrite=args.overwrite, bar=not args.quiet)
     except TrainingDiverged as err:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"effnet train: {err}", file=sys.stderr)
@@ -152,7 +154,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"effnet train: interrupted; continue with: effnet train --resume {_run_dir_hint(config)}",
               file=sys.stderr)
         return 130
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+    if int(os.environ.get("RANK", "0")) == 0 and args.json:
+        print_json(result)
+    elif int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         ema = f", EMA {result.final_ema_val_acc:.4f}" if result.final_ema_val_acc is not None else ""
         print(f"done: {result.epochs} epochs in {result.train_seconds:.0f}s; val top-1 {result.final_val_acc:.4f}"
               f" (best {result.best_val_acc:.4f}){ema}; run folder {result.run_dir}")

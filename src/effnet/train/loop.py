@@ -57,11 +57,12 @@ class TrainResult:
 
 
 def fit(config: TrainConfig, *, spec: NetSpec | None = None, progress: bool = True,
-        overwrite: bool = False) -> TrainResult:
+        overwrite: bool = False, bar: bool = True) -> TrainResult:
     """Train as `config` says (spec overrides config.model); returns the result, files are in result.run_dir.
 
     A run_name whose folder already holds a run is refused unless `config.resume` (continue it) or `overwrite`
-    (replace it). Raises TrainingInterrupted on Ctrl-C and TrainingDiverged on a NaN/inf loss or weights.
+    (replace it). `progress` prints the run's lines, `bar` also a live bar (on a terminal only). Raises
+    TrainingInterrupted on Ctrl-C and TrainingDiverged on a NaN/inf loss or weights.
     """
     device = resolve_device(config.device)
     info = init_distributed(device)
@@ -69,7 +70,7 @@ def fit(config: TrainConfig, *, spec: NetSpec | None = None, progress: bool = Tr
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _Trainer(build_run(config, spec, device, info, progress, overwrite)).run()
+        return _Trainer(build_run(config, spec, device, info, progress, overwrite, bar)).run()
     finally:
         cleanup(info)
 

@@ -15,7 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from effnet.console import show_bar
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
+from effnet.hardware import bf16_cpu_warning
 from effnet.preprocess import Preprocess
 from effnet.scaling import scale
 from effnet.specs import NetSpec
@@ -66,6 +68,7 @@ class RunSetup:
     show_progress: bool
     lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
     resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
+    show_bar: bool = True  # the live bar (only on a terminal); show_progress alone keeps the epoch lines
 
     def log(self, message: str) -> None:
         """A line for the console (rank 0, when progress is on) and train.log."""
@@ -100,7 +103,8 @@ class RunSetup:
     def progress_bar(self, epoch: int, initial: int) -> tqdm:
         """The live bar of one epoch."""
         return tqdm(total=self.steps_per_epoch, initial=initial, desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                    disable=not (self.show_progress and self.info.is_main), dynamic_ncols=True, leave=False)
+                    disable=not (self.show_progress and self.info.is_main and show_bar(self.show_bar)),
+                    dynamic_ncols=True, leave=False)
 
     def update_bar(self, bar: tqdm, running: list[float], lr: float, rate: float, global_step: int) -> None:
         """Loss, accuracy, lr, images/s and the run's remaining time."""
@@ -217,8 +221,11 @@ def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo,
 
 
 def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info: DistInfo,
-              progress: bool, overwrite: bool = False) -> RunSetup:
-    """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config."""
+              progress: bool, overwrite: bool = False, bar: bool = True) -> RunSetup:
+    """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config.
+
+    `progress`: the run's lines on the console; `bar`: also the live bar (drawn only on a terminal).
+    """
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -252,7 +259,10 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         if lock is not None:
             lock.release()
         raise
-    setup.lock, setup.resume_state = lock, resume_state
+    setup.lock, setup.resume_state, setup.show_bar = lock, resume_state, bar
+    amp_warning = bf16_cpu_warning(device.type, cfg.amp)
+    if amp_warning:
+        notes.append(amp_warning)
     if info.is_main:
         cfg.replace(resume=False).save_yaml(run_dir / "config.yaml")
         spec.save(run_dir / "spec.json")
