@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,8 +226,16 @@ def test_switch_and_prob_control_which_mix_runs() -> None:
         MixupCutmix(4)(images, targets[:3])
 
 
-def test_learnability_probe_runs_end_to_end(capsys) -> None:
-    from effnet.data.probe import main, render_tensor
+def test_learnability_probe_runs_end_to_end(capsys, monkeypatch) -> None:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "shapes_probe.py"  # a script, not library code
+    spec = importlib.util.spec_from_file_location("shapes_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "shapes_probe", probe)  # dataclasses look their module up
+    spec.loader.exec_module(probe)
+    main, render_tensor = probe.main, probe.render_tensor
 
     images, labels = render_tensor(4, seed=0, split="val", render_size=32)
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8

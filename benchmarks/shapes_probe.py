@@ -1,10 +1,10 @@
 """Learnability probe of the procedural dataset: a tiny CNN trained at several resolutions on the same images.
 
-    python -m effnet.data.probe --sizes 32,64 --num-train 3000 --epochs 8
+    python benchmarks/shapes_probe.py --sizes 32,64 --num-train 3000 --epochs 8
 
 Each image is rendered once at 128 px and shrunk (bicubic, antialiased) to each size, so the only thing that
 changes between rows is resolution. "coarse acc" counts a prediction right when its outline (the coarse part) is right:
-it stays high at every size, while the full 12-way accuracy needs the fine textures, i.e. resolution.
+it stays high at every size, while the full 10-way accuracy needs the fine stripes, i.e. resolution.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effnet.data.procedural import FILLS, render_sample
+from effnet.data.procedural import CLASS_NAMES, FILLS, render_sample
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     data = (*render_tensor(args.num_train, args.seed, "train"), *render_tensor(args.num_val, args.seed, "val"))
     rendered = args.num_train + args.num_val
-    print(f"rendered {rendered} images at 128 px in {time.perf_counter() - start:.1f}s; chance = 1/12 = 0.083")
+    classes = len(CLASS_NAMES)
+    print(f"rendered {rendered} images at 128 px in {time.perf_counter() - start:.1f}s; "
+          f"chance = 1/{classes} = {1 / classes:.3f}")
     for size in (int(s) for s in args.sizes.split(",")):
         result = probe_size(data, size, args.epochs, args.width, args.seed)
         print(
