@@ -321,9 +321,20 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
     ],
 )
 def test_cli_mistakes_are_one_line_and_exit_2(argv, message, capsys):
-    assert main(["serve", *argv]) == 2
+    assert main(["serve", *argv, "--port", "0"]) == 2  # port 0: any free one, so only the mistake stops it
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_taken_port_is_one_line_and_exit_2(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--pretrained", "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1:" in err and "pick another --port" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow

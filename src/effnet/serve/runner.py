@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 
 from effnet.serve.app import CONFIG_ENV, create_app
@@ -13,6 +14,17 @@ from effnet.serve.metrics import MULTIPROCESS_ENV
 WORKER_HEALTHCHECK_S = 120
 
 
+def check_address(host: str, port: int) -> None:
+    """ValueError with the fix when nothing could listen on host:port (in use, no such address, no permission)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+            probe.bind((host, port))
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(f"cannot listen on {host}:{port}: {reason}; pick another --port or --host") from err
+
+
 def serve(config: ServeConfig, log_level: str = "info") -> None:
     """Serve until interrupted. Loading the model first means a bad --weights fails before the port opens."""
     import torch
@@ -20,6 +32,7 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
 
     from effnet.serve.backend import load_classifier
 
+    check_address(config.host, config.port)  # before the model load, so a taken port fails at once
     threads = config.intra_op_threads
     if config.workers == 1:
         classifier = load_classifier(config.source, threads)
