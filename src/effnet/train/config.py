@@ -18,24 +18,27 @@ from effnet.validation import check_field_types, check_size
 
 AMP_DTYPES = ("bf16", "fp16")
 
+# What a run of a few epochs wants that a 350-epoch recipe does not: no EMA (0.9999 would still be the initial
+# weights), no RandAugment, mild crops and whole-image evaluation (an 8% crop or a center crop can miss the one
+# object in an image), AdamW with a cosine decay, no stochastic depth, BN statistics that settle within a few
+# hundred steps (PyTorch's momentum 0.1, not TF's 0.01), and a zero-initialized classifier: with few classes the
+# TF head init (uniform +-1/sqrt(K)) starts above a loss of ln K, and AdamW needs ~100 steps just to shrink it.
+# The one short-run recipe: the `quick` preset and the search/study trials (effnet.search.trial) both use it.
+SHORT_RUN: dict[str, Any] = {
+    "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
+    "label_smoothing": 0.1, "ema_decay": 0.0, "augment": None, "crop_scale": (0.8, 1.0), "eval_crop_pct": 1.0,
+    "drop_path_rate": 0.0, "bn_momentum": 0.1, "zero_init_classifier": True,
+}
+
 # Named presets: a starting point that flags and YAML values override.
 RECIPES: dict[str, dict[str, Any]] = {
     # The EfficientNet paper / TF reference on ImageNet (these are TrainConfig's own defaults).
     "paper": {},
     # EfficientNetV2 reference fine-tuning: 15 epochs, constant lr 5e-4, EMA 0.9996.
     "finetune": {"epochs": 15, "lr": 5e-4, "schedule": "constant", "warmup_epochs": 0.0, "ema_decay": 0.9996},
-    # A few epochs on a small CPU: what a 350-epoch recipe does not need. No EMA (it would lag), no RandAugment,
-    # mild crops and whole-image evaluation (an 8% crop or a center crop can miss the one object in an image),
-    # AdamW with a cosine decay, and B0 at half width/depth and 64 px. `effnet train` without options uses it.
-    "quick": {
-        "width": 0.5, "depth": 0.5, "image_size": 64, "epochs": 6, "batch_size": 50, "optimizer": "adamw",
-        "lr": 3e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5, "ema_decay": 0.0,
-        "augment": None, "crop_scale": (0.8, 1.0), "eval_crop_pct": 1.0, "drop_path_rate": 0.0,
-        "bn_momentum": 0.1,  # BN statistics that settle within a few hundred steps
-        # With 12 classes the TF head init (uniform +-1/sqrt(12)) starts at a loss of ~3.5 > ln 12, and AdamW
-        # needs ~100 steps just to shrink it; zero logits start at ln 12.
-        "zero_init_classifier": True,
-    },
+    # A few epochs on a small CPU: B0 at half width/depth and 64 px, with the short-run choices above.
+    # `effnet train` without options uses it; search and study trials use SHORT_RUN on their own proxy.
+    "quick": {"width": 0.5, "depth": 0.5, "image_size": 64, "epochs": 6, "batch_size": 50, **SHORT_RUN},
 }
 
 
