@@ -107,6 +107,6 @@ def _profile(spec: NetSpec, resolution: int, num_classes: int) -> Complexity:
     return Complexity(spec.name, resolution, tuple(parts))
 
 
-def count_macs(spec: NetSpec, resolution: int | None = None) -> int:
-    """Total multiply-adds of one image through `spec` at `resolution` (default: native)."""
-    return profile(spec, resolution).macs
+def count_macs(spec: NetSpec, resolution: int | None = None, *, num_classes: int = 1000) -> int:
+    """Total multiply-adds of one image through `spec` at `resolution` (default: native), classifier included."""
+    return profile(spec, resolution, num_classes).macs

@@ -1,9 +1,9 @@
 """Scaling science: the alpha/beta/gamma grid search (paper step 1) and compound vs single-dimension studies."""
 
+from effnet.search.experiment import Summary, mean_sd, run_experiment
 from effnet.search.grid import Candidate, GridConfig, make_grid
 from effnet.search.grid_search import SearchConfig, SearchResult, SearchRow, candidate_spec, run_search
 from effnet.search.journal import Journal
-from effnet.search.measure import count_macs, count_params, scale_exact
 from effnet.search.runner import (
     RunnerConfig,
     TrialTask,
@@ -38,22 +38,22 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "StudyRow",
+    "Summary",
     "TrialTask",
     "build_study_models",
     "candidate_spec",
-    "count_macs",
-    "count_params",
     "execute_trial",
     "make_grid",
     "match_target",
+    "mean_sd",
     "proxy_spec",
     "proxy_train_config",
     "ray_available",
     "resolve_backend",
+    "run_experiment",
     "run_search",
     "run_study",
     "run_trials",
-    "scale_exact",
     "scaled_spec",
     "train_trial",
 ]

@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.data import build_datasets
+from effnet.complexity import count_macs, profile
+from effnet.scaling import scale
+from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
 from effnet.search.grid import Candidate, GridConfig, make_grid
-from effnet.search.journal import Journal
-from effnet.search.measure import count_macs, count_params, scale_exact
 from effnet.search.results import write_csv, write_json
-from effnet.search.runner import RunnerConfig, TrialFn, TrialTask, run_trials
+from effnet.search.runner import RunnerConfig, TrialFn
 from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, train_trial
 from effnet.specs import NetSpec
 from effnet.train import TrainConfig
@@ -35,11 +35,16 @@ class SearchConfig:
     depth_rounding: str = "round"
     include_base: bool = True  # also train the unscaled base, as a reference row
     restart: bool = False  # discard the journal instead of resuming
+    seeds: tuple[int, ...] | None = None  # training seeds, each on the same data; None = (train.seed,)
+
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every candidate trains with."""
+        return check_seeds(self.seeds if self.seeds is not None else (self.train.seed,))
 
 
 @dataclass(frozen=True)
 class SearchRow:
-    """One trained candidate (or the base) with its measured cost and accuracy."""
+    """One trained candidate (or the base): measured cost, and accuracy as mean / sd over the seeds."""
 
     trial_id: str
     alpha: float
@@ -52,9 +57,17 @@ class SearchRow:
     resolution: int
     num_blocks: int
     status: str = "pending"
-    val_acc: float | None = None  # final validation top-1 (ranking key)
+    seeds: tuple[int, ...] = ()
+    val_accs: tuple[float | None, ...] = ()  # final validation top-1 per seed
+    val_acc: float | None = None  # their mean (ranking key)
+    val_acc_sd: float | None = None  # their sample sd (None with one seed)
     best_val_acc: float | None = None
+    outline_acc: float | None = None  # built-in shapes: outline right (mean over seeds)
+    outline_acc_sd: float | None = None
+    fill_acc: float | None = None  # built-in shapes: fill (plain / stripes) right
+    fill_acc_sd: float | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None
     error: str | None = None
     rank: int | None = None
 
@@ -72,13 +85,13 @@ class SearchResult:
 
 
 def candidate_spec(base: NetSpec, candidate: Candidate, depth_rounding: str = "round") -> NetSpec:
-    """The base scaled at phi = 1 by one candidate (resolution to the pixel, see `scale_exact`)."""
-    return scale_exact(base, width=candidate.beta, depth=candidate.alpha, resolution=candidate.gamma,
-                       depth_rounding=depth_rounding, name=f"{base.name}-{candidate.trial_id}")
+    """The base scaled at phi = 1 by one candidate.
 
-
-def _num_classes(train: TrainConfig) -> int:
-    return build_datasets(train.data).num_classes
+    Resolution is rounded to the pixel, not to a multiple of 8: a 64 px proxy would otherwise map gamma = 1.05
+    back to 64 px and 1.15 to 72 px, erasing the differences the grid is meant to measure.
+    """
+    return scale(base, width=candidate.beta, depth=candidate.alpha, resolution=candidate.gamma,
+                 depth_rounding=depth_rounding, resolution_divisor=1, name=f"{base.name}-{candidate.trial_id}")
 
 
 def rank_rows(rows: list[SearchRow]) -> list[SearchRow]:
@@ -115,40 +128,25 @@ def run_search(
     from effnet.search.plots import plot_search
 
     out = Path(config.out_dir)
-    candidates = make_grid(config.grid)
-    num_classes = _num_classes(config.train)
+    num_classes = num_classes_of(config.train)
     base_macs = count_macs(config.base, num_classes=num_classes)
-    entries: list[tuple[Candidate, NetSpec]] = []
+    entries: list[tuple[str, Candidate, NetSpec]] = []
     if config.include_base:
-        entries.append((Candidate(1.0, 1.0, 1.0), config.base))
-    entries += [(c, candidate_spec(config.base, c, config.depth_rounding)) for c in candidates]
+        entries.append((BASE_ID, Candidate(1.0, 1.0, 1.0), config.base))
+    entries += [(c.trial_id, c, candidate_spec(config.base, c, config.depth_rounding)) for c in make_grid(config.grid)]
 
-    rows, tasks = {}, []
-    threads = config.runner.threads_per_trial()
-    for index, (candidate, spec) in enumerate(entries):
-        trial_id = BASE_ID if config.include_base and index == 0 else candidate.trial_id
+    summaries, resumed = run_experiment(
+        [(trial_id, spec) for trial_id, _, spec in entries], train=config.train, runner=config.runner,
+        seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
+        fingerprint=fingerprint(config.base, config.train, {"depth_rounding": config.depth_rounding}),
+    )
+    rows = {}
+    for trial_id, candidate, spec in entries:
         macs = count_macs(spec, num_classes=num_classes)
         rows[trial_id] = SearchRow(trial_id, candidate.alpha, candidate.beta, candidate.gamma,
                                    round(candidate.ratio, 4), macs, round(macs / base_macs, 4),
-                                   count_params(spec, num_classes=num_classes), spec.resolution, spec.num_blocks)
-        tasks.append(TrialTask(trial_id, spec, config.train, config.train.seed, str(out / "trials"), threads))
-
-    journal = Journal(out / "journal.jsonl",
-                      fingerprint(config.base, config.train, {"depth_rounding": config.depth_rounding}),
-                      restart=config.restart)
-    resumed = sum(1 for task in tasks if task.trial_id in journal.finished())
-    records = run_trials(tasks, trial_fn, journal, config.runner, on_record=on_record)
-
-    for trial_id, record in records.items():
-        metrics = record.get("metrics") or {}
-        rows[trial_id] = SearchRow(**{
-            **asdict(rows[trial_id]),
-            "status": record["status"],
-            "val_acc": metrics.get("final_val_acc"),
-            "best_val_acc": metrics.get("best_val_acc"),
-            "seconds": record.get("seconds"),
-            "error": (record.get("error") or "").splitlines()[0] if record.get("error") else None,
-        })
+                                   profile(spec, num_classes=num_classes).params, spec.resolution, spec.num_blocks,
+                                   **summaries[trial_id].fields())
     base_row = rows.pop(BASE_ID, None) if config.include_base else None
     ranked = rank_rows(list(rows.values()))
     best = ranked[0] if ranked and ranked[0].status == "ok" else None
@@ -159,7 +157,7 @@ def run_search(
     files = {
         "json": write_json(out / "results.json", {
             "base": config.base.name, "base_macs": base_macs, "num_classes": num_classes,
-            "grid": asdict(config.grid), "train": config.train.to_dict(),
+            "grid": asdict(config.grid), "train": config.train.to_dict(), "seeds": list(config.training_seeds()),
             "depth_rounding": config.depth_rounding, "rows": table,
             "best": asdict(best) if best else None, "scale_command": command,
         }),
@@ -167,4 +165,3 @@ def run_search(
     }
     files["plot"] = plot_search(ranked, base_row, out / "search.png", title=f"search on {config.base.name}")
     return SearchResult(ranked, base_row, best, files, resumed, command)
-

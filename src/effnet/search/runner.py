@@ -81,7 +81,7 @@ def execute_trial(trial_fn: TrialFn, task: TrialTask) -> dict[str, Any]:
     random.seed(task.seed)
     np.random.seed(task.seed % 2**32)
     torch.manual_seed(task.seed)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     try:
         metrics = trial_fn(task)
         status, error = "ok", None
@@ -94,6 +94,9 @@ def execute_trial(trial_fn: TrialFn, task: TrialTask) -> dict[str, Any]:
         "metrics": metrics,
         "error": error,
         "seconds": round(time.time() - started, 3),
+        # CPU time of the trial's process (all its threads): what the trial costs on an idle machine, whatever
+        # else shared the cores while it ran.
+        "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "threads": task.threads,
         "pid": os.getpid(),
     }
@@ -149,6 +152,10 @@ def _run_on_ray(
     threads = tasks[0].threads
     started_here = not ray.is_initialized()
     if started_here:
+        # Ray runs its workers at nice 15 unless told otherwise; on a machine shared with other jobs that starves
+        # the trials (measured: ~10% of a core each under load). Trials are the work, so run them at normal
+        # priority, like the sequential backend does; an explicit RAY_worker_niceness still wins.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         if config.address:
             ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         else:

@@ -7,12 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.data import build_datasets
-from effnet.scaling import ALPHA, BETA, GAMMA, check_coefficients
-from effnet.search.journal import Journal
-from effnet.search.measure import count_macs, count_params, scale_exact
+from effnet.complexity import count_macs, profile
+from effnet.scaling import ALPHA, BETA, GAMMA, check_coefficients, scale
+from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
 from effnet.search.results import write_csv, write_json
-from effnet.search.runner import RunnerConfig, TrialFn, TrialTask, run_trials
+from effnet.search.runner import RunnerConfig, TrialFn
 from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, train_trial
 from effnet.specs import NetSpec
 from effnet.train import TrainConfig
@@ -64,8 +63,9 @@ def scaled_spec(
     else:
         raise ValueError(f"unknown scaling method {method!r}; choose from {', '.join(METHODS)}")
     width, depth, resolution = factors
-    return scale_exact(
-        base, width=width, depth=depth, resolution=resolution, depth_rounding=depth_rounding,
+    # Resolution to the pixel (not a multiple of 8), so resolution-only scaling of a small base can hit a target.
+    return scale(
+        base, width=width, depth=depth, resolution=resolution, depth_rounding=depth_rounding, resolution_divisor=1,
         name=f"{base.name}-{method}{multiplier:.4g}",
     )
 
@@ -117,7 +117,7 @@ def match_target(
     multiplier = _bisect(ratio_of, target, low, start)
     spec = build(multiplier)
     macs = count_macs(spec, num_classes=num_classes)
-    return ScaledModel(method, target, multiplier, spec, macs, count_params(spec, num_classes=num_classes),
+    return ScaledModel(method, target, multiplier, spec, macs, profile(spec, num_classes=num_classes).params,
                        macs / base_macs)
 
 
@@ -137,7 +137,7 @@ def build_study_models(
     if not targets:
         raise ValueError("give at least one multiply-add target, e.g. --targets 2 4")
     base_macs = count_macs(base, num_classes=num_classes)
-    models = [ScaledModel("base", 1.0, 1.0, base, base_macs, count_params(base, num_classes=num_classes), 1.0)]
+    models = [ScaledModel("base", 1.0, 1.0, base, base_macs, profile(base, num_classes=num_classes).params, 1.0)]
     for target in sorted(set(targets)):
         for method in methods:
             models.append(match_target(base, method, target, coefficients=coefficients,
@@ -158,11 +158,16 @@ class StudyConfig:
     out_dir: str = "runs/study"
     depth_rounding: str = "round"  # fine steps, so depth-only can hit a target
     restart: bool = False
+    seeds: tuple[int, ...] | None = None  # training seeds, each on the same data; None = (train.seed,)
+
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every model trains with."""
+        return check_seeds(self.seeds if self.seeds is not None else (self.train.seed,))
 
 
 @dataclass(frozen=True)
 class StudyRow:
-    """One trained model of the study."""
+    """One trained model of the study; accuracies are the mean (and sample sd) over the seeds."""
 
     trial_id: str
     method: str
@@ -177,9 +182,17 @@ class StudyRow:
     matched: bool
     params: int
     status: str = "pending"
+    seeds: tuple[int, ...] = ()
+    val_accs: tuple[float | None, ...] = ()
     val_acc: float | None = None
+    val_acc_sd: float | None = None
     best_val_acc: float | None = None
+    outline_acc: float | None = None
+    outline_acc_sd: float | None = None
+    fill_acc: float | None = None
+    fill_acc_sd: float | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None
     error: str | None = None
 
 
@@ -211,36 +224,31 @@ def run_study(
     from effnet.search.plots import plot_study
 
     out = Path(config.out_dir)
-    num_classes = build_datasets(config.train.data).num_classes
     models = build_study_models(config.base, config.targets, config.methods, coefficients=config.coefficients,
-                                num_classes=num_classes, depth_rounding=config.depth_rounding)
-    threads = config.runner.threads_per_trial()
-    tasks = [TrialTask(m.trial_id, m.spec, config.train, config.train.seed, str(out / "trials"), threads)
-             for m in models]
+                                num_classes=num_classes_of(config.train), depth_rounding=config.depth_rounding)
     extra = {"depth_rounding": config.depth_rounding, "coefficients": list(config.coefficients)}
-    journal = Journal(out / "journal.jsonl", fingerprint(config.base, config.train, extra), restart=config.restart)
-    resumed = sum(1 for task in tasks if task.trial_id in journal.finished())
-    records = run_trials(tasks, trial_fn, journal, config.runner, on_record=on_record)
-
-    rows = []
-    for model in models:
-        record = records[model.trial_id]
-        metrics = record.get("metrics") or {}
-        error = record.get("error")
-        rows.append(StudyRow(
+    summaries, resumed = run_experiment(
+        [(m.trial_id, m.spec) for m in models], train=config.train, runner=config.runner,
+        seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
+        fingerprint=fingerprint(config.base, config.train, extra),
+    )
+    rows = [
+        StudyRow(
             model.trial_id, model.method, model.target, round(model.multiplier, 4),
             round(model.spec.width_mult / config.base.width_mult, 4),
             round(model.spec.depth_mult / config.base.depth_mult, 4), model.spec.resolution,
             model.spec.num_blocks, model.macs, round(model.ratio, 4), model.matched, model.params,
-            record["status"], metrics.get("final_val_acc"), metrics.get("best_val_acc"), record.get("seconds"),
-            error.splitlines()[0] if error else None,
-        ))
+            **summaries[model.trial_id].fields(),
+        )
+        for model in models
+    ]
     table = [asdict(row) for row in rows]
     result = StudyResult(rows, {}, resumed)
     files = {
         "json": write_json(out / "results.json", {
             "base": config.base.name, "targets": list(config.targets), "methods": list(config.methods),
             "coefficients": list(config.coefficients), "train": config.train.to_dict(),
+            "seeds": list(config.training_seeds()),
             "rows": table, "winners": {str(k): v for k, v in result.winners().items()},
         }),
         "csv": write_csv(out / "results.csv", table),
