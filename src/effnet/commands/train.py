@@ -31,6 +31,8 @@ _HELP = {
     "warmup_epochs": "warm-up length (default min(5, 10%% of the epochs))",
     "ema_decay": "EMA decay of the weights (0 = off)",
     "progressive": "EfficientNetV2 progressive learning (size and regularization grow by stage)",
+    "progressive_schedule": "paper (Table 6: size from 128 px, dropout grows) or released (google/automl's code: "
+                            "S from 171 px, constant dropout, mixup+cutmix ramp)",
     "memory_efficient_act": "SiLU that saves only its input (less memory, same results)",
     "checkpoint_every_steps": "also checkpoint every N optimizer steps (0 = per epoch only)",
     "resume": "continue from the run folder's last checkpoint",

@@ -13,6 +13,7 @@ import yaml
 from effnet.data import DataConfig
 from effnet.fileio import write_text_atomic
 from effnet.train.optim import OPTIMIZERS
+from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 from effnet.train.schedule import SCHEDULES
 from effnet.validation import check_field_types, check_size
 
@@ -89,13 +90,15 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
-    # --- V2 progressive learning (ranges None = the paper's Table 6 for the model's size)
+    # --- V2 progressive learning (ranges None = the schedule's for the model's size)
     progressive: bool = False
+    progressive_schedule: str = "paper"  # paper (Table 6) | released (google/automl's code)
     progressive_stages: int = 4
     progressive_image_size: tuple[int, int] | None = None
     progressive_magnitude: tuple[float, float] | None = None
     progressive_mixup: tuple[float, float] | None = None
     progressive_dropout: tuple[float, float] | None = None
+    progressive_cutmix: tuple[float, float] | None = None
     # --- runtime
     seed: int = 0
     deterministic: bool = False
@@ -136,6 +139,8 @@ class TrainConfig:
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0 = per epoch only)"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (self.progressive_schedule in PROGRESSIVE_SCHEDULES,
+             f"progressive_schedule must be one of {PROGRESSIVE_SCHEDULES}, got {self.progressive_schedule!r}"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.image_size is None or self.image_size >= 32, "image_size must be >= 32 (the network's stride)"),
             (self.eval_size is None or self.eval_size >= 32, "eval_size must be >= 32 (the network's stride)"),
@@ -178,7 +183,7 @@ class TrainConfig:
                 raise ValueError(f"unknown data option(s) {bad}; valid ones: {', '.join(sorted(data_known))}")
             kwargs["data"] = DataConfig(**kwargs["data"])
         for name in ("crop_scale", "progressive_image_size", "progressive_magnitude", "progressive_mixup",
-                     "progressive_dropout"):
+                     "progressive_dropout", "progressive_cutmix"):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)

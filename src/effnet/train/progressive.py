@@ -1,8 +1,19 @@
-"""EfficientNetV2 progressive learning: image size and regularization grow together over N stages."""
+"""EfficientNetV2 progressive learning: image size and regularization grow together over N stages.
+
+Two schedules, because the paper and the released code differ (google/automl `efficientnetv2/main.py`,
+`effnetv2_configs.py`, `hparams.py`):
+
+- `paper` (Table 6): every setting goes linearly from its min at the first stage to its max at the last, so the
+  first stage trains at 128 px; dropout grows (S: 0.1 -> 0.3), mixup only (no cutmix).
+- `released`: stage i of N trains at int(128 + (final - 128) * (i + 1) / N) px, so the first of 4 stages is
+  already at 171 px for S (300); RandAugment magnitude goes linspace(5, M) with the model's M (S 10, M 15, L 20),
+  mixup *and* cutmix go linspace(0, alpha) (S 0, M 0.2, L 0.5), and dropout stays at the model's own rate (the
+  code builds a dropout ramp and then deletes it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from effnet.specs import NetSpec
 
@@ -15,9 +26,13 @@ class ProgressiveRange:
     magnitude: tuple[float, float]  # RandAugment magnitude
     mixup_alpha: tuple[float, float]
     dropout: tuple[float, float]
+    cutmix_alpha: tuple[float, float] = (0.0, 0.0)
+    # False (paper): the first stage trains at image_size[0]. True (released code): image_size[0] is the base the
+    # sizes grow from, and stage i of N trains at base + (max - base) * (i + 1) / N, never at the base itself.
+    size_from_base: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "magnitude", "mixup_alpha", "dropout"):
+        for name in ("image_size", "magnitude", "mixup_alpha", "dropout", "cutmix_alpha"):
             low, high = getattr(self, name)
             if low > high or low < 0:
                 raise ValueError(f"progressive {name} range must be 0 <= min <= max, got ({low}, {high})")
@@ -34,6 +49,16 @@ TABLE6 = {
     "l": ProgressiveRange((128, 380), (5, 25), (0.0, 0.4), (0.1, 0.5)),
 }
 
+# google/automl efficientnetv2 as released: data.ibase = 128, train sizes 300 (S) / 384 (M, L, XL), RandAugment
+# `ram` 10 / 15 / 20, mixup = cutmix alpha 0 / 0.2 / 0.5, dropout 0.2 / 0.3 / 0.4 held constant.
+RELEASED = {
+    "s": ProgressiveRange((128, 300), (5, 10), (0.0, 0.0), (0.2, 0.2), (0.0, 0.0), size_from_base=True),
+    "m": ProgressiveRange((128, 384), (5, 15), (0.0, 0.2), (0.3, 0.3), (0.0, 0.2), size_from_base=True),
+    "l": ProgressiveRange((128, 384), (5, 20), (0.0, 0.5), (0.4, 0.4), (0.0, 0.5), size_from_base=True),
+}
+
+PROGRESSIVE_SCHEDULES = ("paper", "released")
+
 
 @dataclass(frozen=True)
 class ProgressiveStage:
@@ -46,6 +71,7 @@ class ProgressiveStage:
     magnitude: int
     mixup_alpha: float
     dropout: float
+    cutmix_alpha: float = 0.0
 
     def describe(self) -> str:
         """One log line."""
@@ -53,7 +79,9 @@ class ProgressiveStage:
                 else f"epochs {self.first_epoch + 1}-{self.end_epoch}")
         return (
             f"stage {self.index + 1}: {span}, image {self.image_size}px, "
-            f"RandAugment magnitude {self.magnitude}, mixup alpha {self.mixup_alpha:.3g}, dropout {self.dropout:.3g}"
+            f"RandAugment magnitude {self.magnitude}, mixup alpha {self.mixup_alpha:.3g}"
+            + (f", cutmix alpha {self.cutmix_alpha:.3g}" if self.cutmix_alpha else "")
+            + f", dropout {self.dropout:.3g}"
         )
 
 
@@ -67,22 +95,32 @@ def size_class(spec: NetSpec) -> str:
     return "s"
 
 
-def default_range(spec: NetSpec, final_image_size: int) -> ProgressiveRange:
-    """Table 6 for the model's size, with the size range rescaled to end at `final_image_size`.
+def default_range(spec: NetSpec, final_image_size: int, schedule: str = "paper") -> ProgressiveRange:
+    """The `schedule`'s ranges for the model's size, the size range rescaled to end at `final_image_size`.
 
-    The paper starts at 128 px for a 300/380 px target; smaller targets keep the same min/max ratio.
+    Both schedules start from 128 px for a 300/380/384 px target; smaller targets keep the same ratio (floored
+    at 32 px). The released schedule keeps the model's own dropout, as the released code does.
     """
-    table = TABLE6[size_class(spec)]
+    if schedule not in PROGRESSIVE_SCHEDULES:
+        raise ValueError(f"unknown progressive schedule {schedule!r}; choose one of {', '.join(PROGRESSIVE_SCHEDULES)}")
+    table = (TABLE6 if schedule == "paper" else RELEASED)[size_class(spec)]
     low, high = table.image_size
-    start = max(32, int(round(final_image_size * low / high)))
-    return ProgressiveRange((min(start, final_image_size), final_image_size), table.magnitude,
-                            table.mixup_alpha, table.dropout)
+    start = min(max(32, int(round(final_image_size * low / high))), final_image_size)
+    dropout = table.dropout if schedule == "paper" else (spec.dropout, spec.dropout)
+    return replace(table, image_size=(start, final_image_size), dropout=dropout)
 
 
 def _lerp(bounds: tuple[float, float], index: int, num_stages: int) -> float:
     if num_stages == 1:
         return float(bounds[1])
     return bounds[0] + (bounds[1] - bounds[0]) * index / (num_stages - 1)
+
+
+def _stage_size(schedule: ProgressiveRange, index: int, num_stages: int) -> int:
+    low, high = schedule.image_size
+    if schedule.size_from_base:  # the released code's int(ibase + (size - ibase) * ratio)
+        return int(low + (high - low) * (index + 1) / num_stages)
+    return int(round(_lerp(schedule.image_size, index, num_stages)))
 
 
 def progressive_stages(schedule: ProgressiveRange, epochs: int, num_stages: int = 4) -> list[ProgressiveStage]:
@@ -101,10 +139,11 @@ def progressive_stages(schedule: ProgressiveRange, epochs: int, num_stages: int 
                 index=index,
                 first_epoch=first,
                 end_epoch=end,
-                image_size=int(round(_lerp(schedule.image_size, index, num_stages))),
+                image_size=_stage_size(schedule, index, num_stages),
                 magnitude=int(round(_lerp(schedule.magnitude, index, num_stages))),
                 mixup_alpha=_lerp(schedule.mixup_alpha, index, num_stages),
                 dropout=_lerp(schedule.dropout, index, num_stages),
+                cutmix_alpha=_lerp(schedule.cutmix_alpha, index, num_stages),
             )
         )
     return stages

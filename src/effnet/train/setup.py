@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from effnet.train.evaluate import evaluate
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
 from effnet.train.progressive import (
-    ProgressiveRange,
     ProgressiveStage,
     default_range,
     progressive_stages,
@@ -91,9 +90,9 @@ class RunSetup:
         )
 
     def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
-        """Mixup/cutmix at the stage's mixup alpha, with label smoothing folded into the targets."""
+        """Mixup/cutmix at the stage's alphas, with label smoothing folded into the targets."""
         return MixupCutmix(self.data.num_classes, mixup_alpha=stage.mixup_alpha,
-                           cutmix_alpha=self.config.cutmix_alpha, label_smoothing=self.config.label_smoothing)
+                           cutmix_alpha=stage.cutmix_alpha, label_smoothing=self.config.label_smoothing)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
@@ -192,13 +191,16 @@ def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[Progressiv
     if not cfg.progressive:
         dropout = cfg.dropout if cfg.dropout is not None else spec.dropout
         return [ProgressiveStage(0, 0, cfg.epochs, image_size, cfg.randaugment_magnitude, cfg.mixup_alpha,
-                                 dropout)]
-    table = default_range(spec, image_size)
-    chosen = ProgressiveRange(
-        cfg.progressive_image_size or table.image_size,
-        cfg.progressive_magnitude or table.magnitude,
-        cfg.progressive_mixup or table.mixup_alpha,
-        cfg.progressive_dropout or table.dropout,
+                                 dropout, cfg.cutmix_alpha)]
+    model_spec = spec if cfg.dropout is None else spec.replace(dropout=cfg.dropout)
+    table = default_range(model_spec, image_size, cfg.progressive_schedule)
+    chosen = replace(
+        table,
+        image_size=cfg.progressive_image_size or table.image_size,
+        magnitude=cfg.progressive_magnitude or table.magnitude,
+        mixup_alpha=cfg.progressive_mixup or table.mixup_alpha,
+        dropout=cfg.progressive_dropout or table.dropout,
+        cutmix_alpha=cfg.progressive_cutmix or table.cutmix_alpha,
     )
     return progressive_stages(chosen, cfg.epochs, cfg.progressive_stages)
 
