@@ -68,7 +68,10 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     budget.add_argument("--epochs", type=int, help="epochs per trial (default 4)")
     budget.add_argument("--batch-size", type=int, help="batch size (default 32)")
     budget.add_argument("--lr", type=float, help="peak learning rate")
-    budget.add_argument("--seed", type=int, help="seed of every trial (default 0)")
+    budget.add_argument("--seed", type=int, help="data seed, and the training seed without --seeds (default 0)")
+    budget.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="train every model once per training seed on the same images (e.g. 0 1 2); "
+                             "tables show mean +- sd")
     run = parser.add_argument_group("execution")
     run.add_argument("--backend", choices=BACKENDS, default="auto",
                      help="auto: Ray when installed, else one trial after another")
@@ -107,6 +110,14 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return train.replace(data=data_config, image_size=None, eval_size=None, **changes)
 
 
+def _seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
+    return tuple(args.seeds) if args.seeds else None
+
+
+def _seed_text(seeds: tuple[int, ...]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))} (mean +- sd)"
+
+
 def _runner(args: argparse.Namespace) -> RunnerConfig:
     runner = RunnerConfig(backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
                           retry_failed=args.retry_failed)
@@ -135,7 +146,10 @@ class _Progress:
     def __call__(self, record: dict[str, Any], resumed: bool) -> None:
         metrics = record.get("metrics") or {}
         if record["status"] == "ok":
-            text = f"val acc {100 * metrics.get('final_val_acc', 0.0):.1f}% in {record.get('seconds') or 0:.0f}s"
+            text = f"val acc {100 * metrics.get('final_val_acc', 0.0):.1f}%"
+            if "outline_acc" in metrics:
+                text += f" (outline {100 * metrics['outline_acc']:.1f}%, fill {100 * metrics['fill_acc']:.1f}%)"
+            text += f" in {record.get('seconds') or 0:.0f}s"
         else:
             text = "FAILED: " + (record.get("error") or "").splitlines()[0]
         tqdm.write(f"{'resumed ' if resumed else 'finished'} {record['trial_id']}: {text}", file=self.stream)
@@ -149,14 +163,30 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _pct_sd(mean: float | None, sd: float | None) -> str:
+    """'74.3' for one seed, '74.3+-1.2' for several."""
+    return _pct(mean) if sd is None or mean is None else f"{100 * mean:.1f}+-{100 * sd:.1f}"
+
+
+def _accuracy_columns(row: Any, has_groups: bool) -> str:
+    text = f"{_pct_sd(row.val_acc, row.val_acc_sd):>11}"
+    if has_groups:
+        text += f" {_pct_sd(row.outline_acc, row.outline_acc_sd):>11} {_pct_sd(row.fill_acc, row.fill_acc_sd):>11}"
+    return text
+
+
+def _accuracy_header(has_groups: bool) -> str:
+    return f"{'val acc':>11}" + (f" {'outline ok':>11} {'fill ok':>11}" if has_groups else "")
+
+
 def _search(args: argparse.Namespace) -> int:
     grid = GridConfig(tuple(args.alpha), tuple(args.beta), tuple(args.gamma), args.step, args.target,
                       args.tolerance, args.max_candidates)
     candidates = make_grid(grid)
     config = SearchConfig(base=_base(args), base_ref=args.base, grid=grid, train=_train_config(args),
                           runner=_runner(args), out_dir=args.out, depth_rounding=args.depth_rounding,
-                          include_base=not args.no_base, restart=args.restart)
-    total = len(candidates) + (0 if args.no_base else 1)
+                          include_base=not args.no_base, restart=args.restart, seeds=_seeds(args))
+    total = (len(candidates) + (0 if args.no_base else 1)) * len(config.training_seeds())
     print(f"searching {len(candidates)} candidates (alpha*beta^2*gamma^2 within {grid.tolerance:.0%} of "
           f"{grid.target:g}) on {config.base.name} at {config.base.resolution}px, {config.train.epochs} epochs each, "
           f"{config.runner.workers} at a time; results in {args.out}", file=_lines(args))
@@ -173,15 +203,16 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _print_search(result: SearchResult) -> None:
-    print(f"\n{'rank':>4} {'alpha':>5} {'beta':>5} {'gamma':>5} {'a*b2*g2':>7} {'MACs x':>6} {'res':>4} "
-          f"{'blocks':>6} {'params':>9} {'val acc':>7}  status")
     rows = ([result.base] if result.base else []) + result.rows
+    groups = any(row.outline_acc is not None for row in rows)
+    print(f"\n{'rank':>4} {'alpha':>5} {'beta':>5} {'gamma':>5} {'a*b2*g2':>7} {'MACs x':>6} {'res':>4} "
+          f"{'blocks':>6} {'params':>9} {_accuracy_header(groups)}  status")
     for row in rows:
         rank = "base" if result.base is row else (str(row.rank) if row.rank else "-")
         status = row.status if row.status == "ok" else f"{row.status}: {row.error}"
         print(f"{rank:>4} {row.alpha:5.2f} {row.beta:5.2f} {row.gamma:5.2f} {row.formula_ratio:7.3f} "
               f"{row.macs_ratio:6.2f} {row.resolution:4d} {row.num_blocks:6d} {row.params:9,d} "
-              f"{_pct(row.val_acc):>7}  {status}")
+              f"{_accuracy_columns(row, groups)}  {status}")
     if result.resumed:
         print(f"({result.resumed} trials resumed from the journal, not re-run)")
     for kind, path in result.files.items():
@@ -189,7 +220,7 @@ def _print_search(result: SearchResult) -> None:
     if result.best:
         best = result.best
         print(f"\nbest: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:g} "
-              f"(val acc {_pct(best.val_acc)}%, {best.macs_ratio:.2f}x the base's multiply-adds)")
+              f"(val acc {_pct_sd(best.val_acc, best.val_acc_sd)}%, {best.macs_ratio:.2f}x the base's multiply-adds)")
         print(f"step 2, scale up with it:\n  {result.scale_command.replace('--phi 1', '--phi PHI')}")
     else:
         print("no trial finished successfully; see the errors above")
@@ -199,11 +230,11 @@ def _study(args: argparse.Namespace) -> int:
     config = StudyConfig(base=_base(args), targets=tuple(args.targets), methods=tuple(args.methods),
                          coefficients=(args.alpha, args.beta, args.gamma), train=_train_config(args),
                          runner=_runner(args), out_dir=args.out, depth_rounding=args.depth_rounding,
-                         restart=args.restart)
-    total = 1 + len(set(config.targets)) * len(config.methods)
+                         restart=args.restart, seeds=_seeds(args))
+    total = (1 + len(set(config.targets)) * len(config.methods)) * len(config.training_seeds())
     print(f"study on {config.base.name} at {config.base.resolution}px: {', '.join(config.methods)} scaled to "
-          f"{', '.join(f'{t:g}x' for t in config.targets)} its multiply-adds, {config.train.epochs} epochs each; "
-          f"results in {args.out}", file=_lines(args))
+          f"{', '.join(f'{t:g}x' for t in config.targets)} its multiply-adds, {config.train.epochs} epochs each, "
+          f"{_seed_text(config.training_seeds())}; results in {args.out}", file=_lines(args))
     progress = _Progress(total, "study", args)
     try:
         result = run_study(config, on_record=progress)
@@ -218,17 +249,23 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _print_study(result: StudyResult) -> None:
+    groups = any(row.outline_acc is not None for row in result.rows)
     print(f"\n{'method':>10} {'target':>6} {'got':>6} {'width':>6} {'depth':>6} {'res':>4} {'blocks':>6} "
-          f"{'MACs (M)':>9} {'params':>9} {'val acc':>7}  status")
+          f"{'MACs (M)':>9} {'params':>9} {_accuracy_header(groups)}  status")
     for row in result.rows:
         status = row.status if row.status == "ok" else f"{row.status}: {row.error}"
         flag = "" if row.matched else " (off target by more than 10%)"
         print(f"{row.method:>10} {row.target:6.2f} {row.ratio:6.2f} {row.width_mult:6.3f} {row.depth_mult:6.3f} "
               f"{row.resolution:4d} {row.num_blocks:6d} {row.macs / 1e6:9.2f} {row.params:9,d} "
-              f"{_pct(row.val_acc):>7}  {status}{flag}")
+              f"{_accuracy_columns(row, groups)}  {status}{flag}")
     if result.resumed:
         print(f"({result.resumed} trials resumed from the journal, not re-run)")
-    for target, method in result.winners().items():
-        print(f"most accurate at {target:g}x multiply-adds: {method}")
+    for target in result.winners():
+        ranked = sorted((row for row in result.rows if row.target == target and row.val_acc is not None),
+                        key=lambda row: -(row.val_acc or 0.0))
+        runner_up = f"; next: {ranked[1].method} {_pct_sd(ranked[1].val_acc, ranked[1].val_acc_sd)}" \
+            if len(ranked) > 1 else ""
+        print(f"most accurate at {target:g}x multiply-adds: {ranked[0].method} "
+              f"{_pct_sd(ranked[0].val_acc, ranked[0].val_acc_sd)}{runner_up}")
     for kind, path in result.files.items():
         print(f"{kind}: {path}")

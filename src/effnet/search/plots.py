@@ -1,4 +1,7 @@
-"""Figures: every search candidate's accuracy (the chosen one marked), and accuracy vs multiply-adds per method."""
+"""Figures: every search candidate's accuracy (the chosen one marked), and accuracy vs multiply-adds per method.
+
+With several training seeds the points are means and the error bars one sample standard deviation.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +34,12 @@ def plot_search(rows: Sequence[SearchRow], base: SearchRow | None, path: str | P
     fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(ok) + 1.5), 3.4), dpi=100)
     labels = [f"{r.alpha:g}/{r.beta:g}/{r.gamma:g}" for r in ok]
     colors = ["tab:red" if index == 0 else "tab:gray" for index in range(len(ok))]
-    ax.bar(range(len(ok)), [accuracy[r.trial_id] for r in ok], color=colors)
+    errors = [100 * (r.val_acc_sd or 0.0) for r in ok]
+    ax.bar(range(len(ok)), [accuracy[r.trial_id] for r in ok], color=colors,
+           yerr=errors if any(errors) else None, capsize=2, error_kw={"linewidth": 0.8})
     for index, row in enumerate(ok):
-        ax.text(index, accuracy[row.trial_id], f"{row.macs_ratio:.1f}x", ha="center", va="bottom", fontsize=6)
+        top = accuracy[row.trial_id] + 100 * (row.val_acc_sd or 0.0)
+        ax.text(index, top, f"{row.macs_ratio:.1f}x", ha="center", va="bottom", fontsize=6)
     if base is not None and base.val_acc is not None:
         ax.axhline(100 * base.val_acc, color="black", linestyle="--", linewidth=1,
                    label=f"base (phi=0): {100 * base.val_acc:.1f}%")
@@ -43,7 +49,8 @@ def plot_search(rows: Sequence[SearchRow], base: SearchRow | None, path: str | P
     ax.set_ylabel("val top-1 (%)")
     if ok:
         low = min([*accuracy.values()] + ([100 * base.val_acc] if base and base.val_acc is not None else []))
-        ax.set_ylim(max(0.0, low - 10), min(100.0, accuracy[ok[0].trial_id] + 6))
+        high = max(accuracy[r.trial_id] + 100 * (r.val_acc_sd or 0.0) for r in ok)
+        ax.set_ylim(max(0.0, low - 10), min(100.0, high + 6))
     ax.set_title(title or "compound scaling search", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,16 +63,18 @@ def plot_study(rows: Sequence[StudyRow], path: str | Path, *, title: str = "") -
     """Accuracy vs multiply-adds, one line per scaling method, all starting from the base (paper Fig. 8)."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)
-    def points_of(method: str) -> list[tuple[int, float]]:
-        return sorted((r.macs, r.val_acc) for r in rows if r.method == method and r.val_acc is not None)
+    def points_of(method: str) -> list[tuple[int, float, float]]:
+        return sorted((r.macs, r.val_acc, r.val_acc_sd or 0.0) for r in rows
+                      if r.method == method and r.val_acc is not None)
 
     for method, (color, marker) in METHOD_STYLE.items():
         points = points_of(method)
         if not points:
             continue
         points = points_of("base") + points
-        ax.plot([m / 1e6 for m, _ in points], [100 * a for _, a in points], color=color, marker=marker,
-                label=method)
+        errors = [100 * sd for _, _, sd in points]
+        ax.errorbar([m / 1e6 for m, _, _ in points], [100 * a for _, a, _ in points],
+                    yerr=errors if any(errors) else None, color=color, marker=marker, label=method, capsize=3)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("multiply-adds (M, log scale)")
     ax.set_ylabel("val top-1 (%)")
