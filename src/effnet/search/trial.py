@@ -18,7 +18,7 @@ from effnet.search.runner import TrialTask
 from effnet.specs import B0, NetSpec, ScalingRules
 from effnet.train import TrainConfig, fit
 from effnet.train.config import SHORT_RUN
-from effnet.train.evaluate import load_trained_model
+from effnet.weights import load_model
 
 PROXY_NAME = "b0_proxy"
 
@@ -94,7 +94,7 @@ def outline_fill_accuracy(run_dir: str | Path, config: TrainConfig) -> dict[str,
     """
     if config.data.name != "shapes":
         return {}
-    model = load_trained_model(Path(run_dir) / "checkpoints" / "last.pt", use_ema=False).eval()
+    model = load_model(Path(run_dir) / "checkpoints" / "last.pt", use_ema=False).eval()
     data = build_datasets(config.data)
     data.val.transform = preprocess_transform(model.preprocess)
     parts = [name.split("/") for name in data.class_names]
