@@ -68,6 +68,15 @@ def arm_config(args: argparse.Namespace, arm: str, seed: int, out: Path) -> Trai
     )
 
 
+def _stages(config: TrainConfig) -> list[Any]:
+    """The stage list the run will use (the training path's own resolution of the schedule)."""
+    import effnet
+    from effnet.train.setup import _stages as stages_of
+
+    spec = effnet.scale(effnet.get_spec(config.model), width=config.width, depth=config.depth)
+    return stages_of(config, spec, config.image_size or spec.resolution)
+
+
 def run_arm(config: TrainConfig) -> dict[str, Any]:
     """Train once; wall and CPU seconds around the whole `fit` (data, training, evaluation)."""
     if config.device.startswith("cuda"):
@@ -80,7 +89,45 @@ def run_arm(config: TrainConfig) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2),
         "val_acc": result.final_val_acc, "best_val_acc": result.best_val_acc,
         "sizes": [row.get("image_size") for row in result.history],
+        "epoch_wall_s": [row.get("epoch_time_s") for row in result.history],
     }
+
+
+def cost_by_size(args: argparse.Namespace, sizes: list[int], steps: int = 4) -> list[dict[str, Any]]:
+    """Why the saving is what it is: per image at each stage size, the model's multiply-adds and the CPU time of
+    a training step (forward, backward, AdamW) and of preparing the image (render + crop + resize)."""
+    import effnet
+    from effnet.complexity import count_macs
+    from effnet.data import build_datasets, train_transform
+
+    spec = effnet.scale(effnet.get_spec(args.model), width=args.width, depth=args.depth, depth_rounding="round")
+    device = torch.device(args.device)
+    model = effnet.create_model(spec, num_classes=10).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    data = build_datasets(DataConfig(name="shapes", num_train=4 * args.batch_size, num_val=1,
+                                     render_size=args.render_size))
+    rows = []
+    for size in sizes:
+        data.train.transform = train_transform(size, scale=(0.8, 1.0), augment=None)
+        started = time.process_time()
+        images = torch.stack([data.train[i][0] for i in range(args.batch_size)])
+        data_ms = 1000 * (time.process_time() - started) / args.batch_size
+        images, labels = images.to(device), torch.randint(0, 10, (args.batch_size,), device=device)
+        for index in range(steps + 1):
+            if index == 1:  # the first step warms up allocators and kernels
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                started, wall = time.process_time(), time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rows.append({"size": size, "macs": count_macs(spec, size, num_classes=10), "data_cpu_ms": round(data_ms, 3),
+                     "step_cpu_ms": round(1000 * (time.process_time() - started) / (steps * args.batch_size), 3),
+                     "step_wall_ms": round(1000 * (time.perf_counter() - wall) / (steps * args.batch_size), 3)})
+    return rows
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (use several on a GPU)")
     parser.add_argument("--out", type=Path, default=Path("progressive.json"), help="JSON result file")
+    parser.add_argument("--cost-only", action="store_true", help="only the per-size cost table (no training)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,6 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} x{args.width}/{args.depth}, {args.epochs} epochs of {args.num_train} shapes at "
           f"{args.image_size}px (render {args.render_size}px), {args.stages} stages ({args.schedule}), "
           f"seeds {args.seeds}, device {args.device}", flush=True)
+    stage_sizes = sorted({s.image_size for s in _stages(arm_config(args, "progressive", 0, Path(".")))})
+    costs = cost_by_size(args, stage_sizes)
+    final = costs[-1]
+    for row in costs:
+        print(f"{row['size']:4d}px: multiply-adds x{row['macs'] / final['macs']:.2f} of the final size, train step "
+              f"{row['step_cpu_ms']:.2f} ms CPU/image (x{row['step_cpu_ms'] / final['step_cpu_ms']:.2f}), data "
+              f"{row['data_cpu_ms']:.2f} ms CPU/image", flush=True)
+    if args.cost_only:
+        write_text_atomic(args.out, json.dumps({"machine": info, "cost_by_size": costs}, indent=2) + "\n")
+        return 0
     runs = []
     with tempfile.TemporaryDirectory(prefix="effnet-progressive-") as folder:
         for seed in args.seeds:
@@ -153,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
           f"one sd of fixed) {'MET' if summary['claim_met'] else 'NOT met'}")
     info["load_avg_end"] = list(os.getloadavg())
     record = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "machine": info, "runs": runs, "summary": summary, "command": " ".join(sys.argv)}
+              "machine": info, "runs": runs, "summary": summary, "cost_by_size": costs, "command": " ".join(sys.argv)}
     write_text_atomic(args.out, json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
