@@ -90,7 +90,7 @@ def _add_metadata(path: str, model: nn.Module, input_size: int) -> None:
 
     props: dict[str, str] = {}
     preprocess = getattr(model, "preprocess", None)
-    if preprocess is not None:  # the graph's height and width are fixed at the traced size
+    if preprocess is not None:  # the size the file was traced and checked at (the graph takes any size)
         props["preprocess"] = json.dumps(replace(preprocess, input_size=input_size).to_dict())
     if getattr(model, "class_names", None):
         props["class_names"] = json.dumps(list(model.class_names))

@@ -33,7 +33,7 @@ _HELP = {
     "progressive": "EfficientNetV2 progressive learning (size and regularization grow by stage)",
     "progressive_schedule": "paper (Table 6: size from 128 px, dropout grows) or released (google/automl's code: "
                             "S from 171 px, constant dropout, mixup+cutmix ramp)",
-    "memory_efficient_act": "SiLU that saves only its input (less memory, same results)",
+    "memory_efficient_act": "fused BN + SiLU, BN output recomputed in backward (~0.7x saved activations)",
     "checkpoint_every_steps": "also checkpoint every N optimizer steps (0 = per epoch only)",
     "resume": "continue from the run folder's last checkpoint",
     "amp": "autocast dtype: bf16 (CPU/GPU) or fp16 (GPU)",

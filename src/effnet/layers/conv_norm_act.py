@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from effnet.layers.activations import batch_norm_silu, fused_path_applies
 from effnet.layers.padding import create_conv2d
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -51,6 +52,11 @@ class ConvNormAct(nn.Module):
         self.conv = create_conv2d(in_channels, out_channels, kernel_size, stride, groups, padding=layer.padding)
         self.bn = nn.BatchNorm2d(out_channels, eps=layer.norm_eps, momentum=layer.norm_momentum)
         self.act = create_activation(layer.activation) if act else nn.Identity()
+        # Set by effnet.layers.activations.use_memory_efficient_activations (--memory-efficient-act).
+        self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self.memory_efficient and fused_path_applies(self.bn, self.act, x):
+            return batch_norm_silu(x, self.bn)  # type: ignore[arg-type]
+        return self.act(self.bn(x))

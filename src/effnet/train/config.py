@@ -109,7 +109,7 @@ class TrainConfig:
     amp: str | None = None  # bf16 | fp16 (fp16 on GPU only)
     compile: bool = False
     grad_checkpointing: bool = False
-    memory_efficient_act: bool = False  # SiLU that saves only its input (less memory, same numbers)
+    memory_efficient_act: bool = False  # fused BN + SiLU that recomputes the BN output in backward
     sync_bn: bool = False
     # --- outputs
     output_dir: str = "runs"
