@@ -142,3 +142,11 @@ def test_bf16_warning_decision_from_cpu_flags(tmp_path):
     assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
     assert cpu_has_native_bf16(cpu_flags(cpuinfo)) is True
     assert cpu_flags(tmp_path / "missing") is None and cpu_has_native_bf16(None) is None
+
+
+def test_train_warns_about_bf16_on_a_cpu_without_it(tmp_path, capsys, monkeypatch):
+    # This machine has avx512_bf16; the trainer must read the flags, so give it a CPU without them.
+    monkeypatch.setattr("effnet.hardware.cpu_flags", lambda cpuinfo="/proc/cpuinfo": frozenset({"avx2", "avx512f"}))
+    assert main(_train(tmp_path, "bf16", "--amp", "bf16", "--quiet")) == 0
+    out = capsys.readouterr().out
+    assert "without native bf16" in out and (tmp_path / "runs" / "bf16" / "train.log").read_text().count("bf16") >= 1
