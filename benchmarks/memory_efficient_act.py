@@ -117,9 +117,11 @@ def main() -> None:
     print("| variant | saved for backward MiB | x default | peak RSS growth MiB | x default | step time x default |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
-        print(f"| {name} | {row['saved_mib']:.1f} | {row['saved_mib'] / base['saved_mib']:.2f}x | "
-              f"{row['peak_rss_mib']:.0f} | {row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x | "
-              f"{seconds[name] / seconds['default']:.2f}x |")
+        print(
+            f"| {name} | {row['saved_mib']:.1f} | {row['saved_mib'] / base['saved_mib']:.2f}x | "
+            f"{row['peak_rss_mib']:.0f} | {row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x | "
+            f"{seconds[name] / seconds['default']:.2f}x |"
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

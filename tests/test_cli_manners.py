@@ -36,9 +36,30 @@ def _tiny_spec(tmp_path: Path) -> Path:
 
 
 def _train(tmp_path: Path, name: str, *extra: str) -> list[str]:
-    return ["train", "--model", str(_tiny_spec(tmp_path)), "--epochs", "1", "--batch-size", "16", "--num-train",
-            "48", "--num-val", "16", "--image-size", "32", "--no-tensorboard", "--no-plot", "--threads", "1",
-            "--output-dir", str(tmp_path / "runs"), "--run-name", name, *extra]
+    return [
+        "train",
+        "--model",
+        str(_tiny_spec(tmp_path)),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--num-train",
+        "48",
+        "--num-val",
+        "16",
+        "--image-size",
+        "32",
+        "--no-tensorboard",
+        "--no-plot",
+        "--threads",
+        "1",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--run-name",
+        name,
+        *extra,
+    ]
 
 
 def test_show_bar_needs_a_terminal_and_respects_tqdm_disable(monkeypatch):
@@ -86,8 +107,9 @@ def test_scale_and_export_json_and_file_modes(tmp_path, capsys, umask_022):
     assert scaled["resolution"] == 256 and scaled["params"] > 5_000_000 and Path(scaled["out"]).exists()
     assert stat.S_IMODE(os.stat(scaled["out"]).st_mode) == 0o644  # not tempfile's 0600
     onnx_path = tmp_path / "tiny.onnx"
-    code = main(["export", "--model", str(_tiny_spec(tmp_path)), "--out", str(onnx_path), "--resolution", "32",
-                 "--json"])
+    code = main(
+        ["export", "--model", str(_tiny_spec(tmp_path)), "--out", str(onnx_path), "--resolution", "32", "--json"]
+    )
     report = json.loads(capsys.readouterr().out)
     assert code == (0 if report["passed"] else 1)
     assert report["input"] == ["batch", 3, "height", "width"] and report["check"]["resolutions"] == [32, 49]
@@ -120,8 +142,24 @@ def test_cam_json(tmp_path, capsys):
 
 
 def test_search_and_study_json(tmp_path, capsys):
-    budget = ["--base-resolution", "32", "--num-train", "32", "--num-val", "16", "--epochs", "1", "--batch-size",
-              "16", "--backend", "sequential", "--threads", "1", "--quiet", "--json"]
+    budget = [
+        "--base-resolution",
+        "32",
+        "--num-train",
+        "32",
+        "--num-val",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--backend",
+        "sequential",
+        "--threads",
+        "1",
+        "--quiet",
+        "--json",
+    ]
     grid = ["--alpha", "2", "2", "--beta", "1", "1", "--gamma", "1", "1", "--no-base"]
     assert main(["search", *grid, *budget, "--out", str(tmp_path / "search")]) == 0
     captured = capsys.readouterr()

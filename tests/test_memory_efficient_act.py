@@ -29,8 +29,9 @@ def test_fused_batch_norm_silu_gradients_and_running_stats():
     bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
 
     def fused(x, weight, bias):
-        return _BatchNormSiLU.apply(x, weight, bias, torch.zeros(2, dtype=x.dtype), torch.ones(2, dtype=x.dtype),
-                                    0.1, 1e-3)
+        return _BatchNormSiLU.apply(
+            x, weight, bias, torch.zeros(2, dtype=x.dtype), torch.ones(2, dtype=x.dtype), 0.1, 1e-3
+        )
 
     assert torch.autograd.gradcheck(fused, (x, weight, bias))
     reference, fused_bn = nn.BatchNorm2d(3, eps=1e-3, momentum=0.01), nn.BatchNorm2d(3, eps=1e-3, momentum=0.01)
