@@ -70,3 +70,11 @@ def test_study_with_three_seeds_reports_mean_sd_and_outline_fill(tmp_path, capsy
         header = next(csv.reader(handle))
     assert {"val_acc", "val_acc_sd", "outline_acc", "fill_acc_sd"} <= set(header)
     assert (out / "study.png").stat().st_size > 0
+
+
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --device cuda is valid here")
+    assert main(["study", "--device", "cuda", "--out", str(tmp_path / "s")]) == 2
+    assert "no GPU is visible here; use --device cpu" in capsys.readouterr().err

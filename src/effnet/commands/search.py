@@ -69,6 +69,8 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     budget.add_argument("--batch-size", type=int, help="batch size (default 32)")
     budget.add_argument("--lr", type=float, help="peak learning rate")
     budget.add_argument("--seed", type=int, help="data seed, and the training seed without --seeds (default 0)")
+    budget.add_argument("--device", help="where each trial trains: cpu (default) or cuda (Ray workers then share "
+                                         "the GPU, one 1/workers share each)")
     budget.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         help="train every model once per training seed on the same images (e.g. 0 1 2); "
                              "tables show mean +- sd")
@@ -103,8 +105,13 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                             "num_val": args.num_val, "seed": args.seed}
     data = {key: value for key, value in data.items() if value is not None}
     changes: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                               "seed": args.seed}
+                               "seed": args.seed, "device": args.device}
     changes = {key: value for key, value in changes.items() if value is not None}
+    if str(changes.get("device", "")).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no GPU is visible here; use --device cpu")
     data_config = replace(train.data, **data)
     # Each trial trains and evaluates at its own resolution, whatever the YAML file said.
     return train.replace(data=data_config, image_size=None, eval_size=None, **changes)

@@ -161,7 +161,10 @@ def _run_on_ray(
         else:
             ray.init(num_cpus=config.workers * threads, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
-    remote = ray.remote(num_cpus=threads, max_retries=0)(execute_trial)
+    # Trials that train on a GPU ask Ray for a share of it, so Ray makes it visible to them (Ray hides GPUs from
+    # tasks that ask for none); `workers` trials then share one GPU.
+    on_gpu = str(getattr(tasks[0].settings, "device", "cpu")).startswith("cuda")
+    remote = ray.remote(num_cpus=threads, num_gpus=1 / config.workers if on_gpu else 0, max_retries=0)(execute_trial)
     try:
         queue: list[TrialTask] = list(tasks)
         running: dict[Any, TrialTask] = {}
