@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """An error message folded onto one line (parts of multi-line messages joined by "; ")."""
+    return "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
 def describe_os_error(err: OSError) -> str:
     """One line for an OSError: what happened, to which file, and what to do about a full disk."""
     where = f" ({err.filename})" if err.filename else ""
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValueError as err:  # user mistakes: one clear line, no traceback
-        print(f"effnet {args.command}: error: {err}", file=sys.stderr)
+        print(f"effnet {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # missing / unwritable paths, a full disk: the file and the reason, no traceback
         print(f"effnet {args.command}: error: {describe_os_error(err)}", file=sys.stderr)

@@ -23,6 +23,7 @@ from effnet.preprocess import Preprocess
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 MIN_OUTPUT_SCALE = 1e-6  # below this, float32 rounding of the intermediates swamps the outputs
+OPSET_RANGE = (7, 20)  # what torch.onnx's TorchScript exporter writes (all tried on B0 and Lite0)
 
 
 @torch.no_grad()
@@ -242,6 +243,11 @@ def export_model(
     """Fold BN (optional), export to `fmt` and, with `check`, compare the file against the unfolded model."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    if fmt == "onnx" and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise ValueError(f"opset must be in [{OPSET_RANGE[0]}, {OPSET_RANGE[1]}] (what torch.onnx writes for these "
+                         f"models), got {opset}")
+    if resolution is not None and resolution < 32:
+        raise ValueError(f"resolution must be >= 32 pixels (the network's total stride), got {resolution}")
     model = model.eval()
     example = example_input(model, resolution)
     deployed = fold_batchnorm(model) if fold_bn else model
@@ -249,4 +255,10 @@ def export_model(
         export_onnx(deployed, path, example, opset)
     else:
         export_torchscript(deployed, path, example)
-    return check_export(model, path, fmt, example.shape[-1]) if check else None
+    if not check:
+        return None
+    try:
+        return check_export(model, path, fmt, example.shape[-1])
+    except BaseException:  # a file that cannot be run is not left behind as if it were an export
+        Path(path).unlink(missing_ok=True)
+        raise

@@ -30,10 +30,18 @@ def _is_tracing(x: torch.Tensor) -> bool:
     )
 
 
-def check_input(x: torch.Tensor, spec: NetSpec) -> None:
+def check_input(x: torch.Tensor, spec: NetSpec, weight_dtype: torch.dtype | None = None) -> None:
     """Friendly ValueErrors for inputs the network cannot take (skipped while tracing or compiling)."""
     if _is_tracing(x):
         return
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor batch of images, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a float tensor of normalized pixels, got {x.dtype}; use model.preprocess "
+                         "(or x.float() / 255 then normalize)")
+    if weight_dtype is not None and x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"the input is {x.dtype} but the weights are {weight_dtype}; convert one to the other "
+                         f"(x.to({weight_dtype}) or model.to({x.dtype})) or run under torch.autocast")
     if x.ndim != 4:
         raise ValueError(f"expected a batch of images shaped (N, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[1] != spec.in_channels:
@@ -46,6 +54,12 @@ def check_input(x: torch.Tensor, spec: NetSpec) -> None:
             f"input {x.shape[-2]}x{x.shape[-1]} is too small: the network downsamples by {OUTPUT_STRIDE}, so "
             f"resize to at least {OUTPUT_STRIDE}x{OUTPUT_STRIDE} (native resolution: {spec.resolution})"
         )
+
+
+def _weight_dtype(stem: nn.Module) -> torch.dtype | None:
+    # The stem conv's weight dtype is the dtype inputs must have (None for quantized or swapped-out stems).
+    weight = getattr(getattr(stem, "conv", None), "weight", None)
+    return weight.dtype if isinstance(weight, torch.Tensor) and weight.is_floating_point() else None
 
 
 def global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
@@ -77,8 +91,8 @@ class EfficientNet(nn.Module):
         class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes}")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes must be a whole number >= 0 (0 = no classifier), got {num_classes!r}")
         self.spec = spec
         layer = LayerConfig(spec.activation, spec.norm_eps, spec.norm_momentum, spec.padding)
         self.stem = ConvNormAct(spec.in_channels, spec.stem_channels, spec.stem_kernel_size, 2, layer=layer)
@@ -192,7 +206,7 @@ class EfficientNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv), before pooling."""
-        check_input(x, self.spec)
+        check_input(x, self.spec, _weight_dtype(self.stem))
         x = self.stem_pool(self.stem(x))
         for stage in self.stages:
             x = self._run_stage(stage, x)
@@ -208,7 +222,7 @@ class EfficientNet(nn.Module):
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Multi-scale maps at strides 2, 4, 8, 16, 32 for detection / segmentation necks."""
-        check_input(x, self.spec)
+        check_input(x, self.spec, _weight_dtype(self.stem))
         wanted = {entry["stage"] for entry in spec_feature_info(self.spec)}
         maps, x = [], self.stem_pool(self.stem(x))
         for index, stage in enumerate(self.stages):
@@ -244,7 +258,7 @@ class EfficientNetFeatures(nn.Module):
         self.grad_checkpointing = enable
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_input(x, self.spec)
+        check_input(x, self.spec, _weight_dtype(self.stem))
         maps, x = [], self.stem_pool(self.stem(x))
         for index, stage in enumerate(self.stages):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():

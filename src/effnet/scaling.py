@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from effnet.specs import NetSpec
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid search at phi = 1 on B0
+# Beyond these a network has billions of parameters (building it runs out of memory) or a few-pixel input.
+PHI_RANGE = (-10.0, 12.0)
 
 
 def round_channels(channels: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -145,6 +147,9 @@ def compound_scale(
     """The paper's formula for any real phi (fractional, or negative for smaller-than-base networks)."""
     if not isinstance(phi, (int, float)) or not math.isfinite(phi):
         raise ValueError(f"phi must be a finite number, got {phi!r}")
+    if not PHI_RANGE[0] <= phi <= PHI_RANGE[1]:
+        raise ValueError(f"phi must be in [{PHI_RANGE[0]:g}, {PHI_RANGE[1]:g}], got {phi:g}: phi 12 is already "
+                         "~4000x B0's multiply-adds (B7 is phi 6) and phi -10 shrinks the input to a few pixels")
     check_coefficients(alpha, beta, gamma, allow_any_ratio=allow_any_ratio)
     return scale(
         base,

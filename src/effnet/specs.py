@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from effnet.validation import check_field_types
+
 BLOCK_TYPES = ("mbconv", "fused", "bottleneck")
 
 
@@ -27,6 +29,7 @@ class StageSpec:
     se_ratio: float = 0.0
 
     def __post_init__(self) -> None:
+        check_field_types(self, coerce=False)
         if self.block not in BLOCK_TYPES:
             raise ValueError(f"block must be one of {BLOCK_TYPES}, got {self.block!r}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -35,6 +38,8 @@ class StageSpec:
             raise ValueError(f"stride must be 1 or 2, got {self.stride}")
         if self.out_channels < 1 or self.num_layers < 1 or self.expand_ratio <= 0:
             raise ValueError(f"out_channels, num_layers and expand_ratio must be positive in {self}")
+        if not 0.0 <= self.se_ratio <= 1.0:
+            raise ValueError(f"se_ratio must be in [0, 1] (0 = no squeeze-excite), got {self.se_ratio}")
 
     def summary(self) -> str:
         """Compact form, e.g. `mbconv6 k5 s2 c40 x2 se0.25`."""
@@ -56,6 +61,11 @@ class ScalingRules:
     scale_head: bool = True
     # Stages whose repeats are never scaled (Lite keeps its first and last stage).
     fixed_depth_stages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_field_types(self, coerce=False)
+        if self.channel_divisor < 1 or not 0.0 <= self.round_limit <= 1.0:
+            raise ValueError(f"channel_divisor must be >= 1 and round_limit in [0, 1], got {self}")
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,20 @@ class NetSpec:
     rules: ScalingRules = field(default_factory=ScalingRules)
 
     def __post_init__(self) -> None:
+        check_field_types(self, coerce=False)
         if not self.stages:
             raise ValueError("a NetSpec needs at least one stage")
+        checks = [
+            (self.stem_channels >= 1 and self.in_channels >= 1, "stem_channels and in_channels must be >= 1"),
+            (self.head_channels is None or self.head_channels >= 1, "head_channels must be >= 1 (or null: none)"),
+            (self.stem_kernel_size >= 1 and self.stem_kernel_size % 2 == 1, "stem_kernel_size must be positive, odd"),
+            (self.norm_eps > 0 and 0 < self.norm_momentum <= 1, "norm_eps must be > 0 and norm_momentum in (0, 1]"),
+            (self.resolution >= 1 and (self.train_resolution or 1) >= 1, "resolutions must be >= 1 pixel"),
+            (self.width_mult > 0 and self.depth_mult > 0, "width_mult and depth_mult must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"spec {self.name!r}: {message}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"dropout and drop_path_rate must be in [0, 1) (got {self.dropout}, "
                              f"{self.drop_path_rate})")
@@ -123,18 +145,27 @@ class NetSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetSpec:
-        """Inverse of `to_dict`; unknown keys are an error rather than silently dropped."""
+        """Inverse of `to_dict`; unknown or missing keys and wrong types are a ValueError naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a spec must be a mapping of NetSpec fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown NetSpec fields {sorted(unknown)}; expected a subset of {sorted(known)}")
         values = dict(data)
-        values["stages"] = tuple(StageSpec(**stage) for stage in data["stages"])
-        if "rules" in values:
-            rules = dict(values["rules"])
-            rules["fixed_depth_stages"] = tuple(rules.get("fixed_depth_stages", ()))
-            values["rules"] = ScalingRules(**rules)
-        return cls(**values)
+        stages = data.get("stages")
+        if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, dict) for stage in stages):
+            raise ValueError("a spec's stages must be a list of stage mappings (block, expand_ratio, kernel_size, "
+                             f"stride, out_channels, num_layers, se_ratio), got {stages!r:.80}")
+        try:
+            values["stages"] = tuple(StageSpec(**stage) for stage in stages)
+            if "rules" in values:
+                rules = dict(values["rules"])
+                rules["fixed_depth_stages"] = tuple(rules.get("fixed_depth_stages", ()))
+                values["rules"] = ScalingRules(**rules)
+            return cls(**values)
+        except TypeError as err:  # a missing or misspelled field
+            raise ValueError(f"invalid spec: {err}") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON (what `effnet scale` produces and `create_model` builds from)."""
@@ -150,7 +181,7 @@ class NetSpec:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"cannot read spec file {path}: {err}") from err
-        if not isinstance(data, dict) or "effnet_spec" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("effnet_spec"), dict):
             raise ValueError(f"{path} is not an effnet spec file (write one with `effnet scale ... --out`)")
         return cls.from_dict(data["effnet_spec"])
 

@@ -19,14 +19,14 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def check_field_types(config: Any) -> None:
+def check_field_types(config: Any, *, coerce: bool = True) -> None:
     """Raise ValueError naming the field, the value and the expected type (1.5 or true for an int is refused);
-    ints given for float fields become floats and lists given for tuple fields tuples (set in place)."""
+    with `coerce`, ints given for float fields become floats and lists given for tuple fields tuples (in place)."""
     hints = _field_types(type(config))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         fixed = _coerce(field.name, value, hints[field.name])
-        if fixed is not value:
+        if coerce and fixed is not value:
             object.__setattr__(config, field.name, fixed)
 
 
@@ -53,6 +53,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ValueError(f"{name} must be a string, got {value!r}")
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        return tuple(_coerce(name, item, args[0]) for item in value)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ValueError(f"{name} must be a list of {len(args)} numbers [min, max], got {value!r}")

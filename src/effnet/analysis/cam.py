@@ -202,8 +202,9 @@ def save_grid(
                 rotation=90,
             )
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    from effnet.fileio import atomic_write
+
+    try:
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(figure)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.console import print_json, show_bar
+from effnet.fileio import atomic_write
 from effnet.net import EfficientNet
 from effnet.weights import load_model
 from effnet.zoo import create_model
@@ -79,11 +80,19 @@ def _class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | N
     """--classes-file, else the names the weights carry, else ImageNet-1k's for 1000 outputs."""
     from effnet.pretrained import imagenet_classes
 
+    num_classes = model.num_classes
     if getattr(args, "classes_file", None):
-        return [line.strip() for line in Path(args.classes_file).read_text().splitlines() if line.strip()]
-    if model.class_names:
+        path = Path(args.classes_file)
+        if not path.is_file():
+            raise ValueError(f"classes file {path} does not exist")
+        names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if len(names) != num_classes:
+            raise ValueError(f"{path} names {len(names)} classes but the model has {num_classes} outputs; "
+                             "give one name per line for every class, in the training order")
+        return names
+    if getattr(model, "class_names", None) and len(model.class_names) == num_classes:
         return list(model.class_names)
-    return list(imagenet_classes()) if model.num_classes == 1000 else None
+    return list(imagenet_classes()) if num_classes == 1000 else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -177,6 +186,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _cam(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from effnet.analysis.cam import image_cam, overlay, save_grid
     from effnet.predict import collect_images, load_image
 
@@ -189,12 +200,14 @@ def _cam(args: argparse.Namespace) -> int:
         model = _load(args, name, w, need_weights=True)
         models[name or (Path(w).stem if w else model.spec.name)] = model
     paths = collect_images(args.inputs)
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a folder; give a folder for the overlays")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, row_labels, written = [], [], []
+    rows, row_labels, written, used = [], [], [], set()
     for path in paths:
         try:
             image = load_image(path)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
             print(f"{path}: cannot read: {err}", file=sys.stderr)
             continue
         cells = []
@@ -206,8 +219,9 @@ def _cam(args: argparse.Namespace) -> int:
                     label = names[result.class_index] if names else str(result.class_index)
                     picture = overlay(image, result.heatmap, args.alpha)
                     tag = f"{method}" + (f"-{args.layer}" if method == "gradcam" else "")
-                    out = args.out / f"{Path(path).stem}_{name}_{tag}_{result.class_index}.png"
-                    picture.save(out)
+                    out = _unique(args.out / f"{Path(path).stem}_{Path(name).stem}_{tag}_{result.class_index}.png",
+                                  used)
+                    atomic_write(out, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
                     written.append({"file": out, "input": path, "model": name, "method": tag,
                                     "class_index": result.class_index, "label": label,
                                     "probability": result.probability})
@@ -225,6 +239,15 @@ def _cam(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {len(written)} overlays and {grid}")
     return 0
+
+
+def _unique(path: Path, used: set[Path]) -> Path:
+    """`path`, or path-2, path-3, ... when an earlier input of this run (same file name elsewhere) took it."""
+    candidate, number = path, 2
+    while candidate in used:
+        candidate, number = path.with_name(f"{path.stem}-{number}{path.suffix}"), number + 1
+    used.add(candidate)
+    return candidate
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -272,6 +295,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 
+    if not 1 <= args.batch_size <= 4096:
+        raise ValueError(f"--batch-size must be in [1, 4096], got {args.batch_size}")
+    if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise ValueError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
     latency = args.mode == "latency"
     threads = args.threads or (1 if latency else torch.get_num_threads())
     runs, warmup = (3, 1) if args.quick else (args.runs, args.warmup)

@@ -86,7 +86,7 @@ def _build_folder(config: DataConfig) -> DatasetPair:
         unknown = sorted(set(list_classes(val_dir)) - set(classes))
         if unknown:
             raise ValueError(f"{val_dir} has classes missing from {train_dir}: {', '.join(unknown)}")
-        val_samples, val_skipped = scan_class_folders(val_dir, classes, config.verify_images)
+        val_samples, val_skipped = scan_class_folders(val_dir, classes, config.verify_images, require_each=False)
     else:
         train_samples, val_samples = split_samples(train_samples, config.val_fraction, config.seed, class_root)
         val_skipped = []

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """Decode an image file fully and return it as RGB (alpha composited on white, 16-bit grey rescaled)."""
     with Image.open(path) as opened:
         opened.load()
-        image: Image.Image = opened
+        # Phones store portrait photos as landscape pixels plus an EXIF orientation tag: apply it.
+        image: Image.Image = ImageOps.exif_transpose(opened) or opened
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             # 16-bit / float greyscale: PIL's own conversion clips at 255, so rescale to 8 bits explicitly.
             array = np.asarray(image, dtype=np.float32)
@@ -48,20 +49,40 @@ def _is_readable(path: Path) -> bool:
 
 
 def list_classes(directory: Path) -> list[str]:
-    """Sorted names of the class sub-folders of a directory (hidden folders ignored)."""
-    return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Sorted names of the class sub-folders of a directory (hidden folders ignored).
+
+    A class folder that is a link back into the dataset (e.g. `x -> .`) would list images twice under another
+    label: refused, naming it.
+    """
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    root = directory.resolve()
+    real = {name: (directory / name).resolve() for name in names}
+    for name in sorted(names, key=lambda n: not (directory / n).is_symlink()):  # name the link, not its victims
+        target = real[name]
+        loops = target == root or target in root.parents
+        overlaps = [other for other, path in real.items()
+                    if other != name and (path == target or path in target.parents or target in path.parents)]
+        if loops or overlaps:
+            raise ValueError(f"class folder {directory / name} is a link to {target}, which overlaps "
+                             f"{', '.join(overlaps) or 'the dataset itself'}; remove the link so no image counts "
+                             "twice under another label")
+    return names
 
 
 def scan_class_folders(
-    directory: Path, classes: list[str], verify: bool = True
+    directory: Path, classes: list[str], verify: bool = True, require_each: bool = True
 ) -> tuple[list[tuple[str, int]], list[str]]:
-    """(path, label) of every image under directory/<class>/ (recursively, sorted) and the skipped paths."""
+    """(path, label) of every image under directory/<class>/ (recursively, sorted) and the skipped paths.
+
+    With `require_each`, a class folder without a readable image is a ValueError naming it.
+    """
     samples: list[tuple[str, int]] = []
     skipped: list[str] = []
     for label, name in enumerate(classes):
         class_dir = directory / name
         if not class_dir.is_dir():
             continue
+        found = len(samples)
         for dirpath, dirnames, filenames in os.walk(class_dir):
             dirnames.sort()
             for filename in sorted(filenames):
@@ -72,6 +93,8 @@ def scan_class_folders(
                     skipped.append(str(path))
                     continue
                 samples.append((str(path), label))
+        if require_each and len(samples) == found:  # a class without images: a label nothing teaches
+            raise ValueError(f"class folder {class_dir} has no readable images; add some or remove the folder")
     return samples, skipped
 
 
@@ -86,7 +109,8 @@ def split_samples(
 
     def key(sample: tuple[str, int]) -> str:
         relative = os.path.relpath(sample[0], root).replace(os.sep, "/")
-        return hashlib.sha256(f"{seed}:{relative}".encode()).hexdigest()
+        # surrogateescape: file names that are not valid UTF-8 still hash (and split) like any other.
+        return hashlib.sha256(f"{seed}:{relative}".encode(errors="surrogateescape")).hexdigest()
 
     by_label: dict[int, list[tuple[str, int]]] = {}
     for sample in samples:

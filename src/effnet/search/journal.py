@@ -69,6 +69,13 @@ class Journal:
         """The latest record of every finished trial, keyed by trial id."""
         done: dict[str, dict[str, Any]] = {}
         for entry in self._lines():
-            if entry.get("kind") == "trial":
+            if entry.get("kind") == "trial" and _well_formed(entry):
                 done[entry["trial_id"]] = {k: v for k, v in entry.items() if k != "kind"}
         return done
+
+
+def _well_formed(entry: dict[str, Any]) -> bool:
+    # A record with missing or mistyped fields (edited by hand, another tool) counts as not finished: the trial
+    # runs again rather than the search failing on it later.
+    return (isinstance(entry.get("trial_id"), str) and entry.get("status") in ("ok", "failed")
+            and isinstance(entry.get("metrics", {}), dict))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
 import random
+import socket
 import sys
 import time
 import traceback
@@ -73,6 +75,35 @@ def resolve_backend(config: RunnerConfig) -> str:
     if config.backend == "auto":
         return "ray" if ray_available() else "sequential"
     return config.backend
+
+
+def fit_threads(config: RunnerConfig, node_cpus: list[float]) -> int:
+    """Threads per trial on a cluster whose alive nodes have `node_cpus` CPUs: a trial must fit on one node (Ray
+    never schedules a task asking more CPUs than any node has, it waits forever), and `workers` of them at once."""
+    largest = int(max(node_cpus, default=0))
+    if largest < 1:
+        raise ValueError("the Ray cluster has no node with a CPU; add workers with `ray start --address ...`")
+    if config.threads is not None:
+        if config.threads > largest:
+            raise ValueError(f"--threads {config.threads} is more than the largest Ray node's {largest} CPU(s), so no "
+                             f"trial could ever be scheduled; use --threads {largest} or less")
+        return config.threads
+    return max(1, min(largest, int(sum(node_cpus)) // config.workers))
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast (ValueError) when nothing listens at a Ray address "host:port" (ray.init would wait minutes)."""
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return  # "auto" is looked up by Ray itself; client addresses fail fast on their own
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise ValueError(f"--address {address!r} is not host:port") from None
+    except OSError as err:
+        raise ValueError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+                         "`ray start --head --port PORT` or leave out --address to run locally") from None
 
 
 def execute_trial(trial_fn: TrialFn, task: TrialTask) -> dict[str, Any]:
@@ -157,10 +188,15 @@ def _run_on_ray(
         # priority, like the sequential backend does; an explicit RAY_worker_niceness still wins.
         os.environ.setdefault("RAY_worker_niceness", "0")
         if config.address:
+            check_reachable(config.address)
             ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=config.workers * threads, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
+    if config.address or not started_here:  # someone else's cluster: fit the trials to its nodes
+        node_cpus = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+        threads = fit_threads(config, node_cpus)
+        tasks = [dataclasses.replace(task, threads=threads) for task in tasks]
     # Trials that train on a GPU ask Ray for a share of it, so Ray makes it visible to them (Ray hides GPUs from
     # tasks that ask for none); `workers` trials then share one GPU.
     on_gpu = str(getattr(tasks[0].settings, "device", "cpu")).startswith("cuda")

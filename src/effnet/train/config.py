@@ -250,8 +250,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"cannot read config file {path}: {err}") from err
+    except OSError as err:
+        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"cannot read config file {path}: {getattr(err, 'problem', None) or err}{where}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
     check_size(values, str(path))

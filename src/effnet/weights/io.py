@@ -36,7 +36,7 @@ def load_state_dict(
             for ours, theirs in mismatched[:5]
         ]
         hint = ""
-        if all(ours.startswith("classifier.") for ours, _ in mismatched):
+        if all(ours.startswith("classifier.") for ours, _ in mismatched) and not (missing or unexpected):
             hint = (
                 f"\nonly the classifier differs: create the model with num_classes="
                 f"{state[mismatched[0][1]].shape[0]}, or pass reset_classifier=True for a fresh one to fine-tune"

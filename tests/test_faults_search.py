@@ -1,0 +1,99 @@
+"""Search faults: a cluster whose nodes are smaller than this machine, an address where no cluster answers,
+journal lines with missing or wrong fields (issue 12, "Search on a cluster")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from effnet.cli import main
+from effnet.search import RunnerConfig, ray_available
+from effnet.search.journal import Journal
+from effnet.search.runner import check_reachable, fit_threads
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # free once the socket closes: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "nodes", "expected"),
+    [(None, 2, [1.0, 1.0], 1), (None, 1, [1.0, 1.0], 1), (None, 2, [4.0, 4.0], 4), (None, 4, [2.0], 1),
+     (2, 1, [2.0, 1.0], 2)],
+)
+def test_threads_per_trial_fit_the_clusters_nodes(threads, workers, nodes, expected):
+    config = RunnerConfig(backend="ray", workers=workers, threads=threads, address="127.0.0.1:1")
+    assert fit_threads(config, nodes) == expected
+
+
+def test_more_threads_than_any_node_has_is_refused_instead_of_waiting_forever():
+    with pytest.raises(ValueError, match="largest Ray node's 1 CPU"):
+        fit_threads(RunnerConfig(backend="ray", threads=2, address="127.0.0.1:1"), [1.0, 1.0])
+
+
+def test_no_cluster_at_address_is_a_clear_error(tmp_path, capsys):
+    port = _closed_port()
+    with pytest.raises(ValueError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}", timeout=5)
+    if not ray_available():
+        return
+    code = main(["search", "--backend", "ray", "--address", f"127.0.0.1:{port}", "--epochs", "1", "--num-train",
+                 "32", "--num-val", "16", "--max-candidates", "500", "--out", str(tmp_path / "s")])
+    assert code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("effnet search:")]  # besides the trial bar
+    assert len(errors) == 1 and "no Ray cluster answers" in errors[0] and "Traceback" not in err, err
+
+
+def test_journal_lines_with_missing_or_wrong_fields_count_as_not_finished(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl", "abc")
+    journal.record({"trial_id": "good", "status": "ok", "metrics": {"final_val_acc": 0.5}})
+    with open(tmp_path / "journal.jsonl", "a") as handle:
+        for entry in ({"kind": "trial", "status": "ok"}, {"kind": "trial", "trial_id": 3, "status": "ok"},
+                      {"kind": "trial", "trial_id": "x", "status": "maybe"},
+                      {"kind": "trial", "trial_id": "y", "status": "ok", "metrics": [1]}):
+            handle.write(json.dumps(entry) + "\n")
+    assert list(Journal(tmp_path / "journal.jsonl", "abc").finished()) == ["good"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ray_available() or shutil.which("ray", path=os.path.dirname(sys.executable)) is None,
+                    reason="needs the ray extra")
+def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
+    """A real Ray head on 127.0.0.1 with 1 CPU; the default --threads (this machine's cores) used to hang."""
+    port = _closed_port()
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus", "1", "--port", str(port),
+                             "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+                             "--temp-dir", str(tmp_path / "ray")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                check_reachable(f"127.0.0.1:{port}", timeout=2)
+                break
+            except ValueError:
+                time.sleep(1)
+        command = [sys.executable, "-m", "effnet.cli", "search", "--backend", "ray", "--address", f"127.0.0.1:{port}",
+                   "--workers", "2", "--alpha", "1", "1.2", "--beta", "1", "1", "--gamma", "1", "1.2", "--step",
+                   "0.2", "--tolerance", "0.5", "--no-base", "--epochs", "1", "--num-train", "32", "--num-val", "16",
+                   "--batch-size", "16", "--base-resolution", "32", "--out", str(tmp_path / "s")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=500)
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = (tmp_path / "s" / "journal.jsonl").read_text().splitlines()
+        trials = [json.loads(line) for line in lines if '"trial"' in line]
+        assert trials and all(entry["threads"] == 1 and entry["status"] == "ok" for entry in trials)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # the head this test started (its own session), nothing else
+        head.wait(timeout=60)
