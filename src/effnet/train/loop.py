@@ -114,7 +114,8 @@ class _Trainer:
         self.optimizer = run.optimizer
         self.scaler = run.scaler
         self.schedule = run.schedule
-        self.log = run.log
+        self.report = run.reporter
+        self.log = run.reporter.log
         self.checkpoints = CheckpointManager(run.run_dir, self.cfg.keep_last) if run.run_dir else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.running = [0.0, 0.0, 0.0]  # loss sum, correct, images (this process; rank 0 may hold carried sums)
@@ -145,8 +146,7 @@ class _Trainer:
                             self.log(f"backbone {'frozen' if frozen else 'unfrozen'} from epoch {self.epoch + 1}")
                     self._train_epoch()
             finally:
-                if self.run_setup.logger is not None:
-                    self.run_setup.logger.close()
+                self.report.close()
                 if self.run_setup.lock is not None:
                     self.run_setup.lock.release()
         return self._result(time.time() - started)
@@ -170,23 +170,20 @@ class _Trainer:
         # The carried partial-epoch sums are global; only rank 0 adds them back.
         self.running = list(state["running"]) if self.info.is_main else [0.0, 0.0, 0.0]
         restore_rank_rng(state["rng"], self.info)
-        if self.run_setup.logger is not None:
-            self.run_setup.logger.purge_after(self.global_step)
+        self.report.resumed_at(self.global_step)
         self.log(f"resumed at epoch {self.epoch + 1}, step {self.step_in_epoch}")
         self._catch_up_logs()
 
     def _catch_up_logs(self) -> None:
         """Write the epoch lines and metrics a killed run checkpointed but did not get to log."""
-        logger = self.run_setup.logger
-        if logger is None or not self.history:
+        if self.report.logger is None or not self.history:
             return
-        log_file = logger.run_dir / "train.log"
-        written = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        written = self.report.logged_text()
         for row in self.history:
             if not re.search(rf"^epoch {row['epoch']}/\d+: train loss", written, flags=re.MULTILINE):
-                self.log(self.run_setup.describe_row(row))
+                self.log(self.report.describe_row(row))
         if self.step_in_epoch == 0:  # the last epoch's row may exist only in the checkpoint
-            logger.epoch_end(self.history)
+            self.report.epoch_end(self.history)
 
     def _wrap_model(self) -> None:
         model: nn.Module = self.model
@@ -219,7 +216,7 @@ class _Trainer:
                             num_workers=cfg.num_workers, drop_last=True, generator=torch.Generator(),
                             pin_memory=self.device.type == "cuda")
         apply_train_mode(self.model)
-        bar = setup.progress_bar(self.epoch, self.step_in_epoch)
+        bar = self.report.progress_bar(self.epoch, self.step_in_epoch)
         tick, images_seen = time.time(), 0
         lr = self.schedule(self.global_step)
         for images, targets in loader:
@@ -235,9 +232,8 @@ class _Trainer:
             self.global_step += 1
             self.step_in_epoch += 1
             rate = images_seen * self.info.world_size / max(1e-9, time.time() - tick)
-            setup.update_bar(bar, self.running, lr, rate, self.global_step)
-            if setup.logger is not None and self.global_step % 10 == 0:
-                setup.logger.scalars(self.global_step, {"train/loss": loss, "train/lr": lr})
+            self.report.update_bar(bar, self.running, lr, rate, self.global_step)
+            self.report.step(self.global_step, loss, lr)
             if self._should_stop():
                 self._save(is_best=False)
                 bar.close()
@@ -341,9 +337,8 @@ class _Trainer:
         self.step_in_epoch = 0
         self.running = [0.0, 0.0, 0.0]
         self._save(is_best=is_best)
-        self.log(self.run_setup.describe_row(row))
-        if self.run_setup.logger is not None:
-            self.run_setup.logger.epoch_end(self.history)
+        self.log(self.report.describe_row(row))
+        self.report.epoch_end(self.history)
 
     def _save(self, *, is_best: bool) -> None:
         """Checkpoint the exact position (every rank takes part: RNG states and partial sums are gathered)."""

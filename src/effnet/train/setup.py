@@ -13,9 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from effnet.console import show_bar
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
 from effnet.hardware import bf16_cpu_warning
 from effnet.preprocess import Preprocess
@@ -28,6 +26,7 @@ from effnet.train.ema import ModelEma
 from effnet.train.evaluate import evaluate
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
+from effnet.train.progress import ProgressReporter
 from effnet.train.progressive import (
     ProgressiveStage,
     default_range,
@@ -45,7 +44,8 @@ from effnet.zoo import create_model, resolve_spec
 
 @dataclass
 class RunSetup:
-    """The built pieces of a run (see `build_run`) and small helpers the loop calls."""
+    """The built pieces of a run (see `build_run`) and small helpers the loop calls; what the run shows and
+    records goes through `reporter`."""
 
     config: TrainConfig
     info: DistInfo
@@ -63,18 +63,9 @@ class RunSetup:
     batch_per_rank: int
     steps_per_epoch: int
     run_dir: Path | None
-    logger: RunLogger | None
-    show_progress: bool
+    reporter: ProgressReporter
     lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
     resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
-    show_bar: bool = True  # the live bar (only on a terminal); show_progress alone keeps the epoch lines
-
-    def log(self, message: str) -> None:
-        """A line for the console (rank 0, when progress is on) and train.log."""
-        if self.info.is_main and self.show_progress:
-            tqdm.write(message)
-        if self.logger is not None:
-            self.logger.log_line(message)
 
     def stage_at(self, epoch: int) -> ProgressiveStage:
         """Image size / magnitude / mixup / dropout for `epoch`."""
@@ -98,34 +89,6 @@ class RunSetup:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
         return evaluate(model, self.val_loader, self.device, amp=self.config.amp,
                         channels_last=self.config.channels_last, info=self.info)
-
-    def progress_bar(self, epoch: int, initial: int) -> tqdm:
-        """The live bar of one epoch."""
-        return tqdm(total=self.steps_per_epoch, initial=initial, desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                    disable=not (self.show_progress and self.info.is_main and show_bar(self.show_bar)),
-                    dynamic_ncols=True, leave=False)
-
-    def update_bar(self, bar: tqdm, running: list[float], lr: float, rate: float, global_step: int) -> None:
-        """Loss, accuracy, lr, images/s and the run's remaining time."""
-        if bar.disable:
-            bar.update(1)
-            return
-        total_steps = self.steps_per_epoch * self.config.epochs
-        per_step = self.batch_per_rank * self.info.world_size / max(rate, 1e-9)
-        eta = time.strftime("%H:%M:%S", time.gmtime(per_step * (total_steps - global_step)))
-        bar.set_postfix_str(f"loss {running[0] / max(1, running[2]):.3f} acc {running[1] / max(1, running[2]):.3f} "
-                            f"lr {lr:.2e} {rate:.0f} img/s eta {eta}", refresh=False)
-        bar.update(1)
-
-    def describe_row(self, row: dict[str, Any]) -> str:
-        """One summary line per epoch."""
-        text = (f"epoch {row['epoch']}/{self.config.epochs}: train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.4f}")
-        if "val_acc" in row:
-            text += f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} top5 {row['val_acc5']:.4f}"
-        if "ema_val_acc" in row:
-            text += f" | EMA val acc {row['ema_val_acc']:.4f}"
-        return text + f" | lr {row['lr']:.3g} | {row['img_per_s']:.0f} img/s"
 
     def static_state(self) -> dict[str, Any]:
         """Checkpoint entries that never change during a run."""
@@ -261,7 +224,8 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         if lock is not None:
             lock.release()
         raise
-    setup.lock, setup.resume_state, setup.show_bar = lock, resume_state, bar
+    setup.lock, setup.resume_state = lock, resume_state
+    setup.reporter.bar = bar
     amp_warning = bf16_cpu_warning(device.type, cfg.amp)
     if amp_warning:
         notes.append(amp_warning)
@@ -269,13 +233,13 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         cfg.replace(resume=False).save_yaml(run_dir / "config.yaml")
         spec.save(run_dir / "spec.json")
     params = sum(p.numel() for p in setup.model.parameters())
-    setup.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
+    setup.reporter.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
               f"{len(data.train)} train / {len(data.val)} val images, {info.world_size} process(es) on {device}")
-    setup.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at "
+    setup.reporter.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at "
               f"{setup.stages[0].image_size}px (eval {setup.preprocess.input_size}px), {cfg.optimizer} peak lr "
               f"{cfg.peak_lr:.4g}, {cfg.schedule} schedule, warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}")
     for line in lines + notes:
-        setup.log(line)
+        setup.reporter.log(line)
     return setup
 
 
@@ -307,5 +271,7 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
                           int(round(cfg.warmup * steps_per_epoch)), cfg.schedule, cfg.decay_rate,
                           cfg.decay_epochs, cfg.min_lr)
     stages = _stages(cfg, spec, image_size)
+    reporter = ProgressReporter(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, global_batch=cfg.batch_size,
+                                is_main=info.is_main, show_progress=progress, logger=logger)
     return RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
-                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, logger, progress)
+                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, reporter)
