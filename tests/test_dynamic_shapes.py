@@ -29,17 +29,9 @@ def _inputs() -> list[torch.Tensor]:
     return [torch.randn(2, 3, 64, 80, generator=generator), torch.randn(3, 3, 71, 45, generator=generator)]
 
 
-# torch.export takes ~5 s a model: one symmetric model, and "same" padding with both block kinds and a stem pool
-# (ONNX below covers every family in both modes).
-@pytest.mark.parametrize(
-    ("name", "padding"),
-    [
-        ("efficientnet_b0", "symmetric"),
-        ("efficientnet_lite0", "same"),
-        ("efficientnetv2_s", "same"),
-        ("resnet50", "same"),
-    ],
-)
+# torch.export takes several seconds a model: "same" padding (the size-dependent code) with both block kinds;
+# symmetric padding has nothing size-dependent. ONNX below covers every family in both modes.
+@pytest.mark.parametrize(("name", "padding"), [("efficientnet_lite0", "same"), ("efficientnetv2_s", "same")])
 def test_torch_export_with_dynamic_height_and_width(name, padding):
     model = _small(name, padding)
     # 33+: at 32 px the last map is 1x1, which torch.export would specialize on.
