@@ -84,6 +84,28 @@ class Preprocess:
         return f"{self.input_size} {resize} {self.interpolation}, {norm}"
 
 
-def default_preprocess(spec: NetSpec) -> Preprocess:
-    """TF reference eval protocol: crop fraction res / (res + 32), bicubic, ImageNet mean/std."""
-    return Preprocess(spec.resolution, spec.resolution / (spec.resolution + 32))
+V2_CROP_BELOW = 320  # automl efficientnetv2 preprocessing.preprocess_for_eval: centre crop only below 320 px
+
+
+def uses_v2_preprocessing(spec: NetSpec) -> bool:
+    """Whether the spec is trained and evaluated with automl's EfficientNetV2 preprocessing: V2-S/M/L/XL and
+    other fused-block specs. V2-B0..B3 (names efficientnetv2_b*) use the V1 path ('effnetv1_autoaug')."""
+    has_fused = any(stage.block == "fused" for stage in spec.stages)
+    return has_fused and not spec.name.startswith("efficientnetv2_b")
+
+
+def default_preprocess(spec: NetSpec, size: int | None = None) -> Preprocess:
+    """The reference's eval protocol for the spec's family at `size` (default: its native resolution).
+
+    V1, Lite, V2-B0..B3 (tensorflow/tpu): bicubic, shorter side to size + 32, centre crop, ImageNet mean/std.
+    V2-S/M/L/XL (automl preprocess_for_eval): bilinear, (x - 128) / 128 (mean = std = 0.5 here); below 320 px the
+    same centre crop, from 320 px the whole image resized to size x size (no crop).
+    """
+    size = size or spec.resolution
+    crop_pct = size / (size + 32)
+    if not uses_v2_preprocessing(spec):
+        return Preprocess(size, crop_pct)
+    half = (0.5, 0.5, 0.5)
+    if size < V2_CROP_BELOW:
+        return Preprocess(size, crop_pct, "bilinear", half, half)
+    return Preprocess(size, 1.0, "bilinear", half, half, resize_mode="squash")

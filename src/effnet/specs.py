@@ -259,22 +259,25 @@ V2_BASE_STAGES = (
     StageSpec("mbconv", 6,     3,     2,     192, 8,     0.25),
 )  # 7,139,704 params
 
+# V2 BN momentum: automl hparams bn_momentum=0.9 in TF terms (decay), PyTorch 0.1 -- V1 uses 0.99 (PyTorch 0.01).
 V2_BASE = NetSpec(
     "efficientnetv2_b0",
     V2_BASE_STAGES,
     stem_channels=32,
+    norm_momentum=0.1,
     resolution=224,
     train_resolution=192,
     rules=ScalingRules(round_limit=0.0),
 )
 
-V2_S = NetSpec("efficientnetv2_s", V2_S_STAGES, stem_channels=24, resolution=384, train_resolution=300)
-V2_M = NetSpec("efficientnetv2_m", V2_M_STAGES, stem_channels=24, dropout=0.3, resolution=480,
+V2_S = NetSpec("efficientnetv2_s", V2_S_STAGES, stem_channels=24, norm_momentum=0.1, resolution=384,
+               train_resolution=300)
+V2_M = NetSpec("efficientnetv2_m", V2_M_STAGES, stem_channels=24, norm_momentum=0.1, dropout=0.3, resolution=480,
                train_resolution=384)
-V2_L = NetSpec("efficientnetv2_l", V2_L_STAGES, stem_channels=32, dropout=0.4, resolution=480,
+V2_L = NetSpec("efficientnetv2_l", V2_L_STAGES, stem_channels=32, norm_momentum=0.1, dropout=0.4, resolution=480,
                train_resolution=384)
-V2_XL = NetSpec("efficientnetv2_xl", V2_XL_STAGES, stem_channels=32, dropout=0.4, resolution=512,
-                train_resolution=384)
+V2_XL = NetSpec("efficientnetv2_xl", V2_XL_STAGES, stem_channels=32, norm_momentum=0.1, dropout=0.4,
+                resolution=512, train_resolution=384)
 
 # Other base networks the scaling engine applies to (paper Table 3). Both match torchvision at scale 1.
 MOBILENETV2 = NetSpec(

@@ -1,4 +1,5 @@
-"""Batch-level mixup / cutmix with label smoothing folded into the soft targets."""
+"""Mixup / cutmix with label smoothing folded into the soft targets: timm-style per batch, or per sample as the
+EfficientNetV2 release (google/automl efficientnetv2/datasets.py) does it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ def smooth_one_hot(targets: torch.Tensor, num_classes: int, label_smoothing: flo
     return out.scatter_(1, targets.long().view(-1, 1), 1.0 - label_smoothing + off)
 
 
+MIX_MODES = ("batch", "per_sample")
+
+
 class MixupCutmix:
     """Mix a batch with its reverse by mixup (blend) or cutmix (paste a box); returns soft targets.
 
-    One mixing factor lam ~ Beta(alpha, alpha) per batch, as in the reference recipes. Randomness comes from
-    torch's global generator, so seeding torch (and saving its state in checkpoints) makes it reproducible.
+    mode "batch" (timm's way): one lam ~ Beta(alpha, alpha) for the whole batch, and one of mixup / cutmix per batch
+    (cutmix with probability `switch_prob` when both are on). mode "per_sample" (the EfficientNetV2 release): every
+    image draws its own lam (mixup keeps max(lam, 1 - lam)) or its own cutmix box, and when both are on the first
+    half of the batch is mixed up and the second half cut-mixed, each half with its own reverse.
+    Randomness comes from torch's global generator, so seeding torch (and saving its state in checkpoints) makes it
+    reproducible.
     """
 
     def __init__(
@@ -29,6 +37,7 @@ class MixupCutmix:
         prob: float = 1.0,
         switch_prob: float = 0.5,
         label_smoothing: float = 0.1,
+        mode: str = "batch",
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -38,6 +47,9 @@ class MixupCutmix:
             raise ValueError(f"prob and switch_prob must be in [0, 1], got {prob}, {switch_prob}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if mode not in MIX_MODES:
+            raise ValueError(f"mixup mode must be one of {MIX_MODES}, got {mode!r}")
+        self.mode = mode
         self.num_classes = num_classes
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
@@ -59,6 +71,8 @@ class MixupCutmix:
         soft = smooth_one_hot(targets, self.num_classes, self.label_smoothing)
         if not self.active or float(torch.rand(())) >= self.prob:
             return images, soft
+        if self.mode == "per_sample":
+            return self._per_sample(images, soft)
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or float(torch.rand(())) < self.switch_prob)
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         lam = float(torch.distributions.Beta(alpha, alpha).sample())
@@ -81,3 +95,49 @@ class MixupCutmix:
         mixed = images.clone()
         mixed[..., top:bottom, left:right] = images.flip(0)[..., top:bottom, left:right]
         return mixed, 1.0 - (bottom - top) * (right - left) / (height * width)
+
+    def _per_sample(self, images: torch.Tensor, soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """automl's `mixing`: mixup on the first half and cutmix on the second when both alphas are set."""
+        if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+            half = images.shape[0] // 2
+            mixed_a, soft_a = per_sample_mixup(images[:half], soft[:half], self.mixup_alpha)
+            mixed_b, soft_b = per_sample_cutmix(images[half:], soft[half:], self.cutmix_alpha)
+            return torch.cat([mixed_a, mixed_b]), torch.cat([soft_a, soft_b])
+        if self.mixup_alpha > 0:
+            return per_sample_mixup(images, soft, self.mixup_alpha)
+        return per_sample_cutmix(images, soft, self.cutmix_alpha)
+
+
+def per_sample_mixup(images: torch.Tensor, soft: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend each image with its partner in the reversed batch by its own weight max(lam, 1 - lam), lam ~ Beta."""
+    if images.shape[0] == 0:
+        return images, soft
+    lam = torch.distributions.Beta(alpha, alpha).sample((images.shape[0],))
+    lam = torch.maximum(lam, 1.0 - lam).to(images.device)
+    weight = lam.view(-1, 1, 1, 1).to(images.dtype)
+    mixed = images * weight + images.flip(0) * (1.0 - weight)
+    return mixed, soft * lam.view(-1, 1) + soft.flip(0) * (1.0 - lam.view(-1, 1))
+
+
+def per_sample_cutmix(images: torch.Tensor, soft: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste into each image its own box from its partner in the reversed batch; targets mix by the box's area.
+
+    As automl's cutmix_mask: centre uniform over the image, side sqrt(1 - area) of the image's with area ~ Beta,
+    corners at centre -/+ side // 2 clipped to the image.
+    """
+    count, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    if count == 0:
+        return images, soft
+    area = torch.distributions.Beta(alpha, alpha).sample((count,))
+    ratio = torch.sqrt(1.0 - area)
+    box_w, box_h = (ratio * width).long(), (ratio * height).long()
+    cx, cy = torch.randint(0, width, (count,)), torch.randint(0, height, (count,))
+    left, right = (cx - box_w // 2).clamp(0, width), (cx + box_w // 2).clamp(0, width)
+    top, bottom = (cy - box_h // 2).clamp(0, height), (cy + box_h // 2).clamp(0, height)
+    rows, cols = torch.arange(height), torch.arange(width)
+    inside_rows = (rows[None] >= top[:, None]) & (rows[None] < bottom[:, None])
+    inside_cols = (cols[None] >= left[:, None]) & (cols[None] < right[:, None])
+    mask = (inside_rows[:, :, None] & inside_cols[:, None, :]).to(images.device)  # [N, H, W], 1 = pasted
+    mixed = torch.where(mask[:, None], images.flip(0), images)
+    pasted = mask.flatten(1).float().mean(dim=1).view(-1, 1).to(soft.dtype)
+    return mixed, soft * (1.0 - pasted) + soft.flip(0) * pasted

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from effnet.data import DataConfig
+from effnet.data.mixup import MIX_MODES
+from effnet.data.transforms import AUGMENTS
 from effnet.fileio import write_text_atomic
 from effnet.train.optim import OPTIMIZERS
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
@@ -59,8 +61,8 @@ class TrainConfig:
     batch_size: int = 64  # global batch, split across DDP processes
     image_size: int | None = None  # train resolution; None = the model's train/native resolution
     eval_size: int | None = None  # eval resolution; None = image_size if set, else the model's native one
-    eval_crop_pct: float | None = None  # None = TF's res / (res + 32)
-    interpolation: str = "bicubic"
+    eval_crop_pct: float | None = None  # None = the family's: res / (res + 32), V2-S/M/L/XL whole image >= 320
+    interpolation: str | None = None  # None = the model's (its weights', or bicubic; bilinear for V2-S/M/L/XL)
     # --- optimizer and schedule (paper recipe)
     optimizer: str = "rmsprop_tf"  # rmsprop_tf | sgd | adamw
     lr: float | None = None  # None = lr_per_256 * batch_size / 256
@@ -82,13 +84,16 @@ class TrainConfig:
     bn_momentum: float | None = None  # None = the model's own (TF's 0.01; short runs want ~0.1)
     zero_init_classifier: bool = False  # start from zero logits (the TF init gives few-class heads large ones)
     ema_decay: float = 0.9999  # 0 turns the EMA off
-    augment: str | None = "randaugment"  # randaugment | autoaugment | None
-    randaugment_magnitude: int = 10
+    # reference (the model's policy: effnet.data.reference_augment) | randaugment | autoaugment (TF reference's)
+    # | randaugment_tv | autoaugment_tv (torchvision's) | None
+    augment: str | None = "reference"
+    randaugment_magnitude: int | None = None  # None = the model's reference magnitude (10 for most)
     randaugment_ops: int = 2
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = 0.5
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    mix_mode: str | None = None  # batch | per_sample (EfficientNetV2 release); None = per_sample for V2-S/M/L/XL
     random_erasing: float = 0.0
     # --- V2 progressive learning (ranges None = the schedule's for the model's size)
     progressive: bool = False
@@ -144,6 +149,9 @@ class TrainConfig:
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.image_size is None or self.image_size >= 32, "image_size must be >= 32 (the network's stride)"),
             (self.eval_size is None or self.eval_size >= 32, "eval_size must be >= 32 (the network's stride)"),
+            (self.augment in (None, "none", "reference", *AUGMENTS),
+             f"augment must be one of reference, {', '.join(AUGMENTS)} or none, got {self.augment!r}"),
+            (self.mix_mode in (None, *MIX_MODES), f"mix_mode must be one of {MIX_MODES}, got {self.mix_mode!r}"),
             *_range_checks(self),
         ]
         for ok, message in checks:
@@ -282,7 +290,8 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """(ok, message) for the values __post_init__'s own list does not cover."""
     from effnet.data.transforms import interpolation_mode
 
-    interpolation_mode(cfg.interpolation)  # raises with the valid names
+    if cfg.interpolation is not None:  # None: the model's own
+        interpolation_mode(cfg.interpolation)  # raises with the valid names
     low, high = cfg.crop_scale
     run_name = cfg.run_name
     return [
@@ -304,7 +313,7 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (0 <= cfg.hflip <= 1, f"hflip must be a probability in [0, 1], got {cfg.hflip}"),
         (0 <= cfg.random_erasing <= 1, f"random_erasing must be in [0, 1], got {cfg.random_erasing}"),
         (cfg.mixup_alpha >= 0 and cfg.cutmix_alpha >= 0, "mixup_alpha and cutmix_alpha must be >= 0"),
-        (cfg.randaugment_magnitude >= 0 and cfg.randaugment_ops >= 0, "randaugment magnitude/ops must be >= 0"),
+        ((cfg.randaugment_magnitude or 0) >= 0 and cfg.randaugment_ops >= 0, "randaugment magnitude/ops must be >= 0"),
         (cfg.progressive_stages >= 1, f"progressive_stages must be >= 1, got {cfg.progressive_stages}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
         (run_name is None or _safe_name(run_name),

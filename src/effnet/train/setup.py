@@ -14,9 +14,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from effnet.data import DatasetPair, MixupCutmix, build_datasets, eval_transform, train_transform
+from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
+from effnet.data.transforms import preprocess_transform
 from effnet.hardware import bf16_cpu_warning
-from effnet.preprocess import Preprocess
+from effnet.preprocess import Preprocess, default_preprocess
 from effnet.scaling import scale
 from effnet.specs import NetSpec
 from effnet.train.checkpoint import capture_rng, restore_rng
@@ -33,6 +34,7 @@ from effnet.train.progressive import (
     progressive_stages,
     stage_at,
 )
+from effnet.train.reference import with_reference_defaults
 from effnet.train.resume import check_resumable, find_resume_checkpoint
 from effnet.train.runfolder import RunFolderLock, open_run_folder
 from effnet.train.sampling import ShardedEval
@@ -75,7 +77,7 @@ class RunSetup:
         """The training preprocessing at a stage's size and RandAugment magnitude."""
         cfg, pre = self.config, self.preprocess
         return train_transform(
-            stage.image_size, interpolation=cfg.interpolation, mean=pre.mean, std=pre.std, scale=cfg.crop_scale,
+            stage.image_size, interpolation=pre.interpolation, mean=pre.mean, std=pre.std, scale=cfg.crop_scale,
             hflip=cfg.hflip, augment=cfg.augment, magnitude=stage.magnitude, num_ops=cfg.randaugment_ops,
             re_prob=cfg.random_erasing,
         )
@@ -83,7 +85,8 @@ class RunSetup:
     def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
         """Mixup/cutmix at the stage's alphas, with label smoothing folded into the targets."""
         return MixupCutmix(self.data.num_classes, mixup_alpha=stage.mixup_alpha,
-                           cutmix_alpha=stage.cutmix_alpha, label_smoothing=self.config.label_smoothing)
+                           cutmix_alpha=stage.cutmix_alpha, label_smoothing=self.config.label_smoothing,
+                           mode=self.config.mix_mode or "batch")
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
@@ -195,6 +198,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
     spec = spec if spec is not None else resolve_spec(cfg.model)
+    cfg = with_reference_defaults(cfg, spec)  # before scaling renames the spec
     if cfg.width != 1.0 or cfg.depth != 1.0:
         spec = scale(spec, width=cfg.width, depth=cfg.depth)
     overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate, "norm_momentum": cfg.bn_momentum}
@@ -249,12 +253,15 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
     """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     eval_size = cfg.eval_size or cfg.image_size or spec.resolution
-    crop_pct = cfg.eval_crop_pct or eval_size / (eval_size + 32)
     logger = None
     if info.is_main:
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
-    preprocess = Preprocess(eval_size, crop_pct, cfg.interpolation, model.preprocess.mean, model.preprocess.std)
-    data.val.transform = eval_transform(eval_size, crop_pct, cfg.interpolation, preprocess.mean, preprocess.std)
+    # The family's eval protocol at eval_size (V2-S/M/L/XL: no crop from 320 px), unless a crop is asked for.
+    preprocess = replace(default_preprocess(spec, eval_size), mean=model.preprocess.mean, std=model.preprocess.std,
+                         interpolation=cfg.interpolation or model.preprocess.interpolation)
+    if cfg.eval_crop_pct is not None:
+        preprocess = replace(preprocess, crop_pct=cfg.eval_crop_pct, resize_mode="crop")
+    data.val.transform = preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
     val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=cfg.num_workers)
 
