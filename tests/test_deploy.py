@@ -110,7 +110,7 @@ def test_bench_quick_mode_prints_the_table(capsys):
 
 def test_benchmark_library_ratios():
     config = BenchConfig.paper(runs=2, warmup=0, resolution=64)
-    candidates = build_candidates(["efficientnet_lite0"], twins=False, resnets=True)
+    candidates = build_candidates(["efficientnet_lite0"], twins=False, resnets=True, anchors=False)
     rounds = []
     results = run_benchmark(candidates, config, lambda done, total: rounds.append((done, total)))
     assert rounds == [(1, 2), (2, 2)]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -114,42 +114,6 @@ def eager_runner(model: nn.Module) -> Callable[[torch.Tensor, int], tuple[Runner
     return lambda _x, _threads: (model.eval(), "eager")
 
 
-def _onnxruntime_runner(model: nn.Module, x: torch.Tensor, threads: int, folder: Path) -> Runner:
-    from effnet.export import export_onnx, onnx_session
-
-    path = export_onnx(model, folder / "model.onnx", x[:1])
-    session = onnx_session(path, threads)
-    return lambda batch: session.run(None, {"input": batch.numpy()})
-
-
-def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Callable[[torch.Tensor, int], tuple[Runner, str]]:
-    """The fastest of: BN folded + channels_last eager, and BN folded + onnxruntime (when installed).
-
-    Each option is timed briefly on the benchmark's own input and thread count and the fastest one is kept, so
-    the choice adapts to the machine instead of being hard-coded.
-    """
-
-    def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.export import fold_batchnorm
-
-        folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
-        options: dict[str, Runner] = {
-            "folded+channels_last": lambda batch: folded(batch.contiguous(memory_format=torch.channels_last))
-        }
-        try:
-            import onnxruntime  # noqa: F401
-
-            folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
-            options["folded+onnxruntime"] = _onnxruntime_runner(fold_batchnorm(model), x, threads, folder)
-        except ImportError:
-            pass
-        scores = {name: statistics.median(time_runner(run, x, 1, trial_runs)) for name, run in options.items()}
-        best = min(scores, key=scores.__getitem__)
-        return options[best], best
-
-    return build
-
-
 def run_benchmark(
     candidates: Sequence[Candidate], config: BenchConfig, progress: Callable[[int, int], None] | None = None
 ) -> list[BenchResult]:
@@ -237,10 +201,42 @@ def _lazy(factory: Callable[[str], nn.Module], name: str) -> Callable[[torch.Ten
     return build
 
 
+def _anchor_candidates(name: str, resolution: int, model: nn.Module, twins: bool) -> list[Candidate]:
+    """What a user would otherwise deploy: the torchvision twin (timm's where torchvision has none) exported to
+    onnxruntime, and effnet's own export on OpenVINO."""
+    from effnet.analysis.backends import onnx_runtime_runner
+    from effnet.runtimes import runtime_available
+
+    rows = []
+    if twins and runtime_available("onnxruntime"):
+        if name in TORCHVISION_TWINS and _available("torchvision", TORCHVISION_TWINS[name]):
+            twin, family, factory = TORCHVISION_TWINS[name], "torchvision", _torchvision_model
+        elif name in TIMM_TWINS and _available("timm", TIMM_TWINS[name]):
+            twin, family, factory = TIMM_TWINS[name], "timm", _timm_model
+        else:
+            twin = ""
+        if twin:
+            build = onnx_runtime_runner(partial(factory, twin), "onnxruntime")
+            rows.append(Candidate(f"{family} {twin} onnxruntime", family, name, resolution, build))
+    if runtime_available("openvino"):
+        build = onnx_runtime_runner(lambda: model, "openvino", fold=True)
+        rows.append(Candidate(f"effnet {name} openvino", "effnet", name, resolution, build))
+    return rows
+
+
 def build_candidates(
-    models: Sequence[str], *, twins: bool = True, resnets: bool = True, optimize: bool = False
+    models: Sequence[str],
+    *,
+    twins: bool = True,
+    resnets: bool = True,
+    optimize: bool = False,
+    anchors: bool = True,
+    int8: bool = False,
+    calibration: str | Path | None = None,
 ) -> list[Candidate]:
-    """effnet models (eager, plus the optimized path with `optimize`), their installed twins and ResNets."""
+    """effnet models (eager; the optimized path with `optimize`; the int8 export with `int8`, calibrated on
+    photos from `calibration`), their installed twins, the exported-runtime `anchors`, and ResNets."""
+    from effnet.analysis.backends import int8_runner, optimized_runner
     from effnet.zoo import create_model, get_spec
 
     candidates: list[Candidate] = []
@@ -251,6 +247,11 @@ def build_candidates(
         if optimize:
             label = f"effnet {name} --optimize"
             candidates.append(Candidate(label, "effnet", name, resolution, optimized_runner(model)))
+        if int8:
+            build = int8_runner(model, calibration)
+            candidates.append(Candidate(f"effnet {name} --int8", "effnet", name, resolution, build))
+        if anchors:
+            candidates += _anchor_candidates(name, resolution, model, twins)
         if not twins:
             continue
         if name in TORCHVISION_TWINS and _available("torchvision", TORCHVISION_TWINS[name]):
@@ -270,7 +271,7 @@ def baseline_ratios(results: Sequence[BenchResult]) -> dict[str, float]:
     """Each row's median over its group's baseline (torchvision eager when timed, else the group's first row)."""
     baselines: dict[str, float] = {}
     for result in results:
-        if result.family == "torchvision":
+        if result.family == "torchvision" and result.backend == "eager":
             baselines[result.group] = result.median_ms
     for result in results:
         baselines.setdefault(result.group, result.median_ms)

@@ -132,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--atol", type=float, help="an absolute bound on |exported - PyTorch| instead of --rtol")
     ex.add_argument("--json", action="store_true", help="print the file, its input and the check as JSON")
+    _add_int8_args(ex)
     ex.set_defaults(func=_export)
 
     be = subparsers.add_parser("bench", help="CPU latency (paper Table 4 protocol) or throughput, with ratios")
@@ -150,10 +151,81 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--optimize", action="store_true", help="also time the optimized path (BN fold + best backend)")
     be.add_argument("--no-twins", action="store_true", help="skip timm / torchvision twins")
     be.add_argument("--no-resnets", action="store_true", help="skip ResNet-50 / ResNet-152")
+    be.add_argument(
+        "--no-anchors", action="store_true", help="skip the twin on onnxruntime and effnet's export on OpenVINO"
+    )
+    be.add_argument("--int8", action="store_true", help="also time effnet's int8 export (effnet export --int8)")
+    be.add_argument(
+        "--calibration", type=Path, help="photos to calibrate --int8 on (default: random inputs, for timing only)"
+    )
     be.add_argument("--quick", action="store_true", help="smoke test: 3 runs, 1 warm-up")
     be.add_argument("--json", action="store_true", help="print JSON instead of a table")
     be.add_argument("--quiet", action="store_true", help="no progress bar")
     be.set_defaults(func=_bench)
+
+
+def _add_int8_args(parser: argparse.ArgumentParser) -> None:
+    from effnet.quantize import CALIBRATION_METHODS, QUANT_BACKENDS, QuantizeConfig
+
+    default = QuantizeConfig()
+    group = parser.add_argument_group("int8 (post-training static quantization, judged on held-out photos)")
+    group.add_argument("--int8", action="store_true", help="write an int8 model (ONNX QDQ, or OpenVINO IR)")
+    group.add_argument("--calibration", type=Path, help="folder of real photos like the ones the model will see")
+    group.add_argument("--holdout", type=Path, help="photos to judge on (default: calibration photos left over)")
+    group.add_argument("--int8-backend", choices=QUANT_BACKENDS, default=default.backend, help="default %(default)s")
+    group.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=default.method)
+    group.add_argument("--keep-float", nargs="+", default=list(default.keep_float), help="ONNX node name prefixes")
+    group.add_argument("--calibration-size", type=int, default=default.calibration_size, help="default %(default)s")
+    group.add_argument("--holdout-size", type=int, default=default.holdout_size, help="default %(default)s")
+    group.add_argument(
+        "--min-agreement", type=float, default=default.min_agreement, help="top-1 agreement with fp32 (default 0.97)"
+    )
+    group.add_argument("--force", action="store_true", help="write the int8 model even below --min-agreement")
+
+
+def _export_int8(args: argparse.Namespace, model: Any) -> int:
+    from effnet.quantize import Int8Refused, QuantizeConfig, export_int8
+
+    if args.calibration is None:
+        raise ValueError("--int8 needs --calibration DIR: a folder of real photos like the ones the model will see")
+    if args.format != "onnx":
+        raise ValueError("--int8 writes ONNX (or OpenVINO IR); drop --format torchscript")
+    config = QuantizeConfig(
+        backend=args.int8_backend,
+        method=args.calibration_method,
+        keep_float=tuple(args.keep_float),
+        calibration_size=args.calibration_size,
+        holdout_size=args.holdout_size,
+        min_agreement=args.min_agreement,
+    )
+    out = args.out or Path(f"{Path(args.model or model.spec.name).stem}.int8.onnx")
+    try:
+        report = export_int8(model, out, args.calibration, args.holdout, config, args.force, args.resolution)
+    except Int8Refused as refused:
+        _print_int8(refused.report, args.json)
+        raise
+    _print_int8(report, args.json)
+    if not report.accepted:
+        print(
+            f"WARNING: --force wrote {report.path} although only {report.agreement:.1%} of held-out photos keep "
+            f"their fp32 top-1 class (threshold {report.min_agreement:.0%}): check it before shipping",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_int8(report: Any, as_json: bool = False) -> None:
+    if as_json:
+        print_json(vars(report) | {"speed_ratio": report.speed_ratio})
+        return
+    print(
+        f"int8 ({report.backend}, {report.method} calibration on {report.calibration_images} photos): top-1 agrees "
+        f"with fp32 on {report.agreement:.1%} of {report.holdout_images} held-out photos "
+        f"(threshold {report.min_agreement:.0%}); batch 1, 1 thread: fp32 onnxruntime {report.fp32_ms:.2f} ms, "
+        f"int8 {report.int8_ms:.2f} ms ({report.speed_ratio:.2f}x)"
+    )
+    if report.written:
+        print(f"wrote {report.path}")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -254,6 +326,8 @@ def _export(args: argparse.Namespace) -> int:
     from effnet.export import count_batchnorms, export_model, fold_batchnorm
 
     model = _load(args, args.model, args.weights, need_weights=False)
+    if args.int8:
+        return _export_int8(args, model)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     out = args.out or Path(f"{Path(args.model or model.spec.name).stem}{suffix}")
     check = export_model(
@@ -293,7 +367,9 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from effnet.analysis.cpuinfo import cpu_info
     from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
+    from effnet.runtimes import runtime_versions
 
     if not 1 <= args.batch_size <= 4096:
         raise ValueError(f"--batch-size must be in [1, 4096], got {args.batch_size}")
@@ -304,7 +380,13 @@ def _bench(args: argparse.Namespace) -> int:
     runs, warmup = (3, 1) if args.quick else (args.runs, args.warmup)
     config = BenchConfig(args.mode, 1 if latency else args.batch_size, threads, warmup, runs, args.resolution)
     candidates = build_candidates(
-        args.models, twins=not args.no_twins, resnets=not args.no_resnets, optimize=args.optimize
+        args.models,
+        twins=not args.no_twins,
+        resnets=not args.no_resnets,
+        optimize=args.optimize,
+        anchors=not args.no_anchors,
+        int8=args.int8,
+        calibration=args.calibration,
     )
     bar_on = show_bar(not (args.json or args.quiet))
     with tqdm(total=runs, desc="timing rounds", file=sys.stderr, disable=not bar_on) as bar:
@@ -316,6 +398,7 @@ def _bench(args: argparse.Namespace) -> int:
                 [
                     vars(r)
                     | {
+                        "cpu": vars(cpu_info()),
                         "images_per_s": r.images_per_s,
                         "vs_baseline": ratios[r.label],
                         "resnet152_speedup": speedups.get(r.label),
@@ -328,17 +411,18 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{args.mode}: batch {config.batch_size}, {threads} thread(s), median of {runs} runs after {warmup} "
-        f"warm-up, torch {torch.__version__}"
+        f"warm-up, {runtime_versions()}; load average {os.getloadavg()[0]:.1f}"
     )
+    print(f"CPU: {cpu_info().summary()}")
     print(
-        f"{'model':<38}{'backend':<22}{'res':>4}{'median ms':>11}{'p10-p90 ms':>15}{'img/s':>9}"
+        f"{'model':<44}{'backend':<22}{'res':>4}{'median ms':>11}{'p10-p90 ms':>15}{'img/s':>9}"
         f"{'vs tv':>7}{'R152/x':>8}"
     )
     for r in results:
         speedup = f"{speedups[r.label]:>7.1f}x" if r.label in speedups else f"{'':>8}"
         ratio = f"{ratios[r.label]:>6.2f}x" if r.family != "resnet" else f"{'-':>7}"
         print(
-            f"{r.label:<38}{r.backend:<22}{r.resolution:>4}{r.median_ms:>11.2f}"
+            f"{r.label:<44}{r.backend:<22}{r.resolution:>4}{r.median_ms:>11.2f}"
             f"{f'{r.p10_ms:.1f}-{r.p90_ms:.1f}':>15}{r.images_per_s:>9.1f}{ratio}{speedup}"
         )
     print("vs tv: median / torchvision twin's eager median (same model); R152/x: ResNet-152 median / this median")

@@ -1,0 +1,96 @@
+"""Benchmark runners beyond eager PyTorch: a model exported to onnxruntime or OpenVINO, and effnet's int8 export.
+
+Each factory returns the lazy `(example input, threads) -> (runner, backend label)` that `latency.Candidate`
+expects; the export happens when the candidate's turn comes, into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+Runner = Callable[[torch.Tensor], object]
+Build = Callable[[torch.Tensor, int], tuple[Runner, str]]
+
+
+def _export(model: nn.Module, x: torch.Tensor, fold: bool) -> Path:
+    from effnet.export import export_onnx, fold_batchnorm
+
+    folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
+    return export_onnx(fold_batchnorm(model) if fold else model.eval(), folder / "model.onnx", x[:1])
+
+
+def _numpy_runner(predict: Callable) -> Runner:
+    return lambda batch: predict(batch.numpy())
+
+
+def onnx_runtime_runner(factory: Callable[[], nn.Module], runtime: str, fold: bool = False) -> Build:
+    """The model from `factory()` exported to ONNX (as its authors' `torch.onnx.export` gives it) on `runtime`.
+
+    `fold=True` folds effnet's BatchNorms first (what `effnet export` does); a torchvision / timm model is
+    exported as is, since onnxruntime and OpenVINO fold Conv+BN themselves when they load the graph.
+    """
+
+    def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
+        from effnet.runtimes import predictor
+
+        path = _export(factory(), x, fold)
+        label = "onnxruntime" if runtime == "onnxruntime" else "openvino f32"
+        return _numpy_runner(predictor(path, runtime, threads)), label
+
+    return build
+
+
+def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Build:
+    """The fastest of: BN folded + channels_last eager, BN folded + onnxruntime, BN folded + OpenVINO f32.
+
+    Each installed option is timed briefly on the benchmark's own input and thread count and the fastest is kept,
+    so the choice adapts to the machine instead of being hard-coded.
+    """
+
+    def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
+        import statistics
+
+        from effnet.analysis.latency import time_runner
+        from effnet.export import fold_batchnorm
+        from effnet.runtimes import predictor, runtime_available
+
+        folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+        options: dict[str, Runner] = {
+            "folded+channels_last": lambda batch: folded(batch.contiguous(memory_format=torch.channels_last))
+        }
+        runtimes = [runtime for runtime in ("onnxruntime", "openvino") if runtime_available(runtime)]
+        if runtimes:
+            path = _export(model, x, fold=True)
+            for runtime in runtimes:
+                options[f"folded+{runtime}"] = _numpy_runner(predictor(path, runtime, threads))
+        scores = {name: statistics.median(time_runner(run, x, 1, trial_runs)) for name, run in options.items()}
+        best = min(scores, key=scores.__getitem__)
+        return options[best], best
+
+    return build
+
+
+def int8_runner(model: nn.Module, calibration: str | Path | None = None, backend: str = "onnxruntime") -> Build:
+    """effnet's int8 export (`effnet.quantize`), calibrated on photos from `calibration` or, without it, on
+    random inputs: enough to time it, not to judge its accuracy (`effnet export --int8` does that)."""
+
+    def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
+        from effnet.quantize import QuantizeConfig, calibration_arrays, quantize_model
+        from effnet.runtimes import predictor
+
+        folder = Path(tempfile.mkdtemp(prefix="effnet-bench-int8-"))
+        config = QuantizeConfig(backend=backend)
+        if calibration is not None:
+            images, _ = calibration_arrays(model, calibration, config.calibration_size, x.shape[-1])
+        else:
+            generator = torch.Generator().manual_seed(0)
+            images = torch.randn(32, 3, x.shape[-1], x.shape[-1], generator=generator).numpy()
+        path = quantize_model(model, images, folder / "model.int8.onnx", config)
+        return _numpy_runner(predictor(path, backend, threads)), f"int8 {backend}"
+
+    return build

@@ -1,0 +1,282 @@
+"""int8 post-training static quantization with an accuracy guard.
+
+The model is BN-folded and exported to ONNX, calibrated on real photos, quantized (onnxruntime QDQ or OpenVINO
+through NNCF), then judged on held-out photos that calibration never saw: top-1 agreement with the fp32 export
+and the latency of both, timed interleaved at batch 1 on one thread. An export whose agreement is below the
+threshold is refused (`Int8Refused`) unless forced. docs/deploy.md records how the default recipe was chosen.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from effnet.export import export_onnx, fold_batchnorm
+
+QUANT_BACKENDS = ("onnxruntime", "openvino")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to quantize and how strictly to judge the result."""
+
+    backend: str = "onnxruntime"  # onnxruntime: QDQ ONNX file; openvino: NNCF on OpenVINO, an IR .xml/.bin pair
+    method: str = "minmax"  # activation range calibration (onnxruntime; NNCF always uses its min-max)
+    per_channel: bool = True  # one weight scale per output channel: depthwise convs need it after BN folding
+    keep_float: tuple[str, ...] = ()  # ONNX node names, or prefixes like "/head", computed in float
+    full_bias_correction: bool = True  # NNCF: correct each layer's output mean shift using real activations
+    calibration_size: int = 300  # photos for activation ranges
+    holdout_size: int = 200  # photos to judge on (taken after the calibration ones when no holdout folder)
+    min_agreement: float = 0.97  # top-1 agreement with fp32 below which the export is refused
+    threads: int = 1  # for the latency comparison (batch 1)
+
+    def __post_init__(self) -> None:
+        if self.backend not in QUANT_BACKENDS:
+            raise ValueError(f"backend must be one of {QUANT_BACKENDS}, got {self.backend!r}")
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}")
+        if self.calibration_size < 1 or self.holdout_size < 1:
+            raise ValueError("calibration_size and holdout_size must be >= 1")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement is a fraction in [0, 1], got {self.min_agreement}")
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    """What an int8 export was judged on and how it did."""
+
+    path: str
+    backend: str
+    method: str
+    calibration_images: int
+    holdout_images: int
+    agreement: float  # fraction of held-out photos whose top-1 class matches fp32
+    fp32_ms: float  # fp32 ONNX on onnxruntime, batch 1, median
+    int8_ms: float  # the int8 export on its backend, batch 1, median
+    min_agreement: float
+    accepted: bool  # agreement >= min_agreement
+    written: bool  # False when refused
+
+    @property
+    def speed_ratio(self) -> float:
+        """int8 latency / fp32 onnxruntime latency (below 1 is faster)."""
+        return self.int8_ms / self.fp32_ms
+
+
+class Int8Refused(ValueError):
+    """The int8 model disagrees with fp32 too often; the report says by how much."""
+
+    def __init__(self, report: Int8Report):
+        self.report = report
+        super().__init__(
+            f"int8 export refused: top-1 agreement with fp32 is {report.agreement:.1%} on {report.holdout_images} "
+            f"held-out photos, below the {report.min_agreement:.0%} threshold; calibrate on more photos like the "
+            "ones the model will see, keep more layers in float (--keep-float), or pass --force to write it anyway"
+        )
+
+
+def load_arrays(model: nn.Module, paths: Sequence[Path], resolution: int | None = None) -> np.ndarray:
+    """The photos at `paths` through the model's own eval preprocessing, as one float32 (N, 3, H, W) array."""
+    from effnet.predict import load_image, preprocess_image
+
+    preprocess = model.preprocess
+    if resolution is not None:
+        preprocess = replace(preprocess, input_size=resolution)
+    return np.stack([preprocess_image(load_image(path), preprocess).numpy() for path in paths]).astype(np.float32)
+
+
+def shuffled_images(folder: str | Path, seed: int = 0) -> list[Path]:
+    """Every image under `folder`, in a seeded random order (so a prefix mixes the classes)."""
+    from effnet.predict import collect_images
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"calibration folder {folder} does not exist or is not a folder")
+    paths = collect_images([folder])
+    order = np.random.default_rng(seed).permutation(len(paths))
+    return [paths[i] for i in order]
+
+
+def calibration_arrays(
+    model: nn.Module, folder: str | Path, limit: int, resolution: int | None = None
+) -> tuple[np.ndarray, list[Path]]:
+    """Up to `limit` photos from `folder` (seeded order), preprocessed; and their paths."""
+    paths = shuffled_images(folder)[:limit]
+    return load_arrays(model, paths, resolution), paths
+
+
+def split_photos(
+    calibration: str | Path, holdout: str | Path | None, config: QuantizeConfig
+) -> tuple[list[Path], list[Path]]:
+    """Calibration and held-out photo paths; without a holdout folder the photos after the calibration ones."""
+    photos = shuffled_images(calibration)
+    if holdout is not None:
+        return photos[: config.calibration_size], shuffled_images(holdout)[: config.holdout_size]
+    if len(photos) < 2:
+        raise ValueError(f"{calibration} holds {len(photos)} image(s); int8 calibration needs at least 2")
+    # Never judge on a photo calibration saw: the held-out share comes first out of a small folder.
+    held = min(config.holdout_size, max(1, len(photos) // 3))
+    cal = min(config.calibration_size, len(photos) - held)
+    return photos[:cal], photos[cal : cal + held]
+
+
+def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
+    example = torch.zeros(1, 3, resolution, resolution)
+    return export_onnx(fold_batchnorm(model), folder / "fp32.onnx", example)
+
+
+def _onnx_node_names(path: Path) -> list[str]:
+    import onnx
+
+    return [node.name for node in onnx.load(str(path)).graph.node]
+
+
+def _keep_float_nodes(names: Sequence[str], keep_float: Sequence[str]) -> list[str]:
+    kept = [name for name in names if any(name == key or name.startswith(key) for key in keep_float)]
+    missing = [key for key in keep_float if not any(name == key or name.startswith(key) for name in names)]
+    if missing:
+        raise ValueError(f"--keep-float {', '.join(missing)} matches no node of the exported graph (e.g. {names[0]})")
+    return kept
+
+
+def _quantize_onnxruntime(fp32: Path, images: np.ndarray, out: Path, config: QuantizeConfig) -> Path:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(images[i : i + 1] for i in range(len(images)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"input": batch}
+
+    prepared = fp32.with_name("prepared.onnx")
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    methods = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,  # onnxruntime fuses QDQ pairs into QLinearConv; other runtimes read it too
+        per_channel=config.per_channel,
+        activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast VNNI / AVX2 kernels
+        weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, methods[config.method]),
+        nodes_to_exclude=_keep_float_nodes(_onnx_node_names(prepared), config.keep_float),
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibPercentile": 99.99},
+    )
+    return out
+
+
+def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: QuantizeConfig) -> Path:
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as err:
+        raise ValueError("int8 on OpenVINO needs NNCF and OpenVINO: pip install 'effnet[openvino]'") from err
+    model = ov.convert_model(str(fp32))
+    names = [op.get_friendly_name() for op in model.get_ops()]
+    scope = nncf.IgnoredScope(names=_keep_float_nodes(names, config.keep_float)) if config.keep_float else None
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(list(images), lambda image: image[None]),
+        subset_size=len(images),
+        fast_bias_correction=not config.full_bias_correction,
+        ignored_scope=scope,
+    )
+    ov.save_model(quantized, str(out.with_suffix(".xml")))
+    return out.with_suffix(".xml")
+
+
+def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
+    """Fold BN, export, calibrate on `images` (N, 3, H, W) and write the int8 model; returns the written path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="effnet-int8-") as tmp:
+        fp32 = _export_fp32(model.eval(), Path(tmp), images.shape[-1])
+        quantize = _quantize_onnxruntime if config.backend == "onnxruntime" else _quantize_openvino
+        return quantize(fp32, images, out, config)
+
+
+def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.ndarray, runs: int) -> list[float]:
+    """Median milliseconds of each runner, timed one call of each per round so load hits them alike."""
+    times: list[list[float]] = [[] for _ in runners]
+    for run in runners:
+        run(x)  # warm-up: first calls allocate and pick kernels
+    for _ in range(runs):
+        for run, bucket in zip(runners, times, strict=True):
+            start = time.perf_counter()
+            run(x)
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) * 1000.0 for bucket in times]
+
+
+def compare_int8(
+    model: nn.Module, int8_path: Path, holdout: np.ndarray, config: QuantizeConfig, runs: int = 30
+) -> tuple[float, float, float]:
+    """(top-1 agreement, fp32 ms, int8 ms) of the int8 file against the model's fp32 ONNX export on onnxruntime."""
+    from effnet.runtimes import predictor
+
+    with tempfile.TemporaryDirectory(prefix="effnet-int8-") as tmp:
+        fp32 = predictor(_export_fp32(model.eval(), Path(tmp), holdout.shape[-1]), "onnxruntime", config.threads)
+        int8 = predictor(int8_path, config.backend, config.threads)
+        agree = [int(fp32(x[None]).argmax()) == int(int8(x[None]).argmax()) for x in holdout]
+        fp32_ms, int8_ms = _interleaved_ms([fp32, int8], holdout[:1], runs)
+    return float(np.mean(agree)), fp32_ms, int8_ms
+
+
+def export_int8(
+    model: nn.Module,
+    out: str | Path,
+    calibration: str | Path,
+    holdout: str | Path | None = None,
+    config: QuantizeConfig = QuantizeConfig(),
+    force: bool = False,
+    resolution: int | None = None,
+) -> Int8Report:
+    """Quantize `model` on photos from `calibration`, judge it on held-out photos, write it only if it passes.
+
+    Raises `Int8Refused` (a ValueError carrying the report) when agreement is below `config.min_agreement` and
+    not `force`; nothing is written then.
+    """
+    out = Path(out)
+    cal_paths, held_paths = split_photos(calibration, holdout, config)
+    cal_images = load_arrays(model, cal_paths, resolution)
+    held_images = load_arrays(model, held_paths, resolution)
+    with tempfile.TemporaryDirectory(prefix="effnet-int8-out-") as tmp:
+        staged = quantize_model(model, cal_images, Path(tmp) / out.name, config)
+        agreement, fp32_ms, int8_ms = compare_int8(model, staged, held_images, config)
+        accepted = agreement >= config.min_agreement
+        final = out.with_suffix(staged.suffix)
+        report = Int8Report(
+            str(final), config.backend, config.method, len(cal_paths), len(held_paths), agreement, fp32_ms,
+            int8_ms, config.min_agreement, accepted, accepted or force,
+        )  # fmt: skip
+        if not report.written:
+            raise Int8Refused(report)
+        _move_export(staged, final)
+    return report
+
+
+def _move_export(staged: Path, final: Path) -> None:
+    """Move the staged file (and an OpenVINO .bin beside an .xml) into place, each rename atomic."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if staged.suffix == ".xml":
+        shutil.move(str(staged.with_suffix(".bin")), str(final.with_suffix(".bin")))
+    shutil.move(str(staged), str(final))
