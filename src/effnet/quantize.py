@@ -130,8 +130,10 @@ def split_photos(
 
 
 def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
+    from effnet.runtimes import fix_input_size
+
     example = torch.zeros(1, 3, resolution, resolution)
-    return export_onnx(fold_batchnorm(model), folder / "fp32.onnx", example)
+    return fix_input_size(export_onnx(fold_batchnorm(model), folder / "fp32.onnx", example), resolution, resolution)
 
 
 def _onnx_node_names(path: Path) -> list[str]:
@@ -204,14 +206,19 @@ def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: Quanti
     return out.with_suffix(".xml")
 
 
-def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
-    """Fold BN, export, calibrate on `images` (N, 3, H, W) and write the int8 model; returns the written path."""
+def quantize_onnx(fp32: Path, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
+    """Calibrate the fp32 ONNX file on `images` (N, 3, H, W) and write the int8 model; returns the written path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    quantize = _quantize_onnxruntime if config.backend == "onnxruntime" else _quantize_openvino
+    return quantize(fp32, images, out, config)
+
+
+def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
+    """Fold BN, export at the size of `images`, calibrate on them and write the int8 model."""
     with tempfile.TemporaryDirectory(prefix="effnet-int8-") as tmp:
         fp32 = _export_fp32(model.eval(), Path(tmp), images.shape[-1])
-        quantize = _quantize_onnxruntime if config.backend == "onnxruntime" else _quantize_openvino
-        return quantize(fp32, images, out, config)
+        return quantize_onnx(fp32, images, out, config)
 
 
 def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.ndarray, runs: int) -> list[float]:
@@ -228,16 +235,15 @@ def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.nda
 
 
 def compare_int8(
-    model: nn.Module, int8_path: Path, holdout: np.ndarray, config: QuantizeConfig, runs: int = 30
+    fp32_path: Path, int8_path: Path, holdout: np.ndarray, config: QuantizeConfig, runs: int = 30
 ) -> tuple[float, float, float]:
-    """(top-1 agreement, fp32 ms, int8 ms) of the int8 file against the model's fp32 ONNX export on onnxruntime."""
+    """(top-1 agreement, fp32 ms, int8 ms) of the int8 file against the fp32 ONNX file on onnxruntime."""
     from effnet.runtimes import predictor
 
-    with tempfile.TemporaryDirectory(prefix="effnet-int8-") as tmp:
-        fp32 = predictor(_export_fp32(model.eval(), Path(tmp), holdout.shape[-1]), "onnxruntime", config.threads)
-        int8 = predictor(int8_path, config.backend, config.threads)
-        agree = [int(fp32(x[None]).argmax()) == int(int8(x[None]).argmax()) for x in holdout]
-        fp32_ms, int8_ms = _interleaved_ms([fp32, int8], holdout[:1], runs)
+    fp32 = predictor(fp32_path, "onnxruntime", config.threads)
+    int8 = predictor(int8_path, config.backend, config.threads)
+    agree = [int(fp32(x[None]).argmax()) == int(int8(x[None]).argmax()) for x in holdout]
+    fp32_ms, int8_ms = _interleaved_ms([fp32, int8], holdout[:1], runs)
     return float(np.mean(agree)), fp32_ms, int8_ms
 
 
@@ -260,8 +266,9 @@ def export_int8(
     cal_images = load_arrays(model, cal_paths, resolution)
     held_images = load_arrays(model, held_paths, resolution)
     with tempfile.TemporaryDirectory(prefix="effnet-int8-out-") as tmp:
-        staged = quantize_model(model, cal_images, Path(tmp) / out.name, config)
-        agreement, fp32_ms, int8_ms = compare_int8(model, staged, held_images, config)
+        fp32 = _export_fp32(model.eval(), Path(tmp), cal_images.shape[-1])
+        staged = quantize_onnx(fp32, cal_images, Path(tmp) / out.name, config)
+        agreement, fp32_ms, int8_ms = compare_int8(fp32, staged, held_images, config)
         accepted = agreement >= config.min_agreement
         final = out.with_suffix(staged.suffix)
         report = Int8Report(

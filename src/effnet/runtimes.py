@@ -73,3 +73,18 @@ def runtime_versions() -> str:
         except PackageNotFoundError:
             continue
     return ", ".join(parts)
+
+
+def fix_input_size(path: str | Path, height: int, width: int) -> Path:
+    """Rewrite an ONNX file in place with its input height and width fixed (the batch stays dynamic).
+
+    effnet exports any size; a deployment at one size lets onnxruntime / OpenVINO fold the TF "SAME" padding
+    arithmetic into constants and plan buffers once, and lets the int8 quantizer see static shapes.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = height, width  # setting dim_value clears the symbolic dim_param
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+    return Path(path)
