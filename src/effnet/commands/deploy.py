@@ -28,10 +28,16 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         parser.add_argument("--weights", nargs="+", type=Path, help="one weight file per --model")
     else:
         parser.add_argument("--model", help=f"{_HELP_MODEL} (default: {default})")
-        parser.add_argument("--weights", type=Path, help="weight file: effnet .safetensors / checkpoint, timm, "
-                            "torchvision or efficientnet-pytorch state dict")
-    parser.add_argument("--pretrained", action="store_true", help="the model's pretrained weights; pick a tag with "
-                        "--model NAME.TAG (see `effnet models --pretrained`)")
+        parser.add_argument(
+            "--weights",
+            type=Path,
+            help="weight file: effnet .safetensors / checkpoint, timm, torchvision or efficientnet-pytorch state dict",
+        )
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="the model's pretrained weights; pick a tag with --model NAME.TAG (see `effnet models --pretrained`)",
+    )
     parser.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
     parser.add_argument("--norm-eps", type=float, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
 
@@ -178,7 +184,7 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration-size", type=int, default=default.calibration_size, help="default %(default)s")
     group.add_argument("--holdout-size", type=int, default=default.holdout_size, help="default %(default)s")
     group.add_argument(
-        "--min-agreement", type=float, default=default.min_agreement, help="top-1 agreement with fp32 (default 0.97)"
+        "--min-agreement", type=float, default=default.min_agreement, help="top-1 agreement with fp32 (default 0.9)"
     )
     group.add_argument("--force", action="store_true", help="write the int8 model even below --min-agreement")
 
