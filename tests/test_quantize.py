@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from effnet.cli import main
-from effnet.quantize import Int8Refused, QuantizeConfig, export_int8, split_photos
+from effnet.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend, split_photos
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"
 RESOLUTION = 128  # small enough for a fast test, large enough for Lite0 to recognise cats and dogs
@@ -54,7 +54,7 @@ def black(tmp_path_factory) -> Path:
     return root
 
 
-CONFIG = QuantizeConfig(calibration_size=24, holdout_size=24, min_agreement=0.75)
+CONFIG = QuantizeConfig("onnxruntime", calibration_size=24, holdout_size=24, min_agreement=0.75)
 
 
 def test_int8_on_real_photos_agrees_with_fp32_and_is_written(lite0, photos, tmp_path):
@@ -76,6 +76,7 @@ def test_broken_calibration_is_refused_and_nothing_written(lite0, photos, black,
 def test_cli_force_writes_with_a_loud_warning(photos, black, tmp_path, capsys):
     argv = ["export", "--pretrained", "--int8", "--calibration", str(black), "--holdout", str(photos[1])]
     argv += ["--resolution", str(RESOLUTION), "--holdout-size", "24", "--out", str(tmp_path / "x.onnx"), "--force"]
+    argv += ["--int8-backend", "onnxruntime"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "WARNING: --force wrote" in captured.err and (tmp_path / "x.onnx").is_file()
@@ -89,6 +90,7 @@ def test_split_never_judges_on_calibration_photos(photos):
     assert len(cal) + len(held) == 24 and len(held) == 8 and not set(cal) & set(held)
     with pytest.raises(ValueError, match="calibration method"):
         QuantizeConfig(method="mse")
+    assert resolve_backend(QuantizeConfig()).backend in ("onnxruntime", "openvino")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="pip install 'effnet[openvino]'")
@@ -99,3 +101,4 @@ def test_openvino_nncf_int8(lite0, photos, tmp_path):
     report = export_int8(lite0, tmp_path / "lite0.int8.onnx", photos[0], photos[1], config, resolution=RESOLUTION)
     assert report.path.endswith(".xml") and Path(report.path).with_suffix(".bin").is_file()
     assert report.accepted and report.agreement >= 0.6
+

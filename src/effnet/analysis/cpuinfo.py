@@ -38,16 +38,16 @@ class CpuInfo:
 
 def parse_cpuinfo(text: str) -> CpuInfo:
     """A CpuInfo from the text of /proc/cpuinfo (its first processor block is enough: cores share flags)."""
-    model, flags = platform.processor() or "unknown CPU", set()
+    model, flags = "", set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key == "model name" and model in ("unknown CPU", platform.processor()):
+        if key == "model name" and not model:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:  # "Features" on ARM
             flags = set(value.split())
     isa = {name: any(flag in flags for flag in aliases) for name, aliases in ISA_FLAGS.items()}
-    return CpuInfo(model, os.cpu_count() or 1, isa)
+    return CpuInfo(model or platform.processor() or platform.machine() or "unknown CPU", os.cpu_count() or 1, isa)
 
 
 def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
