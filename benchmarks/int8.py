@@ -75,9 +75,15 @@ def labelled_accuracy(path: str | Path, runtime: str, images: np.ndarray, labels
     return float(np.mean([int(predict(x[None]).argmax()) == y for x, y in zip(images, labels, strict=True)]))
 
 
+def _recipe(report) -> str:
+    if report.backend == "openvino":
+        return "NNCF → OpenVINO, full bias correction"
+    return f"onnxruntime QDQ, per-channel, {report.method}"
+
+
 def _row(name: str, report) -> str:
     return (
-        f"| {name} | {report.backend} {report.method} | {report.calibration_images} | "
+        f"| {name} | {_recipe(report)} | {report.calibration_images} | "
         f"{report.agreement:.1%} ({round(report.agreement * report.holdout_images)}/{report.holdout_images}) | "
         f"{report.fp32_ms:.1f} | {report.int8_ms:.1f} | {report.speed_ratio:.2f}x |"
     )
@@ -123,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=[f"efficientnet_lite{i}" for i in range(3)])
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default=QuantizeConfig().backend)
+    parser.add_argument("--runs", type=int, default=100, help="interleaved timing rounds per model")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--dry-run", action="store_true", help="print only, do not touch BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    config = resolve_backend(QuantizeConfig(backend=args.backend, holdout_size=400))
+    config = resolve_backend(QuantizeConfig(backend=args.backend, holdout_size=400, timing_runs=args.runs))
     with tempfile.TemporaryDirectory(prefix="effnet-int8-bench-") as tmp:
         lines = run(args.models, config, Path(tmp))
     command = "python benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:])

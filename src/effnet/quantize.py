@@ -41,6 +41,7 @@ class QuantizeConfig:
     holdout_size: int = 200  # photos to judge on (taken after the calibration ones when no holdout folder)
     min_agreement: float = 0.9  # top-1 agreement with fp32 below which the export is refused
     threads: int = 1  # for the latency comparison (batch 1)
+    timing_runs: int = 30  # interleaved rounds of the latency comparison
 
     def __post_init__(self) -> None:
         if self.backend not in QUANT_BACKENDS:
@@ -282,7 +283,7 @@ def export_int8(
     with tempfile.TemporaryDirectory(prefix="effnet-int8-out-") as tmp:
         fp32 = _export_fp32(model.eval(), Path(tmp), cal_images.shape[-1])
         staged = quantize_onnx(fp32, cal_images, Path(tmp) / out.name, config)
-        agreement, fp32_ms, int8_ms = compare_int8(fp32, staged, held_images, config)
+        agreement, fp32_ms, int8_ms = compare_int8(fp32, staged, held_images, config, config.timing_runs)
         accepted = agreement >= config.min_agreement
         final = out.with_suffix(staged.suffix)
         report = Int8Report(

@@ -47,11 +47,12 @@ def onnx_runtime_runner(factory: Callable[[], nn.Module], runtime: str, fold: bo
     return build
 
 
-def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Build:
+def optimized_runner(model: nn.Module, trial_rounds: int = 10) -> Build:
     """The fastest of: BN folded + channels_last eager, BN folded + onnxruntime, BN folded + OpenVINO f32.
 
-    Each installed option is timed briefly on the benchmark's own input and thread count and the fastest is kept,
-    so the choice adapts to the machine instead of being hard-coded.
+    The installed options are timed on the benchmark's own input and thread count, interleaved round by round
+    (so a burst of load from other processes does not decide the choice), and the fastest median is kept: the
+    choice adapts to the machine instead of being hard-coded.
     """
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
@@ -70,8 +71,11 @@ def optimized_runner(model: nn.Module, trial_runs: int = 5) -> Build:
             path = _export(model, x, fold=True)
             for runtime in runtimes:
                 options[f"folded+{runtime}"] = _numpy_runner(predictor(path, runtime, threads))
-        scores = {name: statistics.median(time_runner(run, x, 1, trial_runs)) for name, run in options.items()}
-        best = min(scores, key=scores.__getitem__)
+        times: dict[str, list[float]] = {name: time_runner(run, x, 1, 0) for name, run in options.items()}
+        for _ in range(trial_rounds):
+            for name, run in options.items():
+                times[name] += time_runner(run, x, 0, 1)
+        best = min(times, key=lambda name: statistics.median(times[name]))
         return options[best], best
 
     return build
