@@ -261,3 +261,38 @@ def test_disk_full_is_one_line_and_leaves_no_temp_files(finished, tmp_path):
     assert len(errors) == 1 and "disk full" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     assert ".tmp" not in done.stdout  # the listing of the run folder: no half-written files left
+
+
+# ------------------------------------------------------------------------------------------ SIGKILL timing loop
+@pytest.mark.slow
+def test_repeated_sigkills_around_checkpoint_writes_end_like_the_uninterrupted_run(finished, tmp_path):
+    """Kill the run four times, each right as a new step checkpoint appears (so inside or just after a write),
+    resume after each kill, and compare the finished run with the uninterrupted reference."""
+    import os
+    import signal
+    import time
+
+    spec, _, reference = finished
+    command = [sys.executable, "-m", "effnet.cli",
+               *train_args(spec, tmp_path, "killed", "--checkpoint-every-steps", "1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ckpt, seen, kills = tmp_path / "killed" / "checkpoints", 0, 0
+    for attempt in range(4):
+        run = subprocess.Popen(command + (["--resume"] if attempt else []), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while run.poll() is None and time.time() < deadline:
+            steps = [int(p.name[5:13]) for p in ckpt.glob("step-*.pt")] if ckpt.is_dir() else []
+            if steps and max(steps) > seen:
+                seen = max(steps)
+                break
+            time.sleep(0.005)
+        run.send_signal(signal.SIGKILL)
+        kills += run.wait(timeout=60) == -signal.SIGKILL
+        if seen >= 15:
+            break
+    assert kills >= 2, "the runs finished before they could be killed"
+    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_rows(reference, metrics(tmp_path / "killed"))
+    assert not list(ckpt.glob(".*tmp*")) and not list((tmp_path / "killed").glob(".*tmp*"))

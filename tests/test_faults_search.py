@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -70,13 +71,17 @@ def test_journal_lines_with_missing_or_wrong_fields_count_as_not_finished(tmp_pa
 @pytest.mark.skipif(not ray_available() or shutil.which("ray", path=os.path.dirname(sys.executable)) is None,
                     reason="needs the ray extra")
 def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
-    """A real Ray head on 127.0.0.1 with 1 CPU; the default --threads (this machine's cores) used to hang."""
+    """A real Ray head on 127.0.0.1 with 1 CPU and one worker: the default --threads (this machine's cores per
+    worker) asked for more CPUs than the node has, and the search waited at 0 trials forever."""
     port = _closed_port()
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
+    temp_dir = tempfile.mkdtemp(prefix="effray")  # short: Ray's socket paths must stay under 107 characters
+    # Head and driver agree on no token auth (a token file in ~/.ray would otherwise switch the driver to it).
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus", "1", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-                             "--temp-dir", str(tmp_path / "ray")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--temp-dir", temp_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -86,10 +91,10 @@ def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
             except ValueError:
                 time.sleep(1)
         command = [sys.executable, "-m", "effnet.cli", "search", "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                   "--workers", "2", "--alpha", "1", "1.2", "--beta", "1", "1", "--gamma", "1", "1.2", "--step",
+                   "--workers", "1", "--alpha", "1", "1.2", "--beta", "1", "1", "--gamma", "1", "1.2", "--step",
                    "0.2", "--tolerance", "0.5", "--no-base", "--epochs", "1", "--num-train", "32", "--num-val", "16",
                    "--batch-size", "16", "--base-resolution", "32", "--out", str(tmp_path / "s")]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=500)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=500, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         lines = (tmp_path / "s" / "journal.jsonl").read_text().splitlines()
         trials = [json.loads(line) for line in lines if '"trial"' in line]
@@ -97,3 +102,4 @@ def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head this test started (its own session), nothing else
         head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
