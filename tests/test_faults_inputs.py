@@ -274,3 +274,14 @@ def test_exif_rotated_photos_are_turned_upright(tmp_path):
     assert loaded.size == upright.size
     diff = np.abs(np.asarray(loaded, np.float32) - np.asarray(upright, np.float32)).mean()
     assert diff < 4.0  # JPEG noise only
+
+
+def test_weights_of_a_deeper_model_do_not_get_the_classifier_only_hint():
+    from effnet.weights.io import load_state_dict
+
+    stages = list(tiny_spec().stages)
+    stages[-1] = stages[-1].__class__(**{**stages[-1].__dict__, "num_layers": 2})
+    deeper = create_model(tiny_spec().replace(name="deeper", stages=tuple(stages)), num_classes=7)
+    with pytest.raises(ValueError) as caught:  # classifier shapes differ and a block is extra
+        load_state_dict(create_model(tiny_spec(), num_classes=3), deeper.state_dict())
+    assert "do not fit" in str(caught.value) and "only the classifier differs" not in str(caught.value)
