@@ -236,15 +236,22 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     if info.is_main:
         cfg.replace(resume=False).save_yaml(run_dir / "config.yaml")
         spec.save(run_dir / "spec.json")
-    params = sum(p.numel() for p in setup.model.parameters())
-    setup.reporter.log(f"run folder {run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
-              f"{len(data.train)} train / {len(data.val)} val images, {info.world_size} process(es) on {device}")
-    setup.reporter.log(f"{cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} images at "
-              f"{setup.stages[0].image_size}px (eval {setup.preprocess.input_size}px), {cfg.optimizer} peak lr "
-              f"{cfg.peak_lr:.4g}, {cfg.schedule} schedule, warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}")
-    for line in lines + notes:
+    for line in [*_describe(setup), *lines, *notes]:
         setup.reporter.log(line)
     return setup
+
+
+def _describe(setup: RunSetup) -> list[str]:
+    """The two header lines of a run: what trains on what, and how."""
+    cfg, data, spec = setup.config, setup.data, setup.spec
+    params = sum(p.numel() for p in setup.model.parameters())
+    return [
+        f"run folder {setup.run_dir}: {spec.name}, {params:,} params, {data.num_classes} classes, "
+        f"{len(data.train)} train / {len(data.val)} val images, {setup.info.world_size} process(es) on {setup.device}",
+        f"{cfg.epochs} epochs x {setup.steps_per_epoch} steps of {cfg.batch_size} images at "
+        f"{setup.stages[0].image_size}px (eval {setup.preprocess.input_size}px), {cfg.optimizer} peak lr "
+        f"{cfg.peak_lr:.4g}, {cfg.schedule} schedule, warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}",
+    ]
 
 
 def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetSpec, model: nn.Module,
