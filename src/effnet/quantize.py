@@ -8,8 +8,10 @@ threshold is refused (`Int8Refused`) unless forced. docs/deploy.md records how t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -164,14 +166,17 @@ def _keep_float_nodes(names: Sequence[str], keep_float: Sequence[str]) -> list[s
 
 
 def _quantize_onnxruntime(fp32: Path, images: np.ndarray, out: Path, config: QuantizeConfig) -> Path:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as err:
+        raise ValueError("int8 on onnxruntime needs onnxruntime: pip install 'effnet[export]'") from err
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -208,13 +213,15 @@ def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: Quanti
     model = ov.convert_model(str(fp32))
     names = [op.get_friendly_name() for op in model.get_ops()]
     scope = nncf.IgnoredScope(names=_keep_float_nodes(names, config.keep_float)) if config.keep_float else None
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(list(images), lambda image: image[None]),
-        subset_size=len(images),
-        fast_bias_correction=not config.full_bias_correction,
-        ignored_scope=scope,
-    )
+    # NNCF draws progress bars on stdout; stderr keeps stdout clean for `--json`.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(list(images), lambda image: image[None]),
+            subset_size=len(images),
+            fast_bias_correction=not config.full_bias_correction,
+            ignored_scope=scope,
+        )
     ov.save_model(quantized, str(out.with_suffix(".xml")))
     return out.with_suffix(".xml")
 
