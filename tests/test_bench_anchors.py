@@ -32,3 +32,24 @@ def test_bench_prints_cpu_header_and_runtime_anchors(capsys):
         assert "effnet efficientnet_b0 openvino" in out and "openvino f32" in out
     else:
         pytest.skip("OpenVINO row not checked: pip install 'effnet[openvino]'")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="pip install 'effnet[export]'")
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_b0"])
+def test_fixed_size_deployment_graph_has_no_pads_or_spatial_reducemeans(name, tmp_path):
+    import onnx
+    import torch
+
+    import effnet
+    from effnet.export import export_onnx, fold_batchnorm
+    from effnet.runtimes import fix_input_size, freeze_same_padding, predictor
+
+    torch.manual_seed(0)
+    model = effnet.create_model(name, padding="same").eval()  # TF "SAME": asymmetric pads on strided convs
+    x = torch.randn(1, 3, 65, 65)  # odd size: the pads differ before / after
+    path = fix_input_size(export_onnx(freeze_same_padding(fold_batchnorm(model), x), tmp_path / "m.onnx", x), 65, 65)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Pad" not in ops and "ReduceMean" not in ops and "Shape" not in ops
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert abs(predictor(path, "onnxruntime", 1)(x.numpy()) - expected).max() <= 1e-4 * abs(expected).max() + 1e-6

@@ -145,10 +145,11 @@ def split_photos(
 
 
 def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
-    from effnet.runtimes import fix_input_size
+    from effnet.runtimes import fix_input_size, freeze_same_padding
 
     example = torch.zeros(1, 3, resolution, resolution)
-    return fix_input_size(export_onnx(fold_batchnorm(model), folder / "fp32.onnx", example), resolution, resolution)
+    deployed = freeze_same_padding(fold_batchnorm(model), example)
+    return fix_input_size(export_onnx(deployed, folder / "fp32.onnx", example), resolution, resolution)
 
 
 def _onnx_node_names(path: Path) -> list[str]:

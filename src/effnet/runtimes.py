@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 RUNTIMES = ("onnxruntime", "openvino")
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -76,15 +78,111 @@ def runtime_versions() -> str:
 
 
 def fix_input_size(path: str | Path, height: int, width: int) -> Path:
-    """Rewrite an ONNX file in place with its input height and width fixed (the batch stays dynamic).
+    """Rewrite an ONNX file in place for deployment at one input size (the batch stays dynamic).
 
-    effnet exports any size; a deployment at one size lets onnxruntime / OpenVINO fold the TF "SAME" padding
-    arithmetic into constants and plan buffers once, and lets the int8 quantizer see static shapes.
+    effnet exports any size; fixing height and width lets runtimes plan buffers once and the int8 quantizer see
+    static shapes. The squeeze-excite means (ReduceMean over H, W) become GlobalAveragePool, the same function:
+    onnxruntime's blocked NCHWc layout runs GlobalAveragePool in place but must reorder the tensor around every
+    ReduceMean (16 extra reorders in B0).
     """
     import onnx
 
     model = onnx.load(str(path))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_value, dims[3].dim_value = height, width  # setting dim_value clears the symbolic dim_param
+    for node in model.graph.node:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        spatial_mean = list(attributes.get("axes", [])) in ([2, 3], [-2, -1]) and attributes.get("keepdims", 1) == 1
+        if node.op_type == "ReduceMean" and len(node.input) == 1 and spatial_mean:
+            node.op_type = "GlobalAveragePool"
+            del node.attribute[:]
     onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+    if runtime_available("onnxruntime"):
+        _fuse_pads_into_convs(Path(path))
     return Path(path)
+
+
+def _fuse_pads_into_convs(path: Path) -> None:
+    """Fold constant zero Pads (frozen TF "SAME" padding) into the pads attribute of the Conv they feed.
+
+    onnxruntime's portable basic optimizations first fold the pad arithmetic into constants; an ONNX Conv
+    takes asymmetric pads, which PyTorch's Conv2d cannot, so the Pad op (and the layout reorders a blocked
+    NCHWc graph needs around it) disappears.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # hardware-independent
+    options.optimized_model_filepath = str(path)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(path))
+    constants = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    fused = []
+    for pad in [node for node in model.graph.node if node.op_type == "Pad"]:
+        users = consumers.get(pad.output[0], [])
+        pads = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+        mode = [a.s for a in pad.attribute if a.name == "mode"]
+        if (
+            len(users) != 1
+            or users[0].op_type != "Conv"
+            or pads is None
+            or len(pads) != 8
+            or mode not in ([], [b"constant"])
+        ):
+            continue
+        if pads[[0, 1, 4, 5]].any() or np.asarray(value).any():
+            continue  # only spatial zero padding folds into a conv
+        conv = users[0]
+        current = [list(a.ints) for a in conv.attribute if a.name == "pads"] or [[0, 0, 0, 0]]
+        merged = [int(p) + int(q) for p, q in zip(current[0], (pads[2], pads[3], pads[6], pads[7]), strict=True)]
+        kept = [a for a in conv.attribute if a.name not in ("pads", "auto_pad")]
+        del conv.attribute[:]
+        conv.attribute.extend([*kept, onnx.helper.make_attribute("pads", merged)])
+        conv.input[0] = pad.input[0]
+        fused.append(pad)
+    for pad in fused:
+        model.graph.node.remove(pad)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [init for init in model.graph.initializer if init.name not in used]
+    for init in unused:  # the pads and pad values of the removed Pads
+        model.graph.initializer.remove(init)
+    onnx.save(model, str(path))
+
+
+def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of `model` whose TF "SAME" convs pad by constants computed for `example`'s size.
+
+    The run-time size arithmetic that lets an export pad right at any size becomes one constant Pad per strided
+    conv, which onnxruntime then fuses into the conv (its PadFusion): the graph a fixed-size deployment wants.
+    """
+    import copy
+
+    import torch.nn.functional as F
+
+    from effnet.layers.padding import Conv2dSame, same_padding
+
+    frozen = copy.deepcopy(model).eval()
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [
+        module.register_forward_pre_hook(lambda m, args: sizes.__setitem__(m, tuple(args[0].shape[-2:])))
+        for module in frozen.modules()
+        if isinstance(module, Conv2dSame) and module.needs_padding
+    ]
+    with torch.no_grad():
+        frozen(example)
+    for hook in hooks:
+        hook.remove()
+    for conv, (height, width) in sizes.items():
+        top, bottom = same_padding(height, conv.kernel_size[0], conv.stride[0], conv.dilation[0])
+        left, right = same_padding(width, conv.kernel_size[1], conv.stride[1], conv.dilation[1])
+        pads = (left, right, top, bottom)
+        conv.forward = lambda x, conv=conv, pads=pads: F.conv2d(  # type: ignore[method-assign]
+            F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups
+        )
+    return frozen

@@ -19,10 +19,11 @@ Build = Callable[[torch.Tensor, int], tuple[Runner, str]]
 
 def _export(model: nn.Module, x: torch.Tensor, fold: bool) -> Path:
     from effnet.export import export_onnx, fold_batchnorm
-    from effnet.runtimes import fix_input_size
+    from effnet.runtimes import fix_input_size, freeze_same_padding
 
     folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
-    path = export_onnx(fold_batchnorm(model) if fold else model.eval(), folder / "model.onnx", x[:1])
+    deployed = freeze_same_padding(fold_batchnorm(model), x[:1]) if fold else model.eval()
+    path = export_onnx(deployed, folder / "model.onnx", x[:1])
     return fix_input_size(path, x.shape[-2], x.shape[-1])  # every row deployed at the benchmark's one size
 
 
