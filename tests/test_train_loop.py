@@ -217,6 +217,7 @@ def test_finetune_from_checkpoint_with_new_class_count_and_frozen_backbone(tmp_p
         tensorboard=False,
         plot=False,
         keep_last=3,
+        frozen_stages=2,
     )
     result = fit(config, spec=tiny_spec(), progress=False)
     assert result.epochs == 2 and 0.0 <= result.final_val_acc <= 1.0
@@ -227,8 +228,10 @@ def test_finetune_from_checkpoint_with_new_class_count_and_frozen_backbone(tmp_p
     # Epoch 1: the backbone (BN statistics included) is exactly the source checkpoint; the head learned.
     assert all(torch.equal(after_frozen[key], source[key]) for key in backbone)
     assert not torch.equal(after_frozen["classifier.weight"], after_all["classifier.weight"])
-    # Epoch 2: unfrozen, the backbone trains too.
-    assert not torch.equal(after_all["stem.conv.weight"], source["stem.conv.weight"])
+    # Epoch 2: unfrozen, the backbone trains too, except the stem and the first 2 stages (frozen_stages).
+    assert not torch.equal(after_all["stages.2.1.project.conv.weight"], source["stages.2.1.project.conv.weight"])
+    frozen = [key for key in backbone if key.startswith(("stem.", "stages.0.", "stages.1."))]
+    assert frozen and all(torch.equal(after_all[key], source[key]) for key in frozen)
 
 
 def test_progressive_learning_changes_size_and_dropout_per_stage(tmp_path):

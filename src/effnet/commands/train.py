@@ -22,7 +22,9 @@ QUICKSTART_RECIPE = "quick"
 
 _HELP = {
     "model": "registry name (see `effnet models`) or a spec file from `effnet scale`",
-    "weights": "start from these weights (an effnet checkpoint, .safetensors, timm/torchvision file)",
+    "weights": "start from these weights (an effnet checkpoint, .safetensors, timm/torchvision file); implies "
+               "--recipe finetune unless a recipe or --config is given",
+    "min_steps": "halve the batch size (down to 8) until the run takes this many optimizer steps",
     "freeze_epochs": "train only the classifier for the first N epochs",
     "batch_size": "global batch size (split across DDP processes)",
     "image_size": "train resolution (default: the model's own)",
@@ -49,8 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--recipe", choices=tuple(RECIPES), help="preset to start from: paper (the EfficientNet "
                        "ImageNet recipe), finetune, quick (default when no --config is given)")
     _add_data_flags(train)
+    train.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="TAG",
+                       help="start from the model's pretrained weights (its default record, or TAG) with their "
+                       "padding, BN eps and preprocessing; implies --recipe finetune unless one is given")
     for option in fields(_config_class()):
-        if option.name in ("data", "resume"):
+        if option.name in _NOT_FLAGS:
             continue
         _add_option(train, option)
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
@@ -71,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print JSON")
     _add_data_flags(ev)
     ev.set_defaults(func=_eval)
+
+
+_NOT_FLAGS = ("data", "resume", "pretrained")  # fields with a hand-written flag (or none)
 
 
 def _config_class() -> type:
@@ -128,7 +136,10 @@ def build_config(args: argparse.Namespace) -> Any:
     from effnet.train.config import TrainConfig
 
     resume_dir = Path(args.resume) if isinstance(args.resume, str) else None
-    recipe = args.recipe or (QUICKSTART_RECIPE if resume_dir is None and args.config is None else None)
+    recipe = args.recipe
+    if recipe is None and resume_dir is None and args.config is None:
+        # Pretrained weights want the fine-tune recipe; without them a run starts from the quick one.
+        recipe = "finetune" if (args.pretrained or args.weights) else QUICKSTART_RECIPE
     data = {"name": args.data, "root": args.data_root, "num_train": args.num_train, "num_val": args.num_val,
             "val_fraction": args.val_fraction, "seed": args.data_seed}
     options = {option.name: getattr(args, option.name) for option in fields(TrainConfig)

@@ -140,7 +140,7 @@ class _Trainer:
                     want_frozen = self.epoch < self.cfg.freeze_epochs
                     if want_frozen != frozen:
                         frozen = want_frozen
-                        set_backbone_frozen(self.model, frozen)
+                        set_backbone_frozen(self.model, frozen, self.cfg.frozen_stages)
                         self._wrap_model()
                         if frozen or self.cfg.freeze_epochs:
                             self.log(f"backbone {'frozen' if frozen else 'unfrozen'} from epoch {self.epoch + 1}")

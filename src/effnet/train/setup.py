@@ -18,6 +18,7 @@ from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transfor
 from effnet.data.transforms import preprocess_transform
 from effnet.hardware import bf16_cpu_warning
 from effnet.preprocess import Preprocess, default_preprocess
+from effnet.pretrained import PretrainedRecord
 from effnet.scaling import scale
 from effnet.specs import NetSpec
 from effnet.train.checkpoint import capture_rng, restore_rng
@@ -25,6 +26,7 @@ from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
 from effnet.train.ema import ModelEma
 from effnet.train.evaluate import evaluate
+from effnet.train.finetune import starting_weights, step_floor_batch_size, zero_classifier
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
 from effnet.train.progress import ProgressReporter
@@ -40,7 +42,7 @@ from effnet.train.runfolder import RunFolderLock, open_run_folder
 from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
 from effnet.train.syncbn import convert_sync_batchnorm
-from effnet.weights import load_model, read_file
+from effnet.weights import WeightFile, layer_settings, load_model
 from effnet.zoo import create_model, resolve_spec
 
 
@@ -130,20 +132,56 @@ def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
     restore_rng(states[info.rank])
 
 
-def _build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, log: Callable[[str], None]) -> nn.Module:
+Start = WeightFile | PretrainedRecord | None  # what a run starts from (see `finetune.starting_weights`)
+
+
+def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> NetSpec:
+    """The run's spec, finished once before building: name -> spec -> scaled -> the padding and BN eps the
+    starting weights need -> the config's dropout, drop path and BN momentum. Nothing edits the model later."""
+    spec = spec if spec is not None else resolve_spec(cfg.model)
+    if cfg.width != 1.0 or cfg.depth != 1.0:
+        spec = scale(spec, width=cfg.width, depth=cfg.depth)
+    padding, norm_eps = None, None
+    if isinstance(start, PretrainedRecord):
+        padding, norm_eps = start.padding, start.norm_eps
+    elif start is not None:
+        padding, norm_eps = layer_settings(start, spec)
+    overrides = {"padding": padding, "norm_eps": norm_eps, "dropout": cfg.dropout,
+                 "drop_path_rate": cfg.drop_path_rate, "norm_momentum": cfg.bn_momentum}
+    return spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def resolve_preprocess(cfg: TrainConfig, spec: NetSpec, weights: Preprocess) -> Preprocess:
+    """The run's eval preprocessing (saved in its checkpoints): the family's eval protocol at the run's eval size
+    (V2-S/M/L/XL: no crop from 320 px; a crop when eval_crop_pct says so) with the weights' mean, std and
+    interpolation."""
+    eval_size = cfg.eval_size or cfg.image_size or spec.resolution
+    preprocess = replace(default_preprocess(spec, eval_size), mean=weights.mean, std=weights.std,
+                         interpolation=cfg.interpolation or weights.interpolation)
+    if cfg.eval_crop_pct is not None:
+        preprocess = replace(preprocess, crop_pct=cfg.eval_crop_pct, resize_mode="crop")
+    return preprocess
+
+
+def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
+                log: Callable[[str], None] = lambda line: None) -> nn.Module:
+    """The run's model from its finished spec: the starting weights (with their preprocessing) and, for a new
+    classifier on loaded weights, zero logits (unless zero_init_classifier says otherwise)."""
     replaced = True  # whether the classifier is fresh (not loaded)
-    if not cfg.weights:
+    if start is None:
         model = create_model(spec, num_classes=num_classes)
     else:
-        # The weights bring their padding, BN eps and preprocessing; a different class count gets a fresh head.
-        file = read_file(cfg.weights)
-        model = load_model(file, spec, num_classes=num_classes, reset_classifier=True, use_ema=False)
-        replaced = file.num_classes != num_classes
-        log(f"loaded weights from {cfg.weights}"
+        # The loader brings the weights' preprocessing; a different class count gets a fresh classifier.
+        model = load_model(start, spec, num_classes=num_classes, reset_classifier=True, use_ema=False,
+                           padding=spec.padding, norm_eps=spec.norm_eps)
+        assert model.spec == spec, "the loader must build the spec resolve_run_spec finished"
+        source = start.name if isinstance(start, PretrainedRecord) else str(start.path)
+        replaced = start.num_classes != num_classes
+        log(f"loaded weights from {source} (padding {spec.padding}, BN eps {spec.norm_eps:g})"
             + (f"; new classifier for {num_classes} classes" if replaced else ""))
-    if cfg.zero_init_classifier and replaced and isinstance(model.classifier, nn.Linear):
-        nn.init.zeros_(model.classifier.weight)
-        nn.init.zeros_(model.classifier.bias)
+    zero = cfg.zero_init_classifier if cfg.zero_init_classifier is not None else start is not None
+    if zero and replaced:
+        zero_classifier(model)
     if cfg.memory_efficient_act:
         from effnet.layers.activations import use_memory_efficient_activations
 
@@ -151,6 +189,17 @@ def _build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, log: Callabl
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
+
+
+def _apply_step_floor(cfg: TrainConfig, num_images: int, world_size: int,
+                      log: Callable[[str], None]) -> TrainConfig:
+    """The config with its batch size lowered until the run takes `min_steps` optimizer steps (small data)."""
+    batch_size = step_floor_batch_size(cfg.batch_size, num_images, cfg.epochs, cfg.min_steps, world_size)
+    if batch_size == cfg.batch_size:
+        return cfg
+    log(f"batch size {cfg.batch_size} -> {batch_size}: {num_images} images x {cfg.epochs} epochs then give "
+        f"{cfg.epochs * (num_images // batch_size)} optimizer steps (min_steps {cfg.min_steps}; 0 turns this off)")
+    return cfg.replace(batch_size=batch_size)
 
 
 def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[ProgressiveStage]:
@@ -197,23 +246,23 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
+    start = starting_weights(cfg.pretrained, cfg.weights, cfg.model)
     spec = spec if spec is not None else resolve_spec(cfg.model)
     cfg = with_reference_defaults(cfg, spec)  # before scaling renames the spec
-    if cfg.width != 1.0 or cfg.depth != 1.0:
-        spec = scale(spec, width=cfg.width, depth=cfg.depth)
-    overrides = {"dropout": cfg.dropout, "drop_path_rate": cfg.drop_path_rate, "norm_momentum": cfg.bn_momentum}
-    spec = spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+    spec = resolve_run_spec(cfg, spec, start)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
-    batch_per_rank = cfg.batch_size // info.world_size
     lines: list[str] = []
     data = build_datasets(cfg.data)
+    cfg = _apply_step_floor(cfg, len(data.train), info.world_size, lines.append)
+    batch_per_rank = cfg.batch_size // info.world_size
     per_rank_samples = -(-len(data.train) // info.world_size)
     steps_per_epoch = per_rank_samples // batch_per_rank
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
                          "lower --batch-size")
-    model = _build_model(cfg, spec, data.num_classes, lines.append)
+    model = build_model(cfg, spec, data.num_classes, start, lines.append)
+    del start  # its tensors now live in the model
     # After the data and weights load: a bad path leaves no empty folder. From here the folder is locked.
     run_dir, lock, notes = _run_dir(cfg, spec, info, overwrite)
     try:
@@ -238,6 +287,9 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         spec.save(run_dir / "spec.json")
     for line in [*_describe(setup), *lines, *notes]:
         setup.reporter.log(line)
+    if cfg.frozen_stages:
+        frozen = "the whole backbone" if cfg.frozen_stages == -1 else f"the stem and {cfg.frozen_stages} stage(s)"
+        setup.reporter.log(f"{frozen} frozen for the whole run (BN statistics too); --frozen-stages 0 trains all")
     return setup
 
 
@@ -259,15 +311,10 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
               progress: bool) -> RunSetup:
     """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
-    eval_size = cfg.eval_size or cfg.image_size or spec.resolution
     logger = None
     if info.is_main:
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
-    # The family's eval protocol at eval_size (V2-S/M/L/XL: no crop from 320 px), unless a crop is asked for.
-    preprocess = replace(default_preprocess(spec, eval_size), mean=model.preprocess.mean, std=model.preprocess.std,
-                         interpolation=cfg.interpolation or model.preprocess.interpolation)
-    if cfg.eval_crop_pct is not None:
-        preprocess = replace(preprocess, crop_pct=cfg.eval_crop_pct, resize_mode="crop")
+    preprocess = resolve_preprocess(cfg, spec, model.preprocess)
     data.val.transform = preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
     val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=cfg.num_workers)
