@@ -123,6 +123,17 @@ def test_cli_pretrained_finetunes_real_photos_and_checkpoint_keeps_preprocessing
     tuned = state["model"]
     assert all(torch.equal(tuned[key], pretrained[key]) for key in tuned if not key.startswith("classifier."))
     assert tuned["classifier.weight"].abs().sum() > 0
+    # predict / export load the checkpoint with its preprocessing and class names, no extra flags.
+    from effnet.weights import load_model
+
+    reloaded = load_model(run / "checkpoints" / "last.pt")
+    assert (reloaded.preprocess.mean, reloaded.spec.padding) == (TF_LITE_MEAN, "same")
+    assert tuple(reloaded.class_names) == ("cat", "dog")
+    capsys.readouterr()
+    assert main(["predict", "--weights", str(run / "checkpoints" / "last.pt"), "--top-k", "1", "--quiet",
+                 str(sorted((CATS_VS_DOGS / "val" / "dog").iterdir())[-1])]) == 0
+    printed = capsys.readouterr().out
+    assert "dog" in printed or "cat" in printed  # the run's class names, not ImageNet's
 
 
 def test_cli_pretrained_flags(tmp_path, capsys):

@@ -35,7 +35,16 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         if value is None and type(None) in args:
             return None
-        (hint,) = [arg for arg in args if arg is not type(None)]
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) > 1:  # e.g. `bool | str`: the first type the value fits
+            for option in options:
+                try:
+                    return _coerce(name, value, option)
+                except ValueError:
+                    continue
+            names = " or ".join(getattr(option, "__name__", str(option)) for option in options)
+            raise ValueError(f"{name} must be a {names}, got {value!r}")
+        (hint,) = options
         args = typing.get_args(hint)
     if hint is bool:
         if isinstance(value, bool):
