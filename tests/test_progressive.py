@@ -52,5 +52,5 @@ def test_training_stages_follow_the_chosen_schedule():
                                      progressive_cutmix=(0.0, 1.0), dropout=0.5), spec, 96)
     assert [s.cutmix_alpha for s in overridden] == pytest.approx([0, 1 / 3, 2 / 3, 1])
     assert {s.dropout for s in overridden} == {0.5}
-    fixed = _stages(TrainConfig(epochs=4, cutmix_alpha=1.0, mixup_alpha=0.2), spec, 96)
+    fixed = _stages(TrainConfig(epochs=4, cutmix_alpha=1.0, mixup_alpha=0.2, randaugment_magnitude=10), spec, 96)
     assert settings(fixed) == [(96, 10, 0.2, 1.0, spec.dropout)]
