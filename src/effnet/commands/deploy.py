@@ -224,8 +224,9 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
     if as_json:
         print_json(vars(report) | {"speed_ratio": report.speed_ratio})
         return
+    recipe = "NNCF on OpenVINO" if report.backend == "openvino" else f"onnxruntime QDQ, {report.method} ranges"
     print(
-        f"int8 ({report.backend}, {report.method} calibration on {report.calibration_images} photos): top-1 agrees "
+        f"int8 ({recipe}, calibrated on {report.calibration_images} photos): top-1 agrees "
         f"with fp32 on {report.agreement:.1%} of {report.holdout_images} held-out photos "
         f"(threshold {report.min_agreement:.0%}); batch 1, 1 thread: fp32 onnxruntime {report.fp32_ms:.2f} ms, "
         f"int8 {report.int8_ms:.2f} ms ({report.speed_ratio:.2f}x)"
