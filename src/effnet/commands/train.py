@@ -25,6 +25,7 @@ _HELP = {
     "weights": "start from these weights (an effnet checkpoint, .safetensors, timm/torchvision file); implies "
                "--recipe finetune unless a recipe or --config is given",
     "min_steps": "halve the batch size (down to 8) until the run takes this many optimizer steps",
+    "frozen_stages": "keep the stem and the first N stages frozen all run (-1: the whole backbone; finetune: -1)",
     "freeze_epochs": "train only the classifier for the first N epochs",
     "batch_size": "global batch size (split across DDP processes)",
     "image_size": "train resolution (default: the model's own)",
