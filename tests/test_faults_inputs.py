@@ -198,6 +198,9 @@ def test_cam_output_paths_and_bomb_images(trained, tmp_path, capsys, photo):
     [
         (["scale", "--phi", "1e9"], "phi must be in"),
         (["scale", "--phi", "60"], "phi must be in"),
+        (["scale", "--width", "1e9"], "width multiplier must be at most 16"),
+        (["scale", "--depth", "1e6"], "depth multiplier must be at most 64"),
+        (["scale", "--resolution", "1e7"], "resolution multiplier must be at most 32"),
         (["export", "--model", "TINY", "--opset", "5"], "opset must be in"),
         (["export", "--model", "TINY", "--resolution", "8"], "resolution must be >= 32"),
         (["bench", "TINY", "--batch-size", "100000"], "--batch-size must be in"),

@@ -49,9 +49,17 @@ def round_resolution(resolution: float, divisor: int = 8) -> int:
     return max(32, int(math.floor(resolution / divisor + 0.5)) * divisor)
 
 
+# Upper bounds of explicit multipliers, far beyond any published model (L2: width 4.3, depth 5.3; phi 12 at the
+# paper's coefficients: width 3.1, depth 8.9, resolution 5.4) but below what overflows memory or tensor sizes.
+MAX_MULTIPLIER = {"width": 16.0, "depth": 64.0, "resolution": 32.0}
+
+
 def _check_multiplier(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} multiplier must be a finite number > 0, got {value!r}")
+    if value > MAX_MULTIPLIER[name]:
+        raise ValueError(f"{name} multiplier must be at most {MAX_MULTIPLIER[name]:g}, got {value:g}: larger networks "
+                         "do not fit in memory (EfficientNet-L2 is width 4.3, depth 5.3)")
 
 
 def scale(
