@@ -1,4 +1,4 @@
-"""DistributedDataParallel on CPU: 2 gloo processes on loopback with SyncBatchNorm equal 1 process."""
+"""DDP on CPU: 2 gloo processes on loopback (one node, or two nodes) with SyncBatchNorm equal 1 process."""
 
 from __future__ import annotations
 
@@ -29,8 +29,31 @@ def _tiny_spec() -> NetSpec:
     )
 
 
+def _launch_two_processes(common: list[str], env: dict[str, str], nodes: int) -> None:
+    """torchrun with 2 processes: one node running both, or two single-process nodes meeting on loopback."""
+    port = str(_free_port())
+    if nodes == 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                    "127.0.0.1", "--master_port", port, "-m", "effnet.cli"]
+        subprocess.run([*launcher, *common], check=True, env=env, timeout=300)
+        return
+    launchers = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+                          "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
+                          "-m", "effnet.cli", *common], env=env)
+        for rank in range(2)
+    ]
+    try:
+        codes = [launcher.wait(timeout=300) for launcher in launchers]
+    finally:
+        for launcher in launchers:
+            launcher.kill()
+    assert codes == [0, 0]
+
+
 @pytest.mark.slow
-def test_two_processes_with_syncbn_match_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("nodes", [1, 2], ids=["one-node", "two-nodes"])
+def test_two_processes_with_syncbn_match_one_process_with_the_same_global_batch(tmp_path, nodes):
     spec_path = _tiny_spec().save(tmp_path / "tiny.json")
     # No dropout / drop path / mixup: the only randomness left is the (seeded, per-sample) augmentation.
     common = ["train", "--model", str(spec_path), "--epochs", "2", "--batch-size", "32", "--num-train", "96",
@@ -40,9 +63,7 @@ def test_two_processes_with_syncbn_match_one_process_with_the_same_global_batch(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "effnet.cli", *common, "--run-name", "one"], check=True, env=env,
                    timeout=300)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                "127.0.0.1", "--master_port", str(_free_port()), "-m", "effnet.cli"]
-    subprocess.run([*launcher, *common, "--run-name", "two"], check=True, env=env, timeout=300)
+    _launch_two_processes([*common, "--run-name", "two"], env, nodes)
 
     rows = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
             for name in ("one", "two")}
