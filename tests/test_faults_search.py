@@ -71,8 +71,9 @@ def test_journal_lines_with_missing_or_wrong_fields_count_as_not_finished(tmp_pa
 @pytest.mark.skipif(not ray_available() or shutil.which("ray", path=os.path.dirname(sys.executable)) is None,
                     reason="needs the ray extra")
 def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
-    """A real Ray head on 127.0.0.1 with 1 CPU and one worker: the default --threads (this machine's cores per
-    worker) asked for more CPUs than the node has, and the search waited at 0 trials forever."""
+    """A real 2-node Ray cluster on 127.0.0.1 (a head and a second node, 1 CPU each) and two workers: the default
+    --threads (this machine's cores per worker) asked for more CPUs than a node has, and the search waited at 0
+    trials forever."""
     port = _closed_port()
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
     temp_dir = tempfile.mkdtemp(prefix="effray")  # short: Ray's socket paths must stay under 107 characters
@@ -82,6 +83,7 @@ def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
                              "--temp-dir", temp_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    nodes = [head]
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -90,8 +92,13 @@ def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
                 break
             except ValueError:
                 time.sleep(1)
+        nodes.append(subprocess.Popen([ray_bin, "start", "--address", f"127.0.0.1:{port}", "--block", "--num-cpus",
+                                       "1", "--node-ip-address", "127.0.0.1"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                      env=env))
+        assert _wait_for_nodes(f"127.0.0.1:{port}", 2, env), "the second Ray node did not join"
         command = [sys.executable, "-m", "effnet.cli", "search", "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                   "--workers", "1", "--alpha", "1", "1.2", "--beta", "1", "1", "--gamma", "1", "1.2", "--step",
+                   "--workers", "2", "--alpha", "1", "1.2", "--beta", "1", "1", "--gamma", "1", "1.2", "--step",
                    "0.2", "--tolerance", "0.5", "--no-base", "--epochs", "1", "--num-train", "32", "--num-val", "16",
                    "--batch-size", "16", "--base-resolution", "32", "--out", str(tmp_path / "s")]
         done = subprocess.run(command, capture_output=True, text=True, timeout=500, env=env)
@@ -100,6 +107,21 @@ def test_search_on_a_cluster_of_one_cpu_nodes_finishes(tmp_path):
         trials = [json.loads(line) for line in lines if '"trial"' in line]
         assert trials and all(entry["threads"] == 1 and entry["status"] == "ok" for entry in trials)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # the head this test started (its own session), nothing else
-        head.wait(timeout=60)
+        for node in reversed(nodes):  # the nodes this test started (each in its own session), nothing else
+            os.killpg(node.pid, signal.SIGTERM)
+            node.wait(timeout=60)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_nodes(address: str, count: int, env: dict[str, str], timeout: float = 120) -> bool:
+    """Poll the cluster (from a separate driver process) until `count` nodes are alive."""
+    probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+             "print(sum(node['Alive'] for node in ray.nodes()))")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, env=env,
+                              timeout=120)
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return True
+        time.sleep(2)
+    return False
