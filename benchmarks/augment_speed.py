@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -18,18 +17,12 @@ from PIL import Image
 from skimage import data
 from torchvision.transforms import v2
 
+from effnet.analysis.cpuinfo import cpu_info
 from effnet.data import TFAutoAugment, TFRandAugment
 
 
 def _cpu() -> str:
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.processor()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return f"{model}; flags: {' '.join(f for f in wanted if f in flags)}"
+    return cpu_info().short()
 
 
 def _policies() -> dict[str, Callable[[Image.Image], object]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from effnet.analysis.cpuinfo import cpu_info
 from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 
 MARKER = "<!-- section: inference-latency -->"
@@ -42,13 +42,7 @@ def _table(results, ratios, speedups) -> list[str]:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info().short()
 
 
 def _replace_section(path: Path, body: str) -> None:
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "## Inference latency",
             "",
-            f"`{command.strip()}` — {when}, {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+            f"`{command.strip()}` — {when}, {_cpu_name()}, torch {torch.__version__}; "
             f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other jobs",
             "sharing the cores inflate every row; all-thread throughput suffers most from oversubscription).",
             *(

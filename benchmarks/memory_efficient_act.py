@@ -101,10 +101,9 @@ def main() -> None:
         return
     import torch
 
-    flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0]
-    model_name = open("/proc/cpuinfo").read().split("model name", 1)[1].split("\n", 1)[0].strip(": \t")
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    print(f"{model_name}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags.split())}")
+    from effnet.analysis.cpuinfo import cpu_info
+
+    print(cpu_info().short())
     print(f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; B0 at {args.size} px, batch {args.batch}")
     rows = {}
     for name in VARIANTS:

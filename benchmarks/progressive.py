@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,27 +27,19 @@ from typing import Any
 
 import torch
 
+from effnet.analysis.cpuinfo import cpu_info
 from effnet.data import DataConfig
 from effnet.fileio import write_text_atomic
 from effnet.train import TrainConfig, fit
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 
 ARMS = ("fixed", "progressive")
-CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def machine_info(device: str) -> dict[str, Any]:
     """CPU model and flags, core count, load average, torch version and the GPU, for the record."""
-    model, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    info = {"cpu": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags], "cores": os.cpu_count(),
+    cpu = cpu_info()
+    info = {"cpu": cpu.model, "cpu_isa": cpu.supported(), "cores": cpu.cores,
             "load_avg": list(os.getloadavg()), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))

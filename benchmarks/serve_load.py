@@ -15,7 +15,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -56,17 +55,9 @@ class Tally:
 
 def cpu_summary() -> str:
     """CPU model and the instruction-set extensions that matter for inference speed."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return f"{name}, {os.cpu_count()} cores, " + " ".join(f for f in wanted if f in flags)
+    from effnet.analysis.cpuinfo import cpu_info
+
+    return cpu_info().short()
 
 
 def chelsea_form() -> bytes:

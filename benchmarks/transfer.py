@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,23 +26,13 @@ from typing import Any
 
 import torch
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
 
 def cpu_header(threads: int) -> str:
     """CPU model, the SIMD flags that matter for PyTorch kernels, cores, threads and the load average."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    present = [flag for flag in CPU_FLAGS if flag in flags] or ["(flags unknown)"]
+    from effnet.analysis.cpuinfo import cpu_info
+
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"CPU: {name}, {os.cpu_count()} cores, flags {' '.join(present)}; torch {torch.__version__}, "
+    return (f"CPU: {cpu_info().short()}; torch {torch.__version__}, "
             f"{threads} thread(s); load average {load} (1/5/15 min)")
 
 

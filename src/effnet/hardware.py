@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from effnet.analysis.cpuinfo import cpu_info
+
 # x86 flags of CPUs whose instructions compute bf16 directly (AVX512-BF16: Cooper Lake, Zen 4+; AMX: Sapphire
 # Rapids+). Without them PyTorch emulates bf16 on CPU, several times slower than fp32.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -12,15 +14,7 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str] | None:
     """The first CPU's feature flags, or None where /proc/cpuinfo is missing or lists none (macOS, ARM)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return None
+    return cpu_info(cpuinfo).flags
 
 
 def cpu_has_native_bf16(flags: Iterable[str] | None) -> bool | None:

@@ -29,25 +29,35 @@ class CpuInfo:
     model: str
     cores: int
     isa: dict[str, bool]
+    flags: frozenset[str] | None = None  # every flag of the first processor; None where the OS lists none
 
     def summary(self) -> str:
         """One line: model, cores, then every instruction set as yes / no."""
         marks = " ".join(f"{name}:{'yes' if present else 'no'}" for name, present in self.isa.items())
         return f"{self.model}, {self.cores} cores; {marks}"
 
+    def supported(self) -> list[str]:
+        """The names of the instruction sets this CPU has, e.g. ['AVX2', 'AVX-512', 'AVX-512 VNNI']."""
+        return [name for name, present in self.isa.items() if present]
+
+    def short(self) -> str:
+        """One line for a benchmark header: model, cores and the instruction sets present."""
+        return f"{self.model}, {self.cores} cores, {', '.join(self.supported()) or 'no listed extensions'}"
+
 
 def parse_cpuinfo(text: str) -> CpuInfo:
     """A CpuInfo from the text of /proc/cpuinfo (its first processor block is enough: cores share flags)."""
-    model, flags = "", set()
+    model, flags = "", None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "model name" and not model:
             model = value.strip()
-        elif key in ("flags", "Features") and not flags:  # "Features" on ARM
-            flags = set(value.split())
-    isa = {name: any(flag in flags for flag in aliases) for name, aliases in ISA_FLAGS.items()}
-    return CpuInfo(model or platform.processor() or platform.machine() or "unknown CPU", os.cpu_count() or 1, isa)
+        elif key in ("flags", "Features") and flags is None:  # "Features" on ARM
+            flags = frozenset(value.split())
+    isa = {name: any(flag in (flags or ()) for flag in aliases) for name, aliases in ISA_FLAGS.items()}
+    name = model or platform.processor() or platform.machine() or "unknown CPU"
+    return CpuInfo(name, os.cpu_count() or 1, isa, flags)
 
 
 def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
