@@ -76,3 +76,11 @@ def test_hugging_face_round_trip_keeps_pretrained_preprocessing(tmp_path):
         probabilities = loaded(image).softmax(-1)
         assert torch.equal(probabilities, model(image).softmax(-1))
     assert probabilities.argmax().item() == 285  # "Egyptian cat"
+    # Class names travel too, and the folder's weight file is an effnet file the one loader reads on its own.
+    assert loaded.class_names == model.class_names and loaded.class_names[285] == "Egyptian cat"
+    from effnet.weights import load_model
+
+    again = load_model(tmp_path / "lite0" / "model.safetensors").eval()
+    assert again.preprocess == model.preprocess and again.class_names == model.class_names
+    with torch.no_grad():
+        assert torch.equal(again(image), model(image))

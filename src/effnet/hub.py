@@ -13,6 +13,7 @@ from typing import Any
 from effnet.net import EfficientNet
 from effnet.preprocess import Preprocess
 from effnet.specs import NetSpec
+from effnet.weights import save_weights
 
 try:
     from huggingface_hub import ModelCard, PyTorchModelHubMixin
@@ -62,25 +63,38 @@ class EfficientNetHub(
     """An EfficientNet with huggingface_hub's save_pretrained / from_pretrained / push_to_hub."""
 
     def __init__(
-        self, spec: NetSpec | dict, num_classes: int = 1000, preprocess: Preprocess | dict | None = None
+        self,
+        spec: NetSpec | dict,
+        num_classes: int = 1000,
+        preprocess: Preprocess | dict | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         # config.json holds plain dicts; the mixin hands them back as they were stored.
-        super().__init__(spec if isinstance(spec, NetSpec) else NetSpec.from_dict(spec), num_classes)
-        if preprocess is not None:
-            self.preprocess = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
+        if isinstance(preprocess, dict):
+            preprocess = Preprocess.from_dict(preprocess)
+        spec = spec if isinstance(spec, NetSpec) else NetSpec.from_dict(spec)
+        super().__init__(spec, num_classes, preprocess=preprocess, class_names=class_names)
         # The config the mixin writes: what __init__ needs, in JSON form, with the preprocessing actually used.
         self._hub_mixin_config = {
             "spec": self.spec.to_dict(),
             "num_classes": self.num_classes,
             "preprocess": self.preprocess.to_dict(),
         }
+        if self.class_names is not None:
+            self._hub_mixin_config["class_names"] = list(self.class_names)
 
     @classmethod
     def from_model(cls, model: EfficientNet) -> "EfficientNetHub":
-        """A Hub-enabled copy of any effnet model (same spec, classes, preprocessing and weights)."""
-        hub_model = cls(model.spec, model.num_classes, model.preprocess)
+        """A Hub-enabled copy of any effnet model (same spec, classes and names, preprocessing and weights)."""
+        names = list(model.class_names) if model.class_names is not None else None
+        hub_model = cls(model.spec, model.num_classes, model.preprocess, names)
         hub_model.load_state_dict(model.state_dict())
         return hub_model.train(model.training)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        # effnet's own safetensors writer: the same tensors, plus spec / preprocessing / names as metadata, so the
+        # folder's model.safetensors also loads with effnet.weights.load_model and `effnet predict --weights`.
+        save_weights(self, Path(save_directory) / "model.safetensors")
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
         """Upload to the Hub repo `repo_id` (needs a token and network); the card's usage names that repo."""
