@@ -27,21 +27,10 @@ def runtime_available(runtime: str) -> bool:
 
 
 def onnxruntime_predictor(path: str | Path, threads: int = 0) -> Predictor:
-    """onnxruntime CPU session on `path` with every graph optimization; threads=0 means all cores.
+    """A batch -> logits function over `effnet.export.onnx_session` (threads=0 means all cores)."""
+    from effnet.export import onnx_session
 
-    Denormal floats are flushed to zero, as OpenVINO does by default: x86 computes on denormals up to ~100x
-    slower, and the tiny activations of an untrained (benchmark) network would otherwise decide the timing.
-    """
-    if not runtime_available("onnxruntime"):
-        raise ValueError("onnxruntime is not installed; run: pip install 'effnet[export]'")
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1 if threads else 0
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, threads)
     input_name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {input_name: batch})[0]
 
