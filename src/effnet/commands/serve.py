@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model (default 1)")
     sv.add_argument("--threads", type=int, help="intra-op threads per worker (default: (cores - 1) / workers)")
+    sv.add_argument(
+        "--runtime",
+        choices=("auto", "onnxruntime", "pytorch"),
+        default="auto",
+        help="what runs a PyTorch model's forward pass: onnxruntime (exported at startup; CAM stays on PyTorch) "
+        "or pytorch (default auto: onnxruntime when installed)",
+    )
     sv.add_argument("--max-batch", type=int, default=4, help="images per forward pass; 1 = no batching (default 4)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
@@ -65,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         threads=args.threads,
+        runtime=args.runtime,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

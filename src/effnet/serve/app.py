@@ -117,13 +117,19 @@ class Endpoints:
         if not 1 <= k <= classifier.num_classes:
             raise UploadError(400, f"top_k must be in 1..{classifier.num_classes}, got {k}")
         with self.batcher.expecting():
-            images = await _read_images(request, self.config)
-            tensors = await run_in_threadpool(lambda: [classifier.prepare(image) for _, image in images])
+            uploads = await _read_uploads(request, self.config)
+            tensors = await run_in_threadpool(self._decode_and_prepare, uploads)
         rows = await self.batcher.submit(tensors)
         predictions = [
-            {"filename": name, "top": _top_k(classifier, row, k)} for (name, _), row in zip(images, rows, strict=True)
+            {"filename": name, "top": _top_k(classifier, row, k)} for (name, _), row in zip(uploads, rows, strict=True)
         ]
         return {"model": classifier.name, "predictions": predictions}
+
+    def _decode_and_prepare(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Model inputs of the uploads, on a pool thread: one hop for both steps, and PIL and torch release the GIL
+        while they decode, resize and normalize, so this overlaps with the forward pass and the event loop."""
+        limit = self.config.max_pixels
+        return [self.classifier.prepare(decode_image(data, name, limit)) for name, data in uploads]
 
     async def cam(self, request: Request, alpha: float = 0.5) -> Response:
         """The class activation map of the image's top class, blended over the image, as a PNG."""
@@ -164,7 +170,7 @@ def _error_handler(status: int | None) -> Callable[[Request, Exception], Awaitab
 
 def create_app(config: ServeConfig, classifier: Classifier | None = None) -> FastAPI:
     """The FastAPI app serving `classifier` (loaded from `config.source` when not given)."""
-    classifier = classifier or load_classifier(config.source, config.intra_op_threads)
+    classifier = classifier or load_classifier(config.source, config.intra_op_threads, config.runtime)
     metrics = ServeMetrics()
     endpoints = Endpoints(config, classifier, metrics)
 

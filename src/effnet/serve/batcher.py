@@ -111,11 +111,11 @@ class DynamicBatcher:
                 break
         return batch
 
-    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+    def _run(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         start = time.perf_counter()
-        logits = self.forward(batch)
+        logits = self.forward(torch.stack(tensors))  # stacked here, on the model thread, not on the event loop
         if self.on_batch is not None:
-            self.on_batch(batch.shape[0], time.perf_counter() - start)
+            self.on_batch(len(tensors), time.perf_counter() - start)
         return logits
 
     async def _loop(self) -> None:
@@ -126,7 +126,7 @@ class DynamicBatcher:
             if not live:
                 continue
             try:
-                logits = await loop.run_in_executor(self._executor, self._run, torch.stack([i.tensor for i in live]))
+                logits = await loop.run_in_executor(self._executor, self._run, [item.tensor for item in live])
             except Exception as err:  # noqa: BLE001 - the requests get the error; the loop keeps serving
                 for item in live:
                     if not item.future.done():

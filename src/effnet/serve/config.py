@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 DEFAULT_MODEL = "efficientnet_lite0"
+RUNTIMES = ("auto", "onnxruntime", "pytorch")  # auto: onnxruntime when installed
 PREPROCESS_OVERRIDES = ("input_size", "crop_pct", "resize_mode", "interpolation", "mean", "std")
 
 
@@ -50,6 +51,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1  # processes, each with its own model and batcher
     threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: see intra_op_threads)
+    runtime: str = "auto"  # what runs the forward pass of a PyTorch model: RUNTIMES
     max_batch: int = 4  # 1 turns dynamic batching off: one image per forward pass
     max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
@@ -63,6 +65,7 @@ class ServeConfig:
             "port": 0 <= self.port <= 65535,
             "workers": self.workers >= 1,
             "threads": self.threads is None or self.threads >= 1,
+            "runtime": self.runtime in RUNTIMES,
             "max_batch": self.max_batch >= 1,
             "max_wait_ms": self.max_wait_ms >= 0,
             "max_upload_bytes": self.max_upload_bytes >= 1024,
@@ -74,7 +77,10 @@ class ServeConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive")
+            raise ValueError(
+                f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive, "
+                f"runtime one of {RUNTIMES}"
+            )
 
     @property
     def intra_op_threads(self) -> int:

@@ -35,14 +35,14 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
     check_address(config.host, config.port)  # before the model load, so a taken port fails at once
     threads = config.intra_op_threads
     if config.workers == 1:
-        classifier = load_classifier(config.source, threads)
+        classifier = load_classifier(config.source, threads, config.runtime)
         torch.set_num_threads(threads)
         app = create_app(config, classifier)
         uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
         return
     # Each worker builds its own app from the settings in the environment; metrics files are shared so that
     # /metrics on any worker reports all of them.
-    load_classifier(config.source, 1)  # fail now, in one clear line, rather than in every worker
+    load_classifier(config.source, 1, config.runtime)  # fail now, in one clear line, rather than in every worker
     metrics_dir = tempfile.mkdtemp(prefix="effnet-serve-metrics-")
     os.environ[CONFIG_ENV] = config.to_json()
     os.environ[MULTIPROCESS_ENV] = metrics_dir
