@@ -177,6 +177,8 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
     common = ["--pretrained", "--model", args.model, "--max-wait-ms", str(args.max_wait_ms)]
     if args.threads:
         common += ["--threads", str(args.threads)]
+    if args.streams:
+        common += ["--streams", str(args.streams)]
     if args.workers > 1:
         common += ["--workers", str(args.workers)]
     modes = {
@@ -277,6 +279,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=4, help="batch cap of the batching server (default 4)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batch wait (default 5)")
     parser.add_argument("--threads", type=int, help="intra-op threads of both servers (default: effnet serve's)")
+    parser.add_argument("--streams", type=int, help="--streams of both servers (default: effnet serve's)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument("--runtime", default="auto", help="--runtime of both servers (default auto)")
     parser.add_argument(

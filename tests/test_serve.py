@@ -280,6 +280,60 @@ def test_dynamic_batcher_waits_only_for_requests_on_the_way():
     assert asyncio.run(scenario(announce=False)) == [1, 1]  # a lone request does not wait for company
 
 
+def test_dynamic_batcher_takes_what_queued_during_a_pass_without_waiting():
+    from effnet.serve.batcher import DynamicBatcher
+
+    release, sizes = threading.Event(), []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        release.wait(timeout=30)  # the first pass holds the only model thread until the others have queued
+        return x.flatten(1)
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher(forward, 8, 60.0)  # a long max_wait that must never be paid: nobody is expected
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit([torch.zeros(3, 1, 1)]))
+        while not sizes:
+            await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(batcher.submit([torch.ones(3, 1, 1)])) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), timeout=30)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert sizes == [1, 3]  # a lone image at once, then everything that queued meanwhile as one batch
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_dynamic_batcher_streams_run_passes_at_once(streams):
+    from effnet.serve.batcher import DynamicBatcher
+
+    meeting = threading.Barrier(2)  # passes only when two forward passes are inside at the same time
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        meeting.wait(timeout=30 if streams == 2 else 1)
+        return x.flatten(1)
+
+    async def scenario() -> list[object]:
+        batcher = DynamicBatcher(forward, 1, 0.0, streams=streams)
+        batcher.start()
+        calls = [
+            batcher.submit([torch.zeros(3, 1, 1)]),
+            batcher.run_on_model_thread(lambda: forward(torch.ones(1, 3, 1, 1))),
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    if streams == 2:  # a batch and a CAM-like job ran side by side on the two model threads
+        assert not any(isinstance(result, Exception) for result in results), results
+    else:  # one model thread: the second never started while the first waited, so the barrier broke
+        assert any(isinstance(result, threading.BrokenBarrierError) for result in results)
+
+
 def test_dynamic_batcher_survives_a_failing_forward():
     from effnet.serve.batcher import DynamicBatcher
 

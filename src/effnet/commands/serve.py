@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what runs a PyTorch model's forward pass: onnxruntime (exported at startup; CAM stays on PyTorch) "
         "or pytorch (default auto: onnxruntime when installed)",
     )
+    sv.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="forward passes that may run at once per worker, each on its own thread with --threads intra-op "
+        "threads (default 1)",
+    )
     sv.add_argument("--max-batch", type=int, default=4, help="images per forward pass; 1 = no batching (default 4)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
@@ -73,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         runtime=args.runtime,
+        streams=args.streams,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

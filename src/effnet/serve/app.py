@@ -81,7 +81,7 @@ class Endpoints:
         self.classifier = classifier
         self.metrics = metrics
         self.batcher = DynamicBatcher(
-            classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch
+            classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch, config.streams
         )
         self.page = _page()
 
@@ -99,6 +99,8 @@ class Endpoints:
             "num_classes": classifier.num_classes,
             "input_size": classifier.preprocess.input_size,
             "cam": classifier.has_cam,
+            "threads": config.intra_op_threads,
+            "streams": config.streams,
             "max_batch": config.max_batch,
             "max_wait_ms": config.max_wait_ms,
             "max_upload_bytes": config.max_upload_bytes,
@@ -145,7 +147,7 @@ class Endpoints:
             raise UploadError(400, f"/cam explains one image per request, got {len(images)}")
         image = images[0][1]
         image.thumbnail((self.config.cam_max_side, self.config.cam_max_side), Image.Resampling.BICUBIC)
-        result = await self.batcher.run_exclusive(lambda: classifier.cam(image))
+        result = await self.batcher.run_on_model_thread(lambda: classifier.cam(image))
 
         def encode() -> bytes:
             buffer = io.BytesIO()

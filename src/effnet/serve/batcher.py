@@ -27,9 +27,11 @@ class DynamicBatcher:
     The wait only happens while more images are known to be on the way (requests inside `expecting()`, still
     being read or decoded): a lone request runs at once instead of paying the wait for company that never comes.
 
-    The model runs on one dedicated thread, so forward passes never overlap (one model instance, no
-    oversubscription of the cores) and the event loop stays free to accept and decode the next requests while a
-    batch runs; those then form the next batch. `max_batch=1` is one-at-a-time serving.
+    Forward passes run on `streams` model threads (one by default), so the event loop stays free to accept and
+    decode the next requests while a batch runs; those then form the next batch, taken as soon as a model thread
+    is free. With two streams, two batches run at once on one model instance, each on its own thread with its own
+    intra-op threads: independent passes keep both cores busy without the per-operator synchronisation of
+    intra-op threads, which stalls whenever one of them is preempted. `max_batch=1` is one-at-a-time serving.
     """
 
     def __init__(
@@ -38,16 +40,22 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_s: float,
         on_batch: Callable[[int, float], None] | None = None,
+        streams: int = 1,
     ) -> None:
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait >= 0, got {max_batch} and {max_wait_s}")
-        self.forward = forward
+        if max_batch < 1 or max_wait_s < 0 or streams < 1:
+            raise ValueError(
+                f"max_batch and streams must be >= 1 and max_wait >= 0, got {max_batch}, {streams} and {max_wait_s}"
+            )
+        self.forward = forward  # must be safe to call from `streams` threads at once (onnxruntime and eval torch are)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch  # called with (batch size, seconds) after every forward pass
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="effnet-model")
+        self.streams = streams
+        self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="effnet-model")
         self._queue: asyncio.Queue[_Item] | None = None
+        self._free: asyncio.Semaphore | None = None  # model threads not running anything
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self._expected = 0  # requests that will submit images soon; touched only on the event loop
 
     @contextlib.contextmanager
@@ -62,6 +70,7 @@ class DynamicBatcher:
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
         self._queue = asyncio.Queue()
+        self._free = asyncio.Semaphore(self.streams)
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -72,6 +81,7 @@ class DynamicBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await asyncio.gather(*self._running)  # passes under way finish and answer their requests
         while self._queue is not None and not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():
@@ -88,13 +98,17 @@ class DynamicBatcher:
             self._queue.put_nowait(item)
         return list(await asyncio.gather(*(item.future for item in items)))
 
-    async def run_exclusive(self, function: Callable[[], T]) -> T:
-        """Run `function` on the model thread, between batches (for work such as CAM that needs the model)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+    async def run_on_model_thread(self, function: Callable[[], T]) -> T:
+        """Run `function` when a model thread is free, in place of a batch (work such as CAM that needs the model)."""
+        assert self._free is not None, "DynamicBatcher.start() has not been called"
+        async with self._free:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
-    async def _collect(self) -> list[_Item]:
+    async def _collect(self, first: _Item) -> list[_Item]:
+        """`first` and what joins it: everything queued, and (only while more requests are on the way) what
+        arrives within max_wait, up to max_batch."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        batch = [first]
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
             if not self._queue.empty():  # images that queued while the last batch ran join at once
@@ -119,19 +133,31 @@ class DynamicBatcher:
         return logits
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        assert self._queue is not None and self._free is not None
         while True:
-            batch = await self._collect()
-            live = [item for item in batch if not item.future.done()]  # a client that went away is skipped
+            first = await self._queue.get()
+            await self._free.acquire()  # images queued meanwhile join this batch in _collect
+            live = [item for item in await self._collect(first) if not item.future.done()]  # skip clients gone away
             if not live:
+                self._free.release()
                 continue
-            try:
-                logits = await loop.run_in_executor(self._executor, self._run, [item.tensor for item in live])
-            except Exception as err:  # noqa: BLE001 - the requests get the error; the loop keeps serving
-                for item in live:
-                    if not item.future.done():
-                        item.future.set_exception(err)
-                continue
-            for item, row in zip(live, logits, strict=True):
+            task = asyncio.get_running_loop().create_task(self._dispatch(live))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _dispatch(self, live: list[_Item]) -> None:
+        """One forward pass on a model thread; its rows (or its error) go to the waiting requests."""
+        assert self._free is not None
+        try:
+            loop = asyncio.get_running_loop()
+            logits = await loop.run_in_executor(self._executor, self._run, [item.tensor for item in live])
+        except Exception as err:  # noqa: BLE001 - the requests get the error; the loop keeps serving
+            for item in live:
                 if not item.future.done():
-                    item.future.set_result(row)
+                    item.future.set_exception(err)
+            return
+        finally:
+            self._free.release()
+        for item, row in zip(live, logits, strict=True):
+            if not item.future.done():
+                item.future.set_result(row)

@@ -52,6 +52,7 @@ class ServeConfig:
     workers: int = 1  # processes, each with its own model and batcher
     threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: see intra_op_threads)
     runtime: str = "auto"  # what runs the forward pass of a PyTorch model: RUNTIMES
+    streams: int = 1  # forward passes that may run at once per worker, each on its own thread
     max_batch: int = 4  # 1 turns dynamic batching off: one image per forward pass
     max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
@@ -66,6 +67,7 @@ class ServeConfig:
             "workers": self.workers >= 1,
             "threads": self.threads is None or self.threads >= 1,
             "runtime": self.runtime in RUNTIMES,
+            "streams": self.streams >= 1,
             "max_batch": self.max_batch >= 1,
             "max_wait_ms": self.max_wait_ms >= 0,
             "max_upload_bytes": self.max_upload_bytes >= 1024,
