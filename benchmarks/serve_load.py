@@ -1,11 +1,14 @@
 """Bounded load on `effnet serve` over 127.0.0.1: dynamic batching against one-at-a-time serving, interleaved.
 
     python benchmarks/serve_load.py                       # 300 requests at concurrency 1, 4, 8 per mode; prints
-    python benchmarks/serve_load.py --record              # ... and writes the "Serving" section of BENCHMARKS.md
+    python benchmarks/serve_load.py --pytorch --record    # ... also on the PyTorch runtime; writes BENCHMARKS.md
 
-Two real servers run side by side (same model, same threads; one with --max-batch N, one with --max-batch 1) and
-the rounds alternate between them, so machine load drifting over the run hits both alike. Every request posts
-scikit-image's chelsea (JPEG) to /predict and must come back 200 with "Egyptian cat" on top, else it is an error.
+Real servers run side by side (same model, runtime and threads; one with --max-batch N, one with --max-batch 1;
+with --pytorch the same pair again on --runtime pytorch) and the rounds rotate between them, so machine load
+drifting over the run hits all alike. Every request posts scikit-image's chelsea (JPEG) to /predict and must come
+back 200 with "Egyptian cat" on top, else it is an error. The clients are threads of this process, each with one
+keep-alive connection (http.client, no per-request connection setup); the table shows the CPU time they, the
+server and its forward passes took per request, and the report derives the throughput ceiling from it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- section: serve-load -->"
 BOUNDARY = "effnet-load-boundary"
+QUIET_LOAD = 1.2  # 1-minute load average below which the machine counts as otherwise idle
 
 
 @dataclass
@@ -185,7 +189,8 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
         "dynamic batching": [*common, "--runtime", args.runtime, "--max-batch", str(args.max_batch)],
         "one at a time": [*common, "--runtime", args.runtime, "--max-batch", "1"],
     }
-    if args.pytorch_baseline:  # what a plain endpoint around the PyTorch model gives
+    if args.pytorch:  # the same two servers on the PyTorch runtime: what serving the model as it is gives
+        modes["dynamic batching, PyTorch"] = [*common, "--runtime", "pytorch", "--max-batch", str(args.max_batch)]
         modes["one at a time, PyTorch"] = [*common, "--runtime", "pytorch", "--max-batch", "1"]
     ports = {mode: free_port() for mode in modes}
     tallies: dict[tuple[str, int], Tally] = {}
@@ -246,21 +251,55 @@ def report(tallies: dict[tuple[str, int], Tally], args: argparse.Namespace, info
         f"loop the mean latency is {top} / throughput = {1000 * top / batched.throughput:.0f} ms here, so p99 <= 3x "
         f"a lone request needs throughput at {top} clients >= {top / 3:.1f}x that of one client; measured: "
         f"{batched.throughput / lone_throughput:.2f}x.",
+        "",
+        ceiling(batched, top, lone_throughput),
     ]
+    if ("dynamic batching, PyTorch", top) in tallies:
+        torch_batched, torch_single = (
+            tallies[("dynamic batching, PyTorch", top)],
+            tallies[("one at a time, PyTorch", top)],
+        )
+        lines += [
+            "",
+            f"On the PyTorch runtime at {top} clients: dynamic batching serves "
+            f"{torch_batched.throughput / torch_single.throughput:.2f}x the requests per second of one-at-a-time "
+            f"serving; the default runtime (onnxruntime) with dynamic batching serves "
+            f"{batched.throughput / torch_single.throughput:.2f}x what one-at-a-time PyTorch serving does.",
+        ]
     return "\n".join(lines)
+
+
+def ceiling(batched: Tally, clients: int, lone_throughput: float) -> str:
+    """The throughput no scheduling can beat: all cores busy with the CPU time each request was measured to cost."""
+    cores = os.cpu_count() or 1
+    count = len(batched.latencies)
+    cpu_ms = 1000 * (batched.server_cpu + batched.client_cpu) / count
+    limit = 1000 * cores / cpu_ms
+    return (
+        f"The ceiling: at {clients} clients with dynamic batching a request cost {cpu_ms:.1f} ms of CPU in all "
+        f"(server {1000 * batched.server_cpu / count:.1f}, of which the forward pass "
+        f"{1000 * batched.model_seconds / count:.1f}; client {1000 * batched.client_cpu / count:.1f}), so {cores} "
+        f"cores serve at most {limit:.0f} requests/s, {limit / lone_throughput:.2f}x one client's throughput; "
+        f"the server reached {batched.throughput:.0f} ({batched.throughput / limit:.0%} of that)."
+    )
 
 
 def record(markdown: str, args: argparse.Namespace, info: dict[str, str]) -> None:
     """Replace (or append) the serving section of BENCHMARKS.md."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    busiest = max(float(info[key].split()[0]) for key in ("load_before", "load_after"))
+    shared = (
+        "the machine was shared with other jobs, so absolute figures are inflated and noisy"
+        if busiest >= QUIET_LOAD
+        else "the machine was otherwise idle"
+    )
     body = (
         f"{MARKER}\n## Serving: dynamic batching under load (`effnet serve`)\n\n"
         f"`{command.strip()}`, {when}; {args.model} with its pretrained weights, {cpu_summary()}; load average "
-        f"{info['load_before']} before and {info['load_after']} after (1, 5, 15 min): the machine was shared with "
-        "other jobs, so absolute figures are inflated and noisy; the two servers ran side by side with alternating "
-        f"rounds, so the ratios compare like with like. Each request posts chelsea (451x300 JPEG) to /predict.\n\n"
-        f"{markdown}\n\n"
+        f"{info['load_before']} before and {info['load_after']} after (1, 5, 15 min): {shared}; the servers ran "
+        f"side by side with rotating rounds, so the ratios compare like with like. Each request posts chelsea "
+        f"(451x300 JPEG) to /predict.\n\n{markdown}\n\n"
     )
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
@@ -282,9 +321,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, help="--streams of both servers (default: effnet serve's)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument("--runtime", default="auto", help="--runtime of both servers (default auto)")
-    parser.add_argument(
-        "--pytorch-baseline", action="store_true", help="also a one-at-a-time server with --runtime pytorch"
-    )
+    parser.add_argument("--pytorch", action="store_true", help="also both servers with --runtime pytorch")
     parser.add_argument("--record", action="store_true", help="write the result into BENCHMARKS.md")
     args = parser.parse_args()
     print(f"CPU: {cpu_summary()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)
