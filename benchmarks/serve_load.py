@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Tally], dict[st
 def report(tallies: dict[tuple[str, int], Tally], args: argparse.Namespace, info: dict[str, str]) -> str:
     """Markdown: the table, the two target ratios and how it was measured."""
     lines = [
-        "| mode | clients | requests | errors | req/s | p50 ms | p99 ms | images per pass | model ms per image "
+        "| mode | clients | requests | errors | req/s | p50 ms | p99 ms | images per pass | forward ms per image "
         "| server CPU ms per request | client CPU ms per request |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -277,8 +277,8 @@ def ceiling(batched: Tally, clients: int, lone_throughput: float) -> str:
     limit = 1000 * cores / cpu_ms
     return (
         f"The ceiling: at {clients} clients with dynamic batching a request cost {cpu_ms:.1f} ms of CPU in all "
-        f"(server {1000 * batched.server_cpu / count:.1f}, of which the forward pass "
-        f"{1000 * batched.model_seconds / count:.1f}; client {1000 * batched.client_cpu / count:.1f}), so {cores} "
+        f"(server {1000 * batched.server_cpu / count:.1f}, client {1000 * batched.client_cpu / count:.1f}; the "
+        f"forward passes took {1000 * batched.model_seconds / count:.1f} ms of wall time per request), so {cores} "
         f"cores serve at most {limit:.0f} requests/s, {limit / lone_throughput:.2f}x one client's throughput; "
         f"the server reached {batched.throughput:.0f} ({batched.throughput / limit:.0%} of that)."
     )
