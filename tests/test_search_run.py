@@ -148,3 +148,25 @@ def test_study_trains_every_method_at_each_target(tmp_path):
 
 def test_search_plot_without_results_still_writes_a_file(tmp_path):
     assert plot_search([], None, tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_default_trial_budget_is_the_main_commands():
+    from effnet.train.config import RECIPES
+
+    config = proxy_train_config()
+    quick = RECIPES["quick"]
+    assert (config.epochs, config.batch_size) == (quick["epochs"], quick["batch_size"])
+    assert (config.data.num_train, config.data.num_val) == (5000, 1000)
+    assert {key: getattr(config, key) for key in ("optimizer", "lr", "crop_scale")} == {
+        key: quick[key] for key in ("optimizer", "lr", "crop_scale")}
+
+
+def test_shapes_are_drawn_at_the_largest_trial_resolution():
+    from effnet.search.trial import render_for
+
+    train = proxy_train_config()
+    small, large = proxy_spec(resolution=64), proxy_spec(resolution=128)
+    assert render_for(train, [small]) is train  # 96 px drawing is enough for 64 px
+    assert render_for(train, [small, large]).data.render_size == 128
+    folder = train.replace(data=train.data.__class__(name="folder", root="/nowhere"))
+    assert render_for(folder, [large]) is folder

@@ -13,7 +13,7 @@ from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
 from effnet.search.grid import Candidate, GridConfig, make_grid
 from effnet.search.results import write_csv, write_json
 from effnet.search.runner import RunnerConfig, TrialFn
-from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, train_trial
+from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, render_for, train_trial
 from effnet.specs import NetSpec
 from effnet.train import TrainConfig
 
@@ -135,10 +135,11 @@ def run_search(
         entries.append((BASE_ID, Candidate(1.0, 1.0, 1.0), config.base))
     entries += [(c.trial_id, c, candidate_spec(config.base, c, config.depth_rounding)) for c in make_grid(config.grid)]
 
+    train = render_for(config.train, [spec for _, _, spec in entries])
     summaries, resumed = run_experiment(
-        [(trial_id, spec) for trial_id, _, spec in entries], train=config.train, runner=config.runner,
+        [(trial_id, spec) for trial_id, _, spec in entries], train=train, runner=config.runner,
         seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
-        fingerprint=fingerprint(config.base, config.train, {"depth_rounding": config.depth_rounding}),
+        fingerprint=fingerprint(config.base, train, {"depth_rounding": config.depth_rounding}),
     )
     rows = {}
     for trial_id, candidate, spec in entries:

@@ -12,7 +12,7 @@ from effnet.scaling import ALPHA, BETA, GAMMA, check_coefficients, scale
 from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
 from effnet.search.results import write_csv, write_json
 from effnet.search.runner import RunnerConfig, TrialFn
-from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, train_trial
+from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, render_for, train_trial
 from effnet.specs import NetSpec
 from effnet.train import TrainConfig
 
@@ -227,10 +227,11 @@ def run_study(
     models = build_study_models(config.base, config.targets, config.methods, coefficients=config.coefficients,
                                 num_classes=num_classes_of(config.train), depth_rounding=config.depth_rounding)
     extra = {"depth_rounding": config.depth_rounding, "coefficients": list(config.coefficients)}
+    train = render_for(config.train, [m.spec for m in models])
     summaries, resumed = run_experiment(
-        [(m.trial_id, m.spec) for m in models], train=config.train, runner=config.runner,
+        [(m.trial_id, m.spec) for m in models], train=train, runner=config.runner,
         seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
-        fingerprint=fingerprint(config.base, config.train, extra),
+        fingerprint=fingerprint(config.base, train, extra),
     )
     rows = [
         StudyRow(

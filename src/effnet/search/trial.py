@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from effnet.scaling import scale
 from effnet.search.runner import TrialTask
 from effnet.specs import B0, NetSpec, ScalingRules
 from effnet.train import TrainConfig, fit
-from effnet.train.config import SHORT_RUN
+from effnet.train.config import RECIPES, SHORT_RUN
 from effnet.weights import load_model
 
 PROXY_NAME = "b0_proxy"
+QUICK = RECIPES["quick"]  # `effnet train`'s preset: its budget is the default trial's
 
 
 def proxy_spec(width: float = 0.5, depth: float = 0.5, resolution: int = 64) -> NetSpec:
@@ -40,12 +42,15 @@ def proxy_spec(width: float = 0.5, depth: float = 0.5, resolution: int = 64) -> 
 
 
 def proxy_train_config(
-    *, epochs: int = 4, num_train: int = 2000, num_val: int = 400, batch_size: int = 32, seed: int = 0
+    *, epochs: int = QUICK["epochs"], num_train: int = DataConfig.num_train, num_val: int = DataConfig.num_val,
+    batch_size: int = QUICK["batch_size"], seed: int = 0,
 ) -> TrainConfig:
-    """The short-run recipe (`effnet.train.config.SHORT_RUN`, as `effnet train`'s quick preset) on the proxy.
+    """The short-run recipe (`effnet.train.config.SHORT_RUN`) on the proxy, with `effnet train`'s quick budget.
 
-    Only the budget differs from the quick preset: 4 epochs of 2,000 built-in images rendered at 96 px (enough
-    for the largest grid resolution, 83 px), batches of 32; each trial trains at its own spec's resolution.
+    By default each trial gets the main command's budget: 6 epochs of 5,000 built-in images in batches of 50,
+    1,000 validation images, the images rendered at 96 px (enough for the largest grid
+    resolution, 83 px); each trial trains at its own spec's resolution. A third of that budget leaves the base
+    at the fill-only ~20% and cannot rank candidates (README, "Scaling science").
     """
     return TrainConfig.from_dict({
         **SHORT_RUN,
@@ -60,6 +65,15 @@ def proxy_train_config(
         "plot": False,
         "keep_last": 1,
     })
+
+
+def render_for(train: TrainConfig, specs: Sequence[NetSpec]) -> TrainConfig:
+    """The budget with the built-in shapes drawn at least at the largest trial resolution (one drawing for every
+    trial), so that no model is trained on upsampled images, e.g. resolution-only scaling at 4x (128 px)."""
+    largest = max(spec.resolution for spec in specs)
+    if train.data.name != "shapes" or largest <= train.data.render_size:
+        return train
+    return replace(train, data=replace(train.data, render_size=largest))
 
 
 def fingerprint(base: NetSpec, train: TrainConfig, extra: dict[str, Any] | None = None) -> str:
