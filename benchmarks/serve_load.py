@@ -275,12 +275,14 @@ def ceiling(batched: Tally, clients: int, lone_throughput: float) -> str:
     count = len(batched.latencies)
     cpu_ms = 1000 * (batched.server_cpu + batched.client_cpu) / count
     limit = 1000 * cores / cpu_ms
+    busy = cpu_ms * batched.throughput / 1000  # Little's law for CPU: cost per request x requests per second
     return (
         f"The ceiling: at {clients} clients with dynamic batching a request cost {cpu_ms:.1f} ms of CPU in all "
         f"(server {1000 * batched.server_cpu / count:.1f}, client {1000 * batched.client_cpu / count:.1f}; the "
         f"forward passes took {1000 * batched.model_seconds / count:.1f} ms of wall time per request), so {cores} "
         f"cores serve at most {limit:.0f} requests/s, {limit / lone_throughput:.2f}x one client's throughput; "
-        f"the server reached {batched.throughput:.0f} ({batched.throughput / limit:.0%} of that)."
+        f"the server reached {batched.throughput:.0f}, keeping {busy:.2f} of the {cores} cores busy (the rest "
+        "went to other processes or stood idle)."
     )
 
 
@@ -303,7 +305,8 @@ def record(markdown: str, args: argparse.Namespace, info: dict[str, str]) -> Non
     )
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
+    # The section runs to the next marked section or the next heading of its level, whichever comes first.
+    pattern = re.compile(re.escape(MARKER) + r"\n## [^\n]*\n.*?(?=<!-- section:|\n## |\Z)", re.S)
     text = pattern.sub(lambda _: body, text) if MARKER in text else text.rstrip() + "\n\n" + body
     path.write_text(text)
 

@@ -60,9 +60,9 @@ class Classifier:
 class TorchClassifier(Classifier):
     """An effnet model in eval mode, BatchNorm folded into the convolutions and weights in channels-last layout.
 
-    Both keep the outputs and cut the CPU time: on a 2-core EPYC, one thread, Lite0 in channels-last took ~43 ms
-    per image in batches of 2-4 against ~60 ms alone and ~61 ms in batches of 8 (the activations of big batches
-    no longer fit the caches), which is why batches of 4 are the default.
+    Both keep the outputs and cut the CPU time: on a 2-core EPYC, one thread, Lite0 in channels-last took ~11 ms
+    per image in batches of 2-4 against ~12 ms alone and ~15 ms in batches of 8 (the activations of big batches
+    no longer fit the caches; `benchmarks/serve_costs.py`), which is why batches of 4 are the default.
     """
 
     runtime = "pytorch"
