@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from effnet.analysis.cpuinfo import cpu_info
-from effnet.quantize import QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
+from effnet.quantize import ROUNDINGS, QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
 from effnet.runtimes import predictor, runtime_versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,37 +76,52 @@ def labelled_accuracy(path: str | Path, runtime: str, images: np.ndarray, labels
 
 
 def _recipe(report) -> str:
+    rounding = "output-aware weight rounding" if report.rounding == "optimized" else "nearest rounding"
     if report.backend == "openvino":
-        return "NNCF → OpenVINO, full bias correction"
+        return f"{rounding} + NNCF → OpenVINO, full bias correction"
     return f"onnxruntime QDQ, per-channel, {report.method}"
 
 
-def _row(name: str, report) -> str:
+def disagreement_margins(model: torch.nn.Module, report, images: np.ndarray) -> list[float]:
+    """fp32 top-1 minus top-2 probability of each held-out photo whose int8 top-1 differs: close calls or not."""
+    int8 = predictor(report.path, report.backend, threads=1)
+    with torch.no_grad():
+        probs = torch.cat([model(torch.from_numpy(images[i : i + 50])) for i in range(0, len(images), 50)])
+    probs = probs.softmax(1).numpy()
+    top2 = np.sort(probs, 1)[:, -2:]
+    flipped = [i for i, x in enumerate(images) if int(int8(x[None]).argmax()) != int(probs[i].argmax())]
+    return sorted(float(top2[i, 1] - top2[i, 0]) for i in flipped)
+
+
+def _row(name: str, report, margins: list[float]) -> str:
+    shown = ", ".join(f"{m:.3f}" for m in margins)
     return (
         f"| {name} | {_recipe(report)} | {report.calibration_images} | "
         f"{report.agreement:.1%} ({round(report.agreement * report.holdout_images)}/{report.holdout_images}) | "
-        f"{report.fp32_ms:.1f} | {report.int8_ms:.1f} | {report.speed_ratio:.2f}x |"
+        f"{shown} | {report.fp32_ms:.1f} | {report.int8_ms:.1f} | {report.speed_ratio:.2f}x |"
     )
 
 
 def run(models: list[str], config: QuantizeConfig, folder: Path) -> list[str]:
     """Export every model and the fine-tuned Lite0; the markdown lines of the results."""
     lines = [
-        "| model | int8 recipe | calibration photos | top-1 = fp32 (val) | fp32 ORT ms | int8 ms | int8 / fp32 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | int8 recipe | calibration photos | top-1 = fp32 (val) | fp32 top-1 − top-2 probability of each "
+        "photo that changed class | fp32 ORT ms | int8 ms | int8 / fp32 |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
     ]
+    val_paths = shuffled_images(DATA / "val")[: config.holdout_size]
     for name in models:
         model = load_lite(name)
         report = export_int8(model, folder / f"{name}.int8.onnx", DATA / "train", DATA / "val", config, force=True)
-        lines.append(_row(name, report))
+        lines.append(_row(name, report, disagreement_margins(model, report, load_arrays(model, val_paths))))
         print(lines[-1], flush=True)
     base = load_lite("efficientnet_lite0")
     tuned, classes = fine_tune_head(base, DATA / "train")
     tuned_config = replace(config, min_agreement=0.0)
     report = export_int8(tuned, folder / "tuned.int8.onnx", DATA / "train", DATA / "val", tuned_config, force=True)
-    lines.append(_row("efficientnet_lite0 fine-tuned (cats vs dogs head)", report))
-    val_paths = shuffled_images(DATA / "val")[: config.holdout_size]
     images = load_arrays(tuned, val_paths)
+    margins = disagreement_margins(tuned, report, images)
+    lines.append(_row("efficientnet_lite0 fine-tuned (cats vs dogs head)", report, margins))
     labels = np.array([classes.index(p.parent.name) for p in val_paths])
     fp32_path = folder / "tuned.fp32.onnx"
     from effnet.export import export_onnx, fold_batchnorm
@@ -129,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=[f"efficientnet_lite{i}" for i in range(3)])
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default=QuantizeConfig().backend)
+    parser.add_argument("--rounding", choices=ROUNDINGS, default=QuantizeConfig().rounding, help="weight rounding")
     parser.add_argument("--runs", type=int, default=100, help="interleaved timing rounds per model")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--dry-run", action="store_true", help="print only, do not touch BENCHMARKS.md")
@@ -138,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    config = resolve_backend(QuantizeConfig(backend=args.backend, holdout_size=400, timing_runs=args.runs))
+    config = resolve_backend(
+        QuantizeConfig(backend=args.backend, rounding=args.rounding, holdout_size=400, timing_runs=args.runs)
+    )
     with tempfile.TemporaryDirectory(prefix="effnet-int8-bench-") as tmp:
         lines = run(args.models, config, Path(tmp))
     command = "python benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:])

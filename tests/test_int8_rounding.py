@@ -85,11 +85,9 @@ def test_moments_cover_every_rounded_layer():
     assert moments[model.classifier].shape == (1, 1280, 1280)
 
 
-def test_optimized_rounding_needs_openvino():
-    config = QuantizeConfig("onnxruntime", rounding="optimized")
-    with pytest.raises(ValueError, match="--weight-rounding nearest"):
-        resolve_backend(config)
+def test_auto_rounding_is_optimized_only_where_measured():
     assert resolve_backend(QuantizeConfig("onnxruntime")).rounding == "nearest"
+    assert resolve_backend(QuantizeConfig("onnxruntime", rounding="optimized")).rounding == "optimized"
     with pytest.raises(ValueError, match="rounding must be"):
         QuantizeConfig(rounding="stochastic")
 

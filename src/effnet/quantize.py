@@ -41,8 +41,8 @@ class QuantizeConfig:
     keep_float: tuple[str, ...] = ()  # ONNX node names, or prefixes like "/head", computed in float
     full_bias_correction: bool = True  # NNCF: correct each layer's output mean shift using real activations
     # Weights onto their int8 grid: "optimized" picks each weight's rounding for the layer's outputs on the
-    # calibration photos (effnet.rounding); "nearest" is plain PTQ; "auto" = optimized on openvino (whose weight
-    # grid it reproduces), nearest on onnxruntime (whose int8 weight grid differs)
+    # calibration photos (effnet.rounding); "nearest" is plain PTQ; "auto" = optimized on openvino (measured,
+    # docs/deploy.md), nearest on onnxruntime (same symmetric [-127, 127] grid, but not measured there)
     rounding: str = "auto"
     rounding_size: int = 256  # calibration photos whose layer inputs steer the rounding
     # NNCF's overflow fix halves the first layer's weight range for CPUs without VNNI, where u8 x s8 products can
@@ -111,11 +111,6 @@ def resolve_backend(config: QuantizeConfig) -> QuantizeConfig:
         config = replace(config, backend="openvino" if has_openvino else "onnxruntime")
     if config.rounding == "auto":
         config = replace(config, rounding="optimized" if config.backend == "openvino" else "nearest")
-    if config.rounding == "optimized" and config.backend != "openvino":
-        raise ValueError(
-            "--weight-rounding optimized needs the openvino backend (onnxruntime quantizes weights on another grid "
-            "and would round them again); use --weight-rounding nearest with onnxruntime"
-        )
     return config
 
 
