@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from effnet.export import export_onnx, fold_batchnorm
-
 QUANT_BACKENDS = ("auto", "onnxruntime", "openvino")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ROUNDINGS = ("auto", "nearest", "optimized")
@@ -159,12 +157,10 @@ def split_photos(
 
 
 def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
-    from effnet.runtimes import fix_input_size, freeze_same_padding
+    from effnet.runtimes import export_deploy_graph
 
     folder.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, 3, resolution, resolution)
-    deployed = freeze_same_padding(fold_batchnorm(model), example)
-    return fix_input_size(export_onnx(deployed, folder / "fp32.onnx", example), resolution, resolution)
+    return export_deploy_graph(model, folder / "fp32.onnx", torch.zeros(1, 3, resolution, resolution))
 
 
 def _onnx_node_names(path: Path) -> list[str]:

@@ -155,6 +155,15 @@ def _fuse_pads_into_convs(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def export_deploy_graph(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
+    """An effnet model as a fixed-size ONNX deployment graph at `path`: BatchNorm folded, TF "SAME" pads frozen
+    for `example`'s size (fused into the convs by onnxruntime) and the input size fixed to it."""
+    from effnet.export import export_onnx, fold_batchnorm
+
+    deployed = freeze_same_padding(fold_batchnorm(model), example)
+    return fix_input_size(export_onnx(deployed, path, example), example.shape[-2], example.shape[-1])
+
+
 def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """A copy of `model` whose TF "SAME" convs pad by constants computed for `example`'s size.
 

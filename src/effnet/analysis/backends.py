@@ -18,13 +18,14 @@ Build = Callable[[torch.Tensor, int], tuple[Runner, str]]
 
 
 def _export(model: nn.Module, x: torch.Tensor, fold: bool) -> Path:
-    from effnet.export import export_onnx, fold_batchnorm
-    from effnet.runtimes import fix_input_size, freeze_same_padding
+    from effnet.export import export_onnx
+    from effnet.runtimes import export_deploy_graph, fix_input_size
 
     folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
-    deployed = freeze_same_padding(fold_batchnorm(model), x[:1]) if fold else model.eval()
-    path = export_onnx(deployed, folder / "model.onnx", x[:1])
-    return fix_input_size(path, x.shape[-2], x.shape[-1])  # every row deployed at the benchmark's one size
+    if fold:
+        return export_deploy_graph(model, folder / "model.onnx", x[:1])
+    # Every row deployed at the benchmark's one size.
+    return fix_input_size(export_onnx(model.eval(), folder / "model.onnx", x[:1]), x.shape[-2], x.shape[-1])
 
 
 def _numpy_runner(predict: Callable) -> Runner:

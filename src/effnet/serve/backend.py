@@ -139,16 +139,15 @@ class ExportedClassifier(TorchClassifier):
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None, threads: int):
         import tempfile
 
-        from effnet.export import export_onnx, onnx_session
-        from effnet.runtimes import fix_input_size, freeze_same_padding
+        from effnet.export import onnx_session
+        from effnet.runtimes import export_deploy_graph
 
         super().__init__(model, class_names)
         size = self.preprocess.input_size
         example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         with tempfile.TemporaryDirectory(prefix="effnet-serve-") as folder:
-            # A copy with TF "SAME" pads frozen for this size: onnxruntime then fuses them into the convs.
-            deployed = freeze_same_padding(self.model.to(memory_format=torch.contiguous_format), example)
-            path = fix_input_size(export_onnx(deployed, Path(folder) / "model.onnx", example), size, size)
+            model = self.model.to(memory_format=torch.contiguous_format)  # (its BatchNorms are folded already)
+            path = export_deploy_graph(model, Path(folder) / "model.onnx", example)
             self.session = onnx_session(path, threads)  # reads the file: the folder can go
         self.model = self.model.to(memory_format=torch.channels_last)
         self.input_name = self.session.get_inputs()[0].name
