@@ -78,7 +78,8 @@ def labelled_accuracy(path: str | Path, runtime: str, images: np.ndarray, labels
 def _recipe(report) -> str:
     rounding = "output-aware weight rounding" if report.rounding == "optimized" else "nearest rounding"
     if report.backend == "openvino":
-        return f"{rounding} + NNCF → OpenVINO, full bias correction"
+        floats = f", {report.in_float} in float" if report.float_ops else ""
+        return f"{rounding} + NNCF → OpenVINO, full bias correction{floats}"
     return f"onnxruntime QDQ, per-channel, {report.method}"
 
 

@@ -1,9 +1,11 @@
 """Where a served request's time goes, measured in one process: decoding, preprocessing and the forward pass.
 
     OMP_NUM_THREADS=1 python benchmarks/serve_costs.py            # Lite0, batches 1 2 4 8, threads 1 and 2
+    OMP_NUM_THREADS=1 python benchmarks/serve_costs.py --openvino # ... and OpenVINO on the same export
 
 The forward pass is timed for both runtimes of `effnet serve` (onnxruntime, the BN-folded channels-last PyTorch
-model), at each batch size and intra-op thread count, interleaved round by round so that load drifting over the
+model; with --openvino also OpenVINO's CPU plugin in f32 on the same fixed-size export, one graph per batch size),
+at each batch size and intra-op thread count, interleaved round by round so that load drifting over the
 run hits every row alike; each figure is the median over rounds. chelsea (451x300 JPEG) is the image, as in
 `benchmarks/serve_load.py`. The HTTP side (uvicorn, FastAPI, multipart) is what `serve_load.py`'s CPU columns
 add on top of these.
@@ -16,8 +18,10 @@ import io
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -33,6 +37,33 @@ def median_ms(function: Callable[..., object], repeats: int, *args: object) -> f
     return 1000 * statistics.median(times)
 
 
+class _OpenVINOBatches:
+    """OpenVINO on effnet's fixed-size deployment export, one compiled graph per batch size, like a Classifier."""
+
+    def __init__(self, model: torch.nn.Module, threads: int, batches: list[int], folder: Path):
+        from effnet.runtimes import export_deploy_graph, openvino_predictor
+
+        size = model.preprocess.input_size
+        self.predictors = {
+            batch: openvino_predictor(
+                export_deploy_graph(model, folder / f"b{batch}.onnx", torch.zeros(batch, 3, size, size)), threads
+            )
+            for batch in batches
+        }
+
+    def logits(self, batch: torch.Tensor) -> object:
+        return self.predictors[len(batch)](batch.numpy())
+
+
+def openvino_runners(name: str, threads: list[int], batches: list[int]) -> dict[tuple[str, int], object]:
+    """("openvino", threads) -> runner over the pretrained model `name` (its exports kept in a temp folder)."""
+    import effnet
+
+    model = effnet.create_model(name, pretrained=True).eval()
+    folder = Path(tempfile.mkdtemp(prefix="effnet-serve-costs-"))
+    return {("openvino", n): _OpenVINOBatches(model, n, batches, folder / str(n)) for n in threads}
+
+
 def main() -> None:
     """Time each step and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,6 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op threads (default 1 2)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per row and round (default 5)")
+    parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (pip install 'effnet[openvino]')")
     args = parser.parse_args()
 
     from PIL import Image
@@ -61,6 +93,8 @@ def main() -> None:
         for runtime in ("onnxruntime", "pytorch")
         for threads in args.threads
     }
+    if args.openvino:
+        runtimes.update(openvino_runners(args.model, args.threads, args.batches))
     image = decode_image(jpeg, "chelsea.jpg", 40_000_000)
     classifier = next(iter(runtimes.values()))
     steps: dict[str, Callable[[], object]] = {

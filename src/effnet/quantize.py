@@ -9,6 +9,7 @@ threshold is refused (`Int8Refused`) unless forced. docs/deploy.md records how t
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import statistics
 import sys
@@ -25,6 +26,8 @@ from torch import nn
 QUANT_BACKENDS = ("auto", "onnxruntime", "openvino")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ROUNDINGS = ("auto", "nearest", "optimized")
+FLOAT_OPS = ("auto", "none", "depthwise", "add", "classifier")
+_FLOAT_OP_WORDS = {"depthwise": "depthwise convs", "add": "residual adds", "classifier": "the classifier"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class QuantizeConfig:
     # docs/deploy.md), nearest on onnxruntime (same symmetric [-127, 127] grid, but not measured there)
     rounding: str = "auto"
     rounding_size: int = 256  # calibration photos whose layer inputs steer the rounding
+    # Kinds of operation computed in float whatever the calibration says: "depthwise" convs (9 or 25 taps per
+    # channel, a few percent of the multiply-adds, the largest source of int8 error), residual "add"s (the linear
+    # bottleneck stream then passes between blocks in float) and the final linear "classifier" (its pooled input on
+    # one 8-bit scale moves every logit); "auto" = all three on openvino (measured, docs/deploy.md), none on
+    # onnxruntime (not measured there); "none" quantizes everything NNCF or onnxruntime would
+    float_ops: tuple[str, ...] = ("auto",)
     # NNCF's overflow fix halves the first layer's weight range for CPUs without VNNI, where u8 x s8 products can
     # saturate in 16-bit sums; off it agreed with fp32 on 1-3 points more photos (docs/deploy.md)
     overflow_fix: bool = False
@@ -61,6 +70,10 @@ class QuantizeConfig:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if self.calibration_size < 1 or self.holdout_size < 1 or self.rounding_size < 1:
             raise ValueError("calibration_size, holdout_size and rounding_size must be >= 1")
+        if any(kind not in FLOAT_OPS for kind in self.float_ops) or (
+            len(self.float_ops) > 1 and {"auto", "none"} & set(self.float_ops)
+        ):
+            raise ValueError(f"float_ops are some of {FLOAT_OPS[2:]}, or one of 'auto' / 'none'; got {self.float_ops}")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise ValueError(f"min_agreement is a fraction in [0, 1], got {self.min_agreement}")
 
@@ -81,6 +94,12 @@ class Int8Report:
     accepted: bool  # agreement >= min_agreement
     written: bool  # False when refused
     rounding: str = "nearest"  # how weights were rounded onto their int8 grid
+    float_ops: tuple[str, ...] = ()  # kinds of operation left in float
+
+    @property
+    def in_float(self) -> str:
+        """What float_ops left in float, in words ("depthwise convs and the classifier"), or ""."""
+        return " and ".join(_FLOAT_OP_WORDS[kind] for kind in self.float_ops)
 
     @property
     def speed_ratio(self) -> float:
@@ -109,6 +128,10 @@ def resolve_backend(config: QuantizeConfig) -> QuantizeConfig:
         config = replace(config, backend="openvino" if has_openvino else "onnxruntime")
     if config.rounding == "auto":
         config = replace(config, rounding="optimized" if config.backend == "openvino" else "nearest")
+    if config.float_ops == ("auto",):
+        config = replace(config, float_ops=FLOAT_OPS[2:] if config.backend == "openvino" else ())
+    elif config.float_ops == ("none",):
+        config = replace(config, float_ops=())
     return config
 
 
@@ -169,6 +192,46 @@ def _onnx_node_names(path: Path) -> list[str]:
     return [node.name for node in onnx.load(str(path)).graph.node]
 
 
+def float_op_nodes(path: Path, kinds: Sequence[str]) -> list[str]:
+    """Names of the nodes of the ONNX graph at `path` of the float_ops `kinds` ("depthwise", "add", "classifier").
+
+    For onnxruntime; OpenVINO renames and fuses nodes on import, so `openvino_float_ops` looks in its own graph.
+    """
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    shapes = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    names = []
+    for node in graph.node:
+        if (node.op_type == "Add" and "add" in kinds) or (node.op_type == "Gemm" and "classifier" in kinds):
+            names.append(node.name)
+        elif node.op_type == "Conv" and "depthwise" in kinds:
+            group = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+            weight = shapes.get(node.input[1], [])
+            if group > 1 and len(weight) == 4 and weight[1] == 1:  # one input channel per group: depthwise
+                names.append(node.name)
+    return names
+
+
+def openvino_float_ops(model: object, kinds: Sequence[str]) -> list[str]:
+    """Names of the operations of an OpenVINO model of the float_ops `kinds`: depthwise GroupConvolutions (one
+    input channel per group), Adds of two computed tensors (residual adds, not a conv's bias) and MatMuls."""
+    names = []
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind == "GroupConvolution" and "depthwise" in kinds:
+            weight = op.input_value(1).get_partial_shape()  # (groups, out / groups, in / groups, kh, kw)
+            if weight.rank.is_static and weight[2].is_static and weight[2].get_length() == 1:
+                names.append(op.get_friendly_name())
+        elif kind == "Add" and "add" in kinds:
+            inputs = [op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())]
+            if "Constant" not in inputs:
+                names.append(op.get_friendly_name())
+        elif kind == "MatMul" and "classifier" in kinds:
+            names.append(op.get_friendly_name())
+    return names
+
+
 def _keep_float_nodes(names: Sequence[str], keep_float: Sequence[str]) -> list[str]:
     kept = [name for name in names if any(name == key or name.startswith(key) for key in keep_float)]
     missing = [key for key in keep_float if not any(name == key or name.startswith(key) for name in names)]
@@ -210,7 +273,8 @@ def _quantize_onnxruntime(fp32: Path, images: np.ndarray, out: Path, config: Qua
         activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast VNNI / AVX2 kernels
         weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, methods[config.method]),
-        nodes_to_exclude=_keep_float_nodes(_onnx_node_names(prepared), config.keep_float),
+        nodes_to_exclude=_keep_float_nodes(_onnx_node_names(prepared), config.keep_float)
+        + float_op_nodes(prepared, config.float_ops),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibPercentile": 99.99},
     )
     return out
@@ -227,8 +291,13 @@ def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: Quanti
     model = ov.convert_model(str(fp32))
     names = [op.get_friendly_name() for op in model.get_ops()]
     overflow = OverflowFix.FIRST_LAYER if config.overflow_fix else OverflowFix.DISABLE
-    scope = nncf.IgnoredScope(names=_keep_float_nodes(names, config.keep_float)) if config.keep_float else None
-    # NNCF draws progress bars on stdout; stderr keeps stdout clean for `--json`.
+    ignored = (_keep_float_nodes(names, config.keep_float) if config.keep_float else []) + openvino_float_ops(
+        model, config.float_ops
+    )
+    scope = nncf.IgnoredScope(names=ignored) if ignored else None
+    # NNCF draws progress bars on stdout; stderr keeps stdout clean for `--json`. Its INFO log lists every layer
+    # it leaves unquantized (dozens of lines with float_ops): warnings only.
+    nncf.set_log_level(logging.WARNING)
     with contextlib.redirect_stdout(sys.stderr):
         quantized = nncf.quantize(
             model,
@@ -252,12 +321,17 @@ def quantize_onnx(fp32: Path, images: np.ndarray, out: str | Path, config: Quant
 
 
 def prepare_weights(model: nn.Module, images: np.ndarray, config: QuantizeConfig) -> nn.Module:
-    """`model` as the quantizer should see it: with config.rounding "optimized", weights rounded for `images`."""
-    if resolve_backend(config).rounding != "optimized":
+    """`model` as the quantizer should see it: with config.rounding "optimized", weights rounded for `images`.
+
+    Depthwise convs that stay in float (config.float_ops) keep their weights as they are.
+    """
+    config = resolve_backend(config)
+    if config.rounding != "optimized":
         return model.eval()
     from effnet.rounding import round_weights
 
-    return round_weights(model.eval(), images[: config.rounding_size])
+    depthwise = "depthwise" not in config.float_ops
+    return round_weights(model.eval(), images[: config.rounding_size], depthwise=depthwise)
 
 
 def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
@@ -326,7 +400,7 @@ def export_int8(
         final = out.with_suffix(staged.suffix)
         report = Int8Report(
             str(final), config.backend, config.method, len(cal_paths), len(held_paths), agreement, fp32_ms,
-            int8_ms, config.min_agreement, accepted, accepted or force, config.rounding,
+            int8_ms, config.min_agreement, accepted, accepted or force, config.rounding, config.float_ops,
         )  # fmt: skip
         if not report.written:
             raise Int8Refused(report)

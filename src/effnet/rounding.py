@@ -29,12 +29,16 @@ def _is_depthwise(layer: nn.Module) -> bool:
     return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
 
 
-def rounded_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers whose weights are rounded: linears, full convs and depthwise convs (other grouped convs are not)."""
+def rounded_layers(model: nn.Module, depthwise: bool = True) -> list[nn.Module]:
+    """The layers whose weights are rounded: linears, full convs and (unless not `depthwise`) depthwise convs.
+
+    Other grouped convs are left alone.
+    """
     return [
         m
         for m in model.modules()
-        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and (m.groups == 1 or _is_depthwise(m)))
+        if isinstance(m, nn.Linear)
+        or (isinstance(m, nn.Conv2d) and (m.groups == 1 or (depthwise and _is_depthwise(m))))
     ]
 
 
@@ -58,7 +62,9 @@ def _patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def input_moments(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> dict[nn.Module, torch.Tensor]:
+def input_moments(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 8, depthwise: bool = True
+) -> dict[nn.Module, torch.Tensor]:
     """E[x x^T] of every rounded layer's input patches over `images`: (1 or channels, features, features)."""
     sums: dict[nn.Module, torch.Tensor] = {}
     counts: dict[nn.Module, int] = {}
@@ -68,7 +74,7 @@ def input_moments(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -
         sums[layer] = sums.get(layer, 0) + (patches @ patches.transpose(1, 2)).double()
         counts[layer] = counts.get(layer, 0) + patches.shape[-1]
 
-    hooks = [layer.register_forward_pre_hook(record) for layer in rounded_layers(model)]
+    hooks = [layer.register_forward_pre_hook(record) for layer in rounded_layers(model, depthwise)]
     try:
         for start in range(0, len(images), batch_size):
             model(images[start : start + batch_size])
@@ -122,13 +128,15 @@ def round_weights(
     images: np.ndarray,
     progress: Callable[[int, int], None] | None = None,
     sweeps: int = 4,
+    depthwise: bool = True,
 ) -> nn.Module:
     """A BN-folded copy of `model` whose weights lie on their int8 grid, rounded for its outputs on `images`.
 
-    `images` are preprocessed photos (N, 3, H, W), no labels; 64 are plenty. `model` is left untouched.
+    `images` are preprocessed photos (N, 3, H, W), no labels; 256 are plenty. `model` is left untouched. With
+    `depthwise` False the depthwise convs keep their weights (for int8 exports that compute them in float).
     """
     rounded = copy.deepcopy(fold_batchnorm(model)).eval()
-    moments = input_moments(rounded, torch.from_numpy(np.ascontiguousarray(images)))
+    moments = input_moments(rounded, torch.from_numpy(np.ascontiguousarray(images)), depthwise=depthwise)
     layers = list(moments)
     for index, layer in enumerate(layers):
         layer.weight.data = round_weight(layer.weight.data, moments[layer], sweeps)

@@ -171,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_int8_args(parser: argparse.ArgumentParser) -> None:
-    from effnet.quantize import CALIBRATION_METHODS, QUANT_BACKENDS, ROUNDINGS, QuantizeConfig
+    from effnet.quantize import CALIBRATION_METHODS, FLOAT_OPS, QUANT_BACKENDS, ROUNDINGS, QuantizeConfig
 
     default = QuantizeConfig()
     group = parser.add_argument_group("int8 (post-training static quantization, judged on held-out photos)")
@@ -181,6 +181,14 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--int8-backend", choices=QUANT_BACKENDS, default=default.backend, help="default %(default)s")
     group.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=default.method)
     group.add_argument("--keep-float", nargs="+", default=list(default.keep_float), help="ONNX node name prefixes")
+    group.add_argument(
+        "--float-ops",
+        nargs="+",
+        choices=FLOAT_OPS,
+        default=list(default.float_ops),
+        help="kinds of operation computed in float: depthwise convs, residual adds, the final linear classifier "
+        "(auto: all three on openvino, none on onnxruntime)",
+    )
     group.add_argument(
         "--weight-rounding",
         choices=ROUNDINGS,
@@ -212,6 +220,7 @@ def _export_int8(args: argparse.Namespace, model: Any) -> int:
         backend=args.int8_backend,
         method=args.calibration_method,
         keep_float=tuple(args.keep_float),
+        float_ops=tuple(args.float_ops),
         rounding=args.weight_rounding,
         overflow_fix=args.int8_overflow_fix,
         calibration_size=args.calibration_size,
@@ -240,6 +249,7 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
         return
     recipe = "NNCF on OpenVINO" if report.backend == "openvino" else f"onnxruntime QDQ, {report.method} ranges"
     recipe += ", weights rounded for their outputs" if report.rounding == "optimized" else ""
+    recipe += f", {report.in_float} in float" if report.float_ops else ""
     print(
         f"int8 ({recipe}, calibrated on {report.calibration_images} photos): top-1 agrees "
         f"with fp32 on {report.agreement:.1%} of {report.holdout_images} held-out photos "
