@@ -197,9 +197,9 @@ def test_depthwise_convs_kept_in_float_keep_their_weights():
     model = effnet.create_model("efficientnet_lite0", num_classes=10).eval()
     images = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
     folded = dict(fold_batchnorm(model).named_modules())
-    rounded = round_weights(model, images, sweeps=1, depthwise=False)
+    rounded = round_weights(model, images, sweeps=1, float_ops=("depthwise",))
     depthwise = [name for name, m in rounded.named_modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
     assert depthwise and all(torch.equal(rounded.get_submodule(n).weight, folded[n].weight) for n in depthwise)
-    assert not any(rounded.get_submodule(n) in rounded_layers(rounded, depthwise=False) for n in depthwise)
+    assert not any(rounded.get_submodule(n) in rounded_layers(rounded, ("depthwise",)) for n in depthwise)
     levels, _ = _grid(rounded.stages[1][0].expand.conv.weight)  # a full conv is still on its int8 grid
     assert torch.allclose(levels, levels.round(), atol=1e-4)

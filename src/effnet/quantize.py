@@ -292,14 +292,14 @@ def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: Quanti
     model = ov.convert_model(str(fp32))
     names = [op.get_friendly_name() for op in model.get_ops()]
     overflow = OverflowFix.FIRST_LAYER if config.overflow_fix else OverflowFix.DISABLE
-    ignored = (_keep_float_nodes(names, config.keep_float) if config.keep_float else []) + openvino_float_ops(
-        model, config.float_ops
-    )
+    ignored = _keep_float_nodes(names, config.keep_float) + openvino_float_ops(model, config.float_ops)
     scope = nncf.IgnoredScope(names=ignored) if ignored else None
     # NNCF draws progress bars on stdout; stderr keeps stdout clean for `--json`. Its INFO log lists every layer
-    # it leaves unquantized (dozens of lines with float_ops): warnings only.
-    nncf.set_log_level(logging.WARNING)
-    with contextlib.redirect_stdout(sys.stderr):
+    # it leaves unquantized (dozens of lines with float_ops): warnings only, for this call only.
+    level = nncf.nncf_logger.level
+    nncf.nncf_logger.setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as restore:
+        restore.callback(nncf.nncf_logger.setLevel, level)
         quantized = nncf.quantize(
             model,
             nncf.Dataset(list(images), lambda image: image[None]),
@@ -332,15 +332,14 @@ def quantize_onnx(fp32: Path, images: np.ndarray, out: str | Path, config: Quant
 def prepare_weights(model: nn.Module, images: np.ndarray, config: QuantizeConfig) -> nn.Module:
     """`model` as the quantizer should see it: with config.rounding "optimized", weights rounded for `images`.
 
-    Depthwise convs that stay in float (config.float_ops) keep their weights as they are.
+    Layers that stay in float (config.float_ops) keep their weights as they are.
     """
     config = resolve_backend(config)
     if config.rounding != "optimized":
         return model.eval()
     from effnet.rounding import round_weights
 
-    depthwise = "depthwise" not in config.float_ops
-    return round_weights(model.eval(), images[: config.rounding_size], depthwise=depthwise)
+    return round_weights(model.eval(), images[: config.rounding_size], float_ops=config.float_ops)
 
 
 def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:

@@ -13,7 +13,7 @@ keeps these integers exactly. No labels are used.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,16 +29,17 @@ def _is_depthwise(layer: nn.Module) -> bool:
     return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
 
 
-def rounded_layers(model: nn.Module, depthwise: bool = True) -> list[nn.Module]:
-    """The layers whose weights are rounded: linears, full convs and (unless not `depthwise`) depthwise convs.
+def rounded_layers(model: nn.Module, float_ops: Sequence[str] = ()) -> list[nn.Module]:
+    """The layers whose weights are rounded: linears, full convs and depthwise convs (other grouped convs are not).
 
-    Other grouped convs are left alone.
+    `float_ops` names the kinds an int8 export computes in float ("depthwise", "classifier": the linears), whose
+    weights are left as they are.
     """
     return [
         m
         for m in model.modules()
-        if isinstance(m, nn.Linear)
-        or (isinstance(m, nn.Conv2d) and (m.groups == 1 or (depthwise and _is_depthwise(m))))
+        if (isinstance(m, nn.Linear) and "classifier" not in float_ops)
+        or (isinstance(m, nn.Conv2d) and (m.groups == 1 or (_is_depthwise(m) and "depthwise" not in float_ops)))
     ]
 
 
@@ -63,7 +64,7 @@ def _patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def input_moments(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 8, depthwise: bool = True
+    model: nn.Module, images: torch.Tensor, batch_size: int = 8, float_ops: Sequence[str] = ()
 ) -> dict[nn.Module, torch.Tensor]:
     """E[x x^T] of every rounded layer's input patches over `images`: (1 or channels, features, features)."""
     sums: dict[nn.Module, torch.Tensor] = {}
@@ -74,7 +75,7 @@ def input_moments(
         sums[layer] = sums.get(layer, 0) + (patches @ patches.transpose(1, 2)).double()
         counts[layer] = counts.get(layer, 0) + patches.shape[-1]
 
-    hooks = [layer.register_forward_pre_hook(record) for layer in rounded_layers(model, depthwise)]
+    hooks = [layer.register_forward_pre_hook(record) for layer in rounded_layers(model, float_ops)]
     try:
         for start in range(0, len(images), batch_size):
             model(images[start : start + batch_size])
@@ -128,15 +129,15 @@ def round_weights(
     images: np.ndarray,
     progress: Callable[[int, int], None] | None = None,
     sweeps: int = 4,
-    depthwise: bool = True,
+    float_ops: Sequence[str] = (),
 ) -> nn.Module:
     """A BN-folded copy of `model` whose weights lie on their int8 grid, rounded for its outputs on `images`.
 
-    `images` are preprocessed photos (N, 3, H, W), no labels; 256 are plenty. `model` is left untouched. With
-    `depthwise` False the depthwise convs keep their weights (for int8 exports that compute them in float).
+    `images` are preprocessed photos (N, 3, H, W), no labels; 256 are plenty. `model` is left untouched. Layers of
+    the `float_ops` kinds ("depthwise", "classifier") keep their weights: an int8 export computes them in float.
     """
     rounded = copy.deepcopy(fold_batchnorm(model)).eval()
-    moments = input_moments(rounded, torch.from_numpy(np.ascontiguousarray(images)), depthwise=depthwise)
+    moments = input_moments(rounded, torch.from_numpy(np.ascontiguousarray(images)), float_ops=float_ops)
     layers = list(moments)
     for index, layer in enumerate(layers):
         layer.weight.data = round_weight(layer.weight.data, moments[layer], sweeps)
