@@ -127,7 +127,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ex = subparsers.add_parser("export", help="export to ONNX or TorchScript (BN folded) and check it")
     _add_model_args(ex)
-    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
+    ex.add_argument(
+        "--format",
+        choices=("onnx", "torchscript", "timm", "torchvision"),
+        default="onnx",
+        help="default onnx; timm / torchvision: a .safetensors state dict their twin model loads (strict=True)",
+    )
+    ex.add_argument("--inexact", action="store_true", help="torchvision: write even if its padding / BN eps differ")
     ex.add_argument("--out", type=Path, help="output file (default: <model>.onnx / <model>.pt)")
     ex.add_argument("--resolution", type=int, help="input height and width (default: the model's input size)")
     ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers in the exported graph")
@@ -358,6 +364,10 @@ def _export(args: argparse.Namespace) -> int:
     from effnet.export import count_batchnorms, export_model, fold_batchnorm
 
     model = _load(args, args.model, args.weights, need_weights=False)
+    if args.format in ("timm", "torchvision"):
+        from effnet.commands.interop import export_state_dict
+
+        return export_state_dict(args, model)
     if args.int8:
         return _export_int8(args, model)
     suffix = ".onnx" if args.format == "onnx" else ".pt"

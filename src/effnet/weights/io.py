@@ -12,6 +12,9 @@ from safetensors.torch import save_file
 from effnet.fileio import atomic_write
 from effnet.weights.layouts import detect_layout, rename_to_effnet
 from effnet.weights.reader import EFFNET_FORMAT
+from effnet.weights.twins import find_twin
+
+SAVE_LAYOUTS = ("effnet", "timm", "torchvision")
 
 if TYPE_CHECKING:
     from effnet.net import EfficientNet
@@ -59,18 +62,32 @@ def load_state_dict(
     return layout
 
 
-def save_weights(model: EfficientNet, path: str | Path) -> Path:
-    """Write effnet's format atomically: safetensors tensors + spec, class names and preprocessing as metadata."""
+def save_weights(model: EfficientNet, path: str | Path, layout: str = "effnet", *, exact: bool = True) -> Path:
+    """Write a safetensors file atomically: the tensors under `layout`'s key names, spec / classes / preprocessing
+    as metadata (which timm and torchvision ignore, and effnet reads back whatever the layout).
+
+    `layout="timm"` / `"torchvision"` writes the state dict of the model's twin there (see `find_twin`), which
+    loads with `strict=True`; a model without a twin is refused. `exact=False` allows a torchvision twin whose
+    padding or BN eps differs from the model's.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"effnet weight files end in .safetensors, got {path.name}")
+    if layout not in SAVE_LAYOUTS:
+        raise ValueError(f"layout must be one of {SAVE_LAYOUTS}, got {layout!r}")
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
     metadata = {
         "format": EFFNET_FORMAT,
+        "layout": layout,
         "spec": json.dumps(model.spec.to_dict()),
         "num_classes": str(model.num_classes),
         "preprocess": json.dumps(model.preprocess.to_dict()),
     }
+    if layout != "effnet":
+        twin = find_twin(model, layout, exact=exact)
+        names = rename_to_effnet(model, layout)
+        state = {names[key]: value for key, value in state.items()}
+        metadata["twin"] = twin.describe(model.num_classes)
     if model.class_names:
         metadata["class_names"] = json.dumps(list(model.class_names))
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))

@@ -109,12 +109,14 @@ def _read_safetensors(path: Path) -> WeightFile:
         return _state_dict_file(path, tensors)
     names = metadata.get("class_names")
     pre = metadata.get("preprocess")
+    # effnet's metadata may sit beside timm's or torchvision's key names (save_weights(..., layout=...)).
+    layout = detect_layout(set(tensors))
     return WeightFile(
         path=path,
         kind="effnet",
-        layout="effnet",
+        layout=layout,
         tensors=tensors,
-        num_classes=_classifier_rows(tensors, "effnet"),
+        num_classes=_classifier_rows(tensors, layout),
         spec=NetSpec.from_dict(json.loads(metadata["spec"])),
         class_names=tuple(json.loads(names)) if names else None,
         preprocess=Preprocess.from_dict(json.loads(pre)) if pre else None,
