@@ -12,31 +12,7 @@ from safetensors.torch import load_file
 import effnet
 from effnet.cli import main
 from effnet.weights import find_twin, load_model, read_file, save_weights
-
-
-def calibrate_norms(model: torch.nn.Module, size: int = 67) -> torch.nn.Module:
-    """Random BN affine parameters and statistics measured on random images: O(1) logits that a wrong padding or
-    BN eps would move (with fresh statistics a deep random net's logits are ~1e-6 and agree with anything)."""
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a cumulative average over the calibration batch
-            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(module.num_features, generator=generator) * 0.2 - 0.1)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, model.spec.in_channels, size, size, generator=generator))
-    return model.eval()
-
-
-def assert_same_logits(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    """Max |difference| relative to the logits' spread, which must be far from degenerate."""
-    spread = theirs.std().item()
-    assert spread > 0.05
-    relative = (ours - theirs).abs().max().item() / spread
-    assert relative < 1e-5, relative
-    return relative
+from interop_util import assert_same_logits, calibrate_norms
 
 
 def _round_trip(model, layout, tmp_path, size=67, **twin_args):

@@ -1,7 +1,10 @@
 """Hugging Face Hub support: `save_pretrained` / `from_pretrained` / `push_to_hub` through huggingface_hub's mixin.
 
-The folder (or Hub repo) holds `model.safetensors`, a `config.json` with the spec, class count and preprocessing
-(everything needed to rebuild the model, no code), and a generated model card `README.md`.
+The folder (or Hub repo) holds `model.safetensors`, a `config.json` and a generated model card `README.md`.
+config.json carries effnet's spec, class count and preprocessing (everything needed to rebuild the model, no
+code) and, for models with a timm twin, timm's keys (`architecture`, `model_args`, `pretrained_cfg`,
+`label_names`) with the weights in timm's key layout: `timm.create_model("local-dir:FOLDER", pretrained=True)`
+builds the same network. effnet reads both its own folders and folders timm wrote (`save_for_hf`).
 """
 
 # No `from __future__ import annotations`: huggingface_hub reads the __init__ annotations at class creation.
@@ -10,10 +13,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from effnet.fileio import write_text_atomic
 from effnet.net import EfficientNet
 from effnet.preprocess import Preprocess
 from effnet.specs import NetSpec
-from effnet.weights import save_weights
+from effnet.weights import load_state_dict, read_file, save_weights
+from effnet.weights.timm_config import from_timm_config, timm_config
+from effnet.weights.twins import find_twin
+
+# What a folder's weights may be called: ours and timm's safetensors, then timm's default (a weights-only pickle).
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 try:
     from huggingface_hub import ModelCard, PyTorchModelHubMixin
@@ -92,9 +101,45 @@ class EfficientNetHub(
         return hub_model.train(model.training)
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        # effnet's own safetensors writer: the same tensors, plus spec / preprocessing / names as metadata, so the
-        # folder's model.safetensors also loads with effnet.weights.load_model and `effnet predict --weights`.
-        save_weights(self, Path(save_directory) / "model.safetensors")
+        # effnet's safetensors writer: spec / preprocessing / names ride along as metadata, so the folder's
+        # model.safetensors also loads with effnet.weights.load_model and `effnet predict --weights`. With a timm
+        # twin the keys are timm's and config.json gets timm's keys too, so timm loads the folder as well.
+        config = dict(self._hub_mixin_config or {})
+        try:
+            find_twin(self, "timm")
+        except ValueError:  # a changed architecture: effnet's layout, effnet's config only
+            save_weights(self, Path(save_directory) / "model.safetensors")
+        else:
+            save_weights(self, Path(save_directory) / "model.safetensors", layout="timm")
+            config = {**config, **timm_config(self)}
+            config.pop("class_names", None)  # timm's label_names holds them
+        write_text_atomic(Path(save_directory) / "config.json", json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        config: dict | None = None,
+        **model_kwargs: Any,
+    ) -> "EfficientNetHub":
+        # config.json is effnet's (a spec) or timm's (an architecture name); either way the weights load through
+        # effnet's reader, which detects their key layout and executes no code.
+        config = config or {}
+        if "spec" not in config:
+            spec, num_classes, preprocess, names = from_timm_config(config)
+            model_kwargs = {"spec": spec, "num_classes": num_classes, "preprocess": preprocess, "class_names": names}
+        elif model_kwargs.get("class_names") is None and config.get("label_names"):
+            model_kwargs["class_names"] = list(config["label_names"])
+        model = cls(**model_kwargs)
+        path = _weight_file(model_id, revision, cache_dir, force_download, local_files_only, token)
+        load_state_dict(model, read_file(path).weights(), source=str(path))
+        return model.eval()
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
         """Upload to the Hub repo `repo_id` (needs a token and network); the card's usage names that repo."""
@@ -115,6 +160,41 @@ class EfficientNetHub(
         return super().generate_model_card(*args, **values)
 
 
+def _weight_file(
+    model_id: str,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    force_download: bool,
+    local_files_only: bool,
+    token: str | bool | None,
+) -> Path:
+    """The folder's (or Hub repo's) weight file: model.safetensors, else timm's pytorch_model.bin."""
+    if Path(model_id).is_dir():
+        for name in _WEIGHT_FILES:
+            if (Path(model_id) / name).is_file():
+                return Path(model_id) / name
+        raise ValueError(f"{model_id} holds no weights: expected one of {', '.join(_WEIGHT_FILES)}")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for name in _WEIGHT_FILES:
+        try:
+            return Path(
+                hf_hub_download(
+                    model_id,
+                    name,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    local_files_only=local_files_only,
+                    token=token,
+                )
+            )
+        except EntryNotFoundError:
+            continue
+    raise ValueError(f"Hub repo {model_id} holds no weights: expected one of {', '.join(_WEIGHT_FILES)}")
+
+
 def save_pretrained(model: EfficientNet, folder: str | Path, **kwargs: Any) -> Path:
     """Save any effnet model as a Hub folder (model.safetensors, config.json, README.md); returns the folder."""
     EfficientNetHub.from_model(model).save_pretrained(folder, **kwargs)
@@ -122,12 +202,13 @@ def save_pretrained(model: EfficientNet, folder: str | Path, **kwargs: Any) -> P
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
-    """The config.json of a saved folder (spec, num_classes, preprocess)."""
+    """The config.json of a saved folder (spec, num_classes, preprocess, and timm's keys where it has a twin)."""
     return json.loads((Path(folder) / "config.json").read_text())
 
 
 def from_pretrained(repo_or_folder: str | Path, **kwargs: Any) -> EfficientNetHub:
-    """Load a model saved with `save_pretrained` / `push_to_hub` (a local folder or a Hub repo id), in eval mode."""
+    """Load a Hub folder or repo id, in eval mode: one saved by effnet (`save_pretrained` / `push_to_hub`) or by
+    timm (`save_for_hf` / `push_to_hf_hub`) for an EfficientNet timm and effnet both build."""
     model = EfficientNetHub.from_pretrained(repo_or_folder, **kwargs)
     assert isinstance(model, EfficientNetHub)
     return model
