@@ -1,10 +1,14 @@
 """RandAugment / AutoAugment policy_v0 against the TF reference (tensorflow/tpu efficientnet/autoaugment.py).
 
 Expected arguments are the reference's level_to_arg formulas evaluated by hand at M = 5, 9, 10, 15; pixel checks
-follow its uint8 arithmetic, and the PIL-equivalent ops are compared with PIL itself.
+follow its uint8 arithmetic, the PIL-equivalent ops are compared with PIL itself, and every op except Cutout with
+the outputs TF 2.21 computed with the reference's own functions (tests/fixtures/tf/ops.npz, written by
+tests/fixtures/make_tf_fixtures.py).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +192,40 @@ def test_cutout_is_a_grey_box_of_twice_the_pad_size() -> None:
         rows, cols = np.nonzero(grey)
         assert 0 < grey.sum() <= 80 * 80 and grey.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
         assert np.array_equal(out[~grey], np.tile([10, 200, 30], ((~grey).sum(), 1)))
+
+
+# --- against TF's outputs ----------------------------------------------------------------------------------------
+
+TF_OPS = np.load(Path(__file__).parent / "fixtures" / "tf" / "ops.npz")
+TF_CASES = sorted(key for key in TF_OPS.files if not key.startswith(("input/", "args/")))
+
+
+@pytest.mark.parametrize("case", TF_CASES)
+def test_ops_equal_the_tf_reference_outputs(case: str) -> None:
+    # Every op, pixel for pixel: Shear (TF maps pixel indices, not PIL's pixel centres), Rotate (float32 matrix,
+    # ties rounded away from zero), Translate by fractional pixels, Sharpness (TF's float32 conv, truncated).
+    name, key = case.split("/")
+    image = Image.fromarray(TF_OPS[f"input/{key}"])
+    for arg, expected in zip(TF_OPS[f"args/{name}"], TF_OPS[case], strict=True):
+        value = None if np.isnan(arg) else int(arg) if name in ("Posterize", "Solarize", "SolarizeAdd") else arg
+        out = _pixels(apply_op(image, name, value))
+        assert np.array_equal(out, expected), (name, key, value, int((out != expected).sum()))
+
+
+def test_tf_shear_is_pil_shear_shifted_by_half_the_level() -> None:
+    # PIL samples at pixel centres: its shear by l reads x + l (y + 1/2) where TF reads x + l y. With PIL's
+    # offset taken out they agree (at levels whose l y never ends in exactly .5, where the two round ties
+    # differently); without it they differ on many pixels.
+    image = Image.fromarray(TF_OPS["input/coffee"])
+    for level in (0.21, -0.84):
+        tf_out = _pixels(apply_op(image, "ShearX", level))
+        shifted, plain = (
+            _pixels(image.transform(image.size, Image.Transform.AFFINE, (1, level, offset, 0, 1, 0),
+                                    Image.Resampling.NEAREST, fillcolor=(128, 128, 128)))
+            for offset in (-level / 2, 0.0)
+        )  # fmt: skip
+        assert np.array_equal(tf_out, shifted)
+        assert (tf_out != plain).any(axis=2).mean() > 0.05
 
 
 # --- policies -----------------------------------------------------------------------------------------------------

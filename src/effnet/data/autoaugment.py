@@ -1,13 +1,16 @@
 """RandAugment and AutoAugment `policy_v0` as the TF EfficientNet reference computes them.
 
 Reference: tensorflow/tpu models/official/efficientnet/autoaugment.py (google/automl efficientnetv2/autoaugment.py
-is the same code). Ops work on uint8 RGB pixels like the reference: grey fill 128, nearest-neighbour geometry,
-PIL-style enhancement blends that truncate, and the reference's level-to-argument mappings, including what its
-uint8 arithmetic does with them (see docs/augment.md for the table and the places where this matters).
+is the same code). Ops work on uint8 RGB pixels like the reference: grey fill 128, nearest-neighbour geometry
+through TF's projective transform (pixel indices, ties rounded away from zero), PIL-style enhancement blends that
+truncate, and the reference's level-to-argument mappings, including what its uint8 arithmetic does with them (see
+docs/augment.md). Every op but the random Cutout reproduces TF 2.21's outputs pixel for pixel
+(tests/fixtures/tf/ops.npz).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,12 +172,24 @@ def _contrast(image: np.ndarray, factor: float) -> np.ndarray:
     return _blend(np.full_like(image, level), image, factor)
 
 
+# tf.nn.depthwise_conv2d's weights: the SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 in float32.
+_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / np.float32(13)
+
+
 def _sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    # PIL's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 on the interior; the one-pixel border stays as it was.
-    x = image.astype(np.float32)
-    total = sum(x[1 + dy : x.shape[0] - 1 + dy, 1 + dx : x.shape[1] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    # TF's float32 depthwise conv on the interior (the one-pixel border stays as it was), then truncation: its CPU
+    # kernel accumulates the nine taps row by row with fused multiply-adds, which float64 products reproduce
+    # exactly (a 24-bit weight times an 8-bit pixel plus a float32 sum is exact in float64), e.g. 116.99999 -> 116.
+    x = image.astype(np.float64)
+    height, width = image.shape[:2]
+    total = np.zeros((height - 2, width - 2, image.shape[2]), np.float32)
+    tap = np.empty(total.shape, np.float64)
+    for dy in range(3):
+        for dx in range(3):
+            np.multiply(x[dy : height - 2 + dy, dx : width - 2 + dx], float(_SMOOTH[dy, dx]), out=tap)
+            total[...] = np.add(tap, total, out=tap)  # rounded to float32 after each tap, as an FMA
     smooth = image.copy()
-    smooth[1:-1, 1:-1] = np.clip((total + 4.0 * x[1:-1, 1:-1]) / 13.0, 0.0, 255.0).astype(np.uint8)
+    smooth[1:-1, 1:-1] = np.clip(total, 0.0, 255.0).astype(np.uint8)
     return _blend(smooth, image, factor)
 
 
@@ -186,12 +201,56 @@ def _cutout(image: np.ndarray, pad_size: int) -> np.ndarray:
     return out
 
 
-def _affine(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
-    # Output pixel (x, y) samples input (a x + b y + c, d x + e y + f), nearest neighbour, empty pixels grey 128.
-    return image.transform(image.size, Image.Transform.AFFINE, coefficients, Image.Resampling.NEAREST, fillcolor=FILL)
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    # std::round (ties away from zero); |v| - floor(|v|) is exact in float32, so ties are seen exactly.
+    magnitude = np.abs(values)
+    rounded = np.floor(magnitude)
+    rounded += magnitude - rounded >= 0.5
+    return np.copysign(rounded, values).astype(np.intp)
 
 
-_PIXEL_OPS: dict[str, Callable[..., np.ndarray]] = {
+def _projective(image: np.ndarray, matrix: tuple[np.float32, ...]) -> np.ndarray:
+    """TF's ImageProjectiveTransformV3 (nearest, constant fill) with the reference's wrap/unwrap: grey 128 outside.
+
+    Output pixel (x, y) reads input (round(a0 x + a1 y + a2), round(b0 x + b1 y + b2)), computed in float32 in
+    TF's order: the transform maps pixel indices, not pixel centres as PIL does (PIL's shear differs by level/2 px).
+    """
+    a0, a1, a2, b0, b1, b2 = (np.float32(v) for v in matrix)
+    height, width = image.shape[:2]
+    xs, ys = np.arange(width, dtype=np.float32)[None, :], np.arange(height, dtype=np.float32)[:, None]
+    in_x = _round_half_away(a0 * xs + a1 * ys + a2)
+    in_y = _round_half_away(b0 * xs + b1 * ys + b2)
+    inside = (in_x >= 0) & (in_x < width) & (in_y >= 0) & (in_y < height)
+    # Pixels that land outside read an extra grey pixel appended after the image.
+    flat = np.where(inside, in_y * width + in_x, height * width)
+    pixels = np.concatenate([image.reshape(-1, image.shape[2]), np.array([FILL], image.dtype)])
+    return np.take(pixels, flat, axis=0)
+
+
+def _rotation(image: np.ndarray, degrees: float) -> tuple[np.float32, ...]:
+    # tensorflow_addons (contrib) angles_to_projective_transforms in float32: about the image centre, positive
+    # angles turn the content counter-clockwise.
+    radians = np.float32(degrees * (math.pi / 180.0))
+    cos, sin = np.cos(radians), np.sin(radians)
+    h, w = np.float32(image.shape[0] - 1), np.float32(image.shape[1] - 1)
+    x_offset = (w - (cos * w - sin * h)) / np.float32(2)
+    y_offset = (h - (sin * w + cos * h)) / np.float32(2)
+    return cos, -sin, x_offset, sin, cos, y_offset
+
+
+_ONE, _ZERO = np.float32(1), np.float32(0)
+_GEOMETRY: dict[str, Callable[[np.ndarray, float], tuple[np.float32, ...]]] = {
+    "Rotate": _rotation,
+    # The reference's shear matrices [1, level, 0, 0, 1, 0] and [1, 0, 0, level, 1, 0]; translate(wrap(image),
+    # [-pixels, 0]) gives [1, 0, pixels, 0, 1, 0].
+    "ShearX": lambda image, level: (_ONE, np.float32(level), _ZERO, _ZERO, _ONE, _ZERO),
+    "ShearY": lambda image, level: (_ONE, _ZERO, _ZERO, np.float32(level), _ONE, _ZERO),
+    "TranslateX": lambda image, pixels: (_ONE, _ZERO, np.float32(pixels), _ZERO, _ONE, _ZERO),
+    "TranslateY": lambda image, pixels: (_ONE, _ZERO, _ZERO, _ZERO, _ONE, np.float32(pixels)),
+}
+
+
+_OPS: dict[str, Callable[..., np.ndarray]] = {
     "AutoContrast": _autocontrast,
     "Equalize": _equalize,
     "Invert": lambda image: (255 - image).astype(np.uint8),
@@ -203,26 +262,17 @@ _PIXEL_OPS: dict[str, Callable[..., np.ndarray]] = {
     "Brightness": lambda image, factor: _blend(np.zeros_like(image), image, factor),
     "Sharpness": _sharpness,
     "Cutout": _cutout,
-}
-_GEOMETRY_OPS: dict[str, Callable[[Image.Image, float], Image.Image]] = {
-    # PIL and the reference both turn counter-clockwise for positive angles about the image centre.
-    "Rotate": lambda image, degrees: image.rotate(degrees, Image.Resampling.NEAREST, fillcolor=FILL),
-    "ShearX": lambda image, level: _affine(image, (1.0, level, 0.0, 0.0, 1.0, 0.0)),
-    "ShearY": lambda image, level: _affine(image, (1.0, 0.0, 0.0, level, 1.0, 0.0)),
-    "TranslateX": lambda image, pixels: _affine(image, (1.0, 0.0, pixels, 0.0, 1.0, 0.0)),
-    "TranslateY": lambda image, pixels: _affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, pixels)),
+    **{name: lambda image, arg, name=name: _projective(image, _GEOMETRY[name](image, arg)) for name in _GEOMETRY},
 }
 
 
 def apply_op(image: Image.Image, name: str, arg: float | int | None) -> Image.Image:
     """Apply op `name` with its (already signed) argument to an RGB PIL image, as the reference does."""
     image = image.convert("RGB") if image.mode != "RGB" else image
-    if name in _GEOMETRY_OPS:
-        return _GEOMETRY_OPS[name](image, float(arg))  # type: ignore[arg-type]
-    if name not in _PIXEL_OPS:
+    if name not in _OPS:
         raise ValueError(f"unknown augmentation op {name!r}; choose one of {', '.join(RANDAUGMENT_OPS)}")
     pixels = np.asarray(image, dtype=np.uint8)
-    out = _PIXEL_OPS[name](pixels) if arg is None else _PIXEL_OPS[name](pixels, arg)
+    out = _OPS[name](pixels) if arg is None else _OPS[name](pixels, arg)
     return Image.fromarray(np.ascontiguousarray(out), mode="RGB")
 
 
