@@ -296,3 +296,34 @@ def test_repeated_sigkills_around_checkpoint_writes_end_like_the_uninterrupted_r
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same_rows(reference, metrics(tmp_path / "killed"))
     assert not list(ckpt.glob(".*tmp*")) and not list((tmp_path / "killed").glob(".*tmp*"))
+
+
+# ------------------------------------------------------------------------------------------------- SIGTERM
+def test_sigterm_checkpoints_says_so_in_one_line_and_the_resumed_run_ends_like_the_uninterrupted_one(
+    finished, tmp_path
+):
+    """What schedulers and containers send before SIGKILL: a real SIGTERM to a real `effnet train` process."""
+    import os
+    import signal
+    import time
+
+    spec, _, reference = finished
+    command = [sys.executable, "-m", "effnet.cli", *train_args(spec, tmp_path, "termed")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "termed" / "checkpoints" / "step-00000003.pt"  # --checkpoint-every-steps 3
+    deadline = time.time() + 240
+    while run.poll() is None and not first.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr[-2000:]  # 128 + SIGTERM: an unfinished job to the scheduler
+    line = stderr.strip().splitlines()[-1]
+    step = load_checkpoint(tmp_path / "termed" / "checkpoints" / "last.pt")["global_step"]
+    assert 3 <= step < 16  # saved where it stopped, before the run's end (2 epochs x 8 steps)
+    assert line == (f"effnet train: stopped by SIGTERM at step {step}; checkpoint saved; continue with: "
+                    f"effnet train --resume {tmp_path / 'termed'}")
+    assert "Traceback" not in stderr
+    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_rows(reference, metrics(tmp_path / "termed"))

@@ -28,7 +28,7 @@ def show_bar(requested: bool = True, stream: TextIO | None = None) -> bool:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Dataclasses, paths, tuples and dicts with non-string keys as plain JSON data."""
+    """Dataclasses, paths, tuples, sets and dicts with non-string keys as plain JSON data."""
     if is_dataclass(value) and not isinstance(value, type):
         return {field.name: to_jsonable(getattr(value, field.name)) for field in fields(value)}
     if isinstance(value, dict):
@@ -37,6 +37,8 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(item) for item in value]
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, set | frozenset):  # e.g. CPU flags: sorted, so the output is stable
+        return sorted(to_jsonable(item) for item in value)
     return value
 
 

@@ -95,10 +95,13 @@ def _top_k(logits: torch.Tensor, k: int, class_names: Sequence[str] | None) -> l
 def classify(
     model: EfficientNet, images: Sequence[Image.Image], top_k: int = 5, class_names: Sequence[str] | None = None
 ) -> list[tuple[ClassScore, ...]]:
-    """Top-k classes of in-memory PIL images, using `model.preprocess` (and `model.class_names` by default)."""
+    """Top-k classes of in-memory PIL images, using `model.preprocess` (and `model.class_names` by default).
+
+    `model` is an EfficientNet or an exported file opened by `effnet.runtimes.open_exported`.
+    """
     preprocess: Preprocess = model.preprocess
     class_names = class_names if class_names is not None else getattr(model, "class_names", None)
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # an exported graph (runtimes.ExportedModel) has none
     batch = torch.stack([preprocess_image(image.convert("RGB"), preprocess) for image in images]).to(device)
     return _top_k(model.eval()(batch), top_k, class_names)
 

@@ -8,8 +8,10 @@ predictions of Lite0 move), so effnet asks for f32 unless told otherwise.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +64,129 @@ def predictor(path: str | Path, runtime: str = "onnxruntime", threads: int = 0) 
     if runtime == "onnxruntime":
         return onnxruntime_predictor(path, threads)
     return openvino_predictor(path, threads)
+
+
+EXPORTED_SUFFIXES = (".onnx", ".xml")  # what `effnet export` writes: ONNX, and OpenVINO IR (an .xml/.bin pair)
+
+
+def is_exported(path: str | Path | None) -> bool:
+    """Whether `path` names an exported graph (ONNX or OpenVINO IR) rather than a PyTorch weight file."""
+    return path is not None and Path(path).suffix.lower() in EXPORTED_SUFFIXES
+
+
+def read_exported_metadata(path: str | Path) -> Any:
+    """The preprocessing, class names and architecture effnet recorded in an exported file (effnet.export.OnnxMetadata).
+
+    OpenVINO's converter keeps an ONNX file's metadata_props in the IR's rt_info under "framework", so an int8
+    .xml made from effnet's ONNX export carries the same three entries.
+    """
+    from effnet.export import OnnxMetadata, read_onnx_metadata
+    from effnet.preprocess import Preprocess
+
+    if Path(path).suffix.lower() == ".onnx":
+        return read_onnx_metadata(path)
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    props = {
+        key: model.get_rt_info(["framework", key]).astype(str)
+        for key in ("preprocess", "class_names", "architecture")
+        if model.has_rt_info(["framework", key])
+    }
+    pre, names = props.get("preprocess"), props.get("class_names")
+    return OnnxMetadata(
+        Preprocess.from_dict(json.loads(pre)) if pre else None,
+        tuple(json.loads(names)) if names else None,
+        props.get("architecture"),
+    )
+
+
+class ExportedModel(nn.Module):
+    """An exported effnet file behind an effnet model's interface: `preprocess`, `class_names`, `num_classes`
+    and a forward pass (N, 3, H, W) -> logits that runs on onnxruntime or OpenVINO, so `predict_files`,
+    `evaluate` and the server take it as they take a PyTorch model. It has no feature maps (no CAM)."""
+
+    def __init__(
+        self,
+        path: Path,
+        runtime: str,
+        run: Predictor,
+        num_classes: int,
+        input_hw: tuple[int, int] | None,
+        metadata: Any,
+        preprocess: Any,
+    ) -> None:
+        super().__init__()
+        self.path, self.runtime, self._run = path, runtime, run
+        self.num_classes, self.input_hw = num_classes, input_hw
+        self.architecture: str = metadata.architecture or path.stem
+        self.class_names = metadata.class_names
+        self.preprocess = preprocess
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, classes) float32 logits, on the device of `batch`."""
+        if self.input_hw is not None and tuple(batch.shape[-2:]) != self.input_hw:
+            height, width = self.input_hw
+            raise ValueError(
+                f"{self.path} was exported for {height}x{width} inputs, got "
+                f"{batch.shape[-2]}x{batch.shape[-1]}: drop the input/image size override"
+            )
+        array = np.ascontiguousarray(batch.detach().float().cpu().numpy())
+        return torch.from_numpy(np.asarray(self._run(array), dtype=np.float32)).to(batch.device)
+
+
+def _graph_shapes(path: Path, runtime: str) -> tuple[int | None, tuple[int, int] | None]:
+    """(number of classes, fixed (height, width) of the input or None when dynamic) of an exported graph."""
+    if runtime == "onnxruntime":
+        from effnet.export import onnx_session
+
+        session = onnx_session(path, 1)
+        dims, classes = session.get_inputs()[0].shape, session.get_outputs()[0].shape[1]
+        fixed = all(isinstance(d, int) for d in dims[2:4])
+        return (classes if isinstance(classes, int) else None), ((dims[2], dims[3]) if fixed else None)
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    dims, classes = model.input(0).get_partial_shape(), model.output(0).get_partial_shape()[1]
+    fixed = dims[2].is_static and dims[3].is_static
+    return (classes.get_length() if classes.is_static else None), (
+        (dims[2].get_length(), dims[3].get_length()) if fixed else None
+    )
+
+
+def open_exported(path: str | Path, model: str | None = None, threads: int = 0) -> ExportedModel:
+    """Open an ONNX (onnxruntime, else OpenVINO) or OpenVINO IR file as a classifier with its recorded
+    preprocessing and class names; `model` (a registry name or spec) gives the preprocessing of files that
+    record none."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist")
+    if not is_exported(path):
+        raise ValueError(f"{path} is not an exported graph (.onnx or OpenVINO .xml)")
+    onnx_file = path.suffix.lower() == ".onnx"
+    runtime = "onnxruntime" if onnx_file and runtime_available("onnxruntime") else "openvino"
+    if not runtime_available(runtime):
+        extra = "export" if onnx_file else "openvino"
+        raise ValueError(f"reading {path} needs {runtime}: pip install 'effnet[{extra}]'")
+    if not onnx_file and not path.with_suffix(".bin").is_file():
+        raise ValueError(f"{path.with_suffix('.bin')} is missing: an OpenVINO model is an .xml/.bin pair, keep both")
+    metadata = read_exported_metadata(path)
+    preprocess = metadata.preprocess
+    if preprocess is None:
+        if model is None:
+            raise ValueError(
+                f"{path} records no preprocessing (it was not written by `effnet export`): pass "
+                "--model NAME, the architecture it was exported from, to use its preprocessing"
+            )
+        from effnet.preprocess import default_preprocess
+        from effnet.zoo import resolve_spec
+
+        preprocess = default_preprocess(resolve_spec(model))
+    num_classes, input_hw = _graph_shapes(path, runtime)
+    if num_classes is None:
+        raise ValueError(f"{path}: the output's class axis has no fixed size; is it a classifier?")
+    run = onnxruntime_predictor(path, threads) if runtime == "onnxruntime" else openvino_predictor(path, threads)
+    return ExportedModel(path, runtime, run, num_classes, input_hw, metadata, preprocess)
 
 
 def runtime_versions() -> str:

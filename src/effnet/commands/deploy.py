@@ -13,6 +13,7 @@ from typing import Any
 from effnet.console import print_json, show_bar
 from effnet.fileio import atomic_write
 from effnet.net import EfficientNet
+from effnet.runtimes import is_exported, open_exported
 from effnet.weights import load_model
 from effnet.zoo import create_model
 
@@ -31,7 +32,8 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         parser.add_argument(
             "--weights",
             type=Path,
-            help="weight file: effnet .safetensors / checkpoint, timm, torchvision or efficientnet-pytorch state dict",
+            help="weight file: effnet .safetensors / checkpoint, timm, torchvision or efficientnet-pytorch state "
+            "dict, or a .onnx / OpenVINO .xml file from `effnet export`",
         )
     parser.add_argument(
         "--pretrained",
@@ -52,11 +54,14 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need_weights: bool) -> EfficientNet:
-    """The model the flags describe, with the preprocessing and class names its weights carry."""
+    """The model the flags describe, with the preprocessing and class names its weights carry (an exported .onnx
+    or OpenVINO .xml comes back as an `effnet.runtimes.ExportedModel`, which computes logits only)."""
     if args.pretrained and weights is not None:
         raise ValueError("give either --pretrained or --weights, not both")
     if args.pretrained:
         model = create_model(name or DEFAULT_MODEL, pretrained=True)
+    elif is_exported(weights):  # an ONNX / OpenVINO file effnet exported: its recorded preprocessing and classes
+        model = open_exported(weights, name)  # type: ignore[arg-type]
     elif weights is not None:
         model = load_model(weights, name, padding=args.padding, norm_eps=args.norm_eps)
     elif need_weights:
@@ -93,8 +98,10 @@ def _class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | N
             raise ValueError(f"classes file {path} does not exist")
         names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
         if len(names) != num_classes:
-            raise ValueError(f"{path} names {len(names)} classes but the model has {num_classes} outputs; "
-                             "give one name per line for every class, in the training order")
+            raise ValueError(
+                f"{path} names {len(names)} classes but the model has {num_classes} outputs; "
+                "give one name per line for every class, in the training order"
+            )
         return names
     if getattr(model, "class_names", None) and len(model.class_names) == num_classes:
         return list(model.class_names)
@@ -148,7 +155,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_export)
 
     be = subparsers.add_parser("bench", help="CPU latency (paper Table 4 protocol) or throughput, with ratios")
-    be.add_argument("models", nargs="*", default=["efficientnet_b0"], help="effnet models (default b0)")
+    be.add_argument(
+        "models",
+        nargs="*",
+        default=["efficientnet_b0"],
+        help="effnet models or exported .onnx / .xml files (default b0)",
+    )
     be.add_argument(
         "--mode",
         choices=("latency", "throughput"),
@@ -216,7 +228,7 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_int8(args: argparse.Namespace, model: Any) -> int:
-    from effnet.quantize import Int8Refused, QuantizeConfig, export_int8
+    from effnet.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend
 
     if args.calibration is None:
         raise ValueError("--int8 needs --calibration DIR: a folder of real photos like the ones the model will see")
@@ -233,7 +245,7 @@ def _export_int8(args: argparse.Namespace, model: Any) -> int:
         holdout_size=args.holdout_size,
         min_agreement=args.min_agreement,
     )
-    out = args.out or Path(f"{Path(args.model or model.spec.name).stem}.int8.onnx")
+    out = _int8_path(args.out, resolve_backend(config).backend, Path(args.model or model.spec.name).stem)
     try:
         report = export_int8(model, out, args.calibration, args.holdout, config, args.force, args.resolution)
     except Int8Refused as refused:
@@ -247,6 +259,31 @@ def _export_int8(args: argparse.Namespace, model: Any) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _int8_path(out: Path | None, backend: str, stem: str) -> Path:
+    """Where the int8 model goes: --out as given, except that OpenVINO IR is an .xml/.bin pair and keeps that
+    name (said before anything is written); an .xml name for an ONNX file is refused."""
+    if backend == "onnxruntime":
+        if out is not None and out.suffix.lower() == ".xml":
+            raise ValueError(
+                f"--int8-backend onnxruntime writes ONNX, not OpenVINO IR: name it "
+                f"{out.with_suffix('.onnx')}, or pass --int8-backend openvino for an .xml"
+            )
+        return out or Path(f"{stem}.int8.onnx")
+    if out is None:
+        return Path(f"{stem}.int8.xml")
+    if out.suffix.lower() == ".xml":
+        return out
+    # OpenVINO's runtimes read an IR by its .xml and expect the weights in the .bin of the same name: an IR
+    # under an .onnx name would be a file ONNX tools cannot open.
+    final = out.with_suffix(".xml") if out.suffix.lower() == ".onnx" else out.with_name(out.name + ".xml")
+    print(
+        f"effnet export: the openvino int8 backend writes OpenVINO IR, an .xml/.bin pair, so {out} will be "
+        f"{final} + {final.with_suffix('.bin').name}; for an int8 ONNX file pass --int8-backend onnxruntime",
+        file=sys.stderr,
+    )
+    return final
 
 
 def _print_int8(report: Any, as_json: bool = False) -> None:
@@ -305,6 +342,12 @@ def _cam(args: argparse.Namespace) -> int:
     weights = args.weights or [None] * len(names)
     if len(weights) != len(names):
         raise ValueError(f"--weights needs one file per --model ({len(names)}), got {len(weights)}")
+    exported = [str(w) for w in weights if is_exported(w)]
+    if exported:
+        raise ValueError(
+            f"CAM needs the PyTorch model's feature maps and classifier weights, which an exported graph "
+            f"({exported[0]}) lacks: pass the .safetensors or checkpoint it was exported from"
+        )
     models = {}
     for name, w in zip(names, weights, strict=True):
         model = _load(args, name, w, need_weights=True)
@@ -329,15 +372,23 @@ def _cam(args: argparse.Namespace) -> int:
                     label = names[result.class_index] if names else str(result.class_index)
                     picture = overlay(image, result.heatmap, args.alpha)
                     tag = f"{method}" + (f"-{args.layer}" if method == "gradcam" else "")
-                    out = _unique(args.out / f"{Path(path).stem}_{Path(name).stem}_{tag}_{result.class_index}.png",
-                                  used)
+                    out = _unique(
+                        args.out / f"{Path(path).stem}_{Path(name).stem}_{tag}_{result.class_index}.png", used
+                    )
                     atomic_write(out, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
-                    written.append({"file": out, "input": path, "model": name, "method": tag,
-                                    "class_index": result.class_index, "label": label,
-                                    "probability": result.probability})
+                    written.append(
+                        {
+                            "file": out,
+                            "input": path,
+                            "model": name,
+                            "method": tag,
+                            "class_index": result.class_index,
+                            "label": label,
+                            "probability": result.probability,
+                        }
+                    )
                     if not args.json:
-                        print(f"{out}  {name} {tag}: class {result.class_index} {label} "
-                              f"(p={result.probability:.3f})")
+                        print(f"{out}  {name} {tag}: class {result.class_index} {label} (p={result.probability:.3f})")
                     cells.append((picture, f"{name} {tag}\n{result.class_index} {label} p={result.probability:.2f}"))
         rows.append(cells)
         row_labels.append(Path(path).name)
@@ -363,6 +414,10 @@ def _unique(path: Path, used: set[Path]) -> Path:
 def _export(args: argparse.Namespace) -> int:
     from effnet.export import count_batchnorms, export_model, fold_batchnorm
 
+    if is_exported(args.weights):
+        raise ValueError(
+            f"{args.weights} is already an exported graph: export from the .safetensors or checkpoint it came from"
+        )
     model = _load(args, args.model, args.weights, need_weights=False)
     if args.format in ("timm", "torchvision"):
         from effnet.commands.interop import export_state_dict
@@ -385,10 +440,21 @@ def _export(args: argparse.Namespace) -> int:
     bns = count_batchnorms(model if args.no_fold_bn else fold_batchnorm(model))
     passed, verdict = check.verdict(args.rtol, args.atol) if check is not None else (True, "not checked")
     if args.json:
-        print_json({"path": out, "format": args.format, "bytes": out.stat().st_size,
-                    "input": ["batch", 3, "height", "width"], "traced_resolution": resolution,
-                    "batchnorm_layers": bns, "padding": model.spec.padding, "check": check,
-                    "relative_diff": check.relative_diff if check else None, "passed": passed, "verdict": verdict})
+        print_json(
+            {
+                "path": out,
+                "format": args.format,
+                "bytes": out.stat().st_size,
+                "input": ["batch", 3, "height", "width"],
+                "traced_resolution": resolution,
+                "batchnorm_layers": bns,
+                "padding": model.spec.padding,
+                "check": check,
+                "relative_diff": check.relative_diff if check else None,
+                "passed": passed,
+                "verdict": verdict,
+            }
+        )
         return 0 if passed else 1
     print(
         f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, height, width) "
@@ -403,6 +469,20 @@ def _export(args: argparse.Namespace) -> int:
         f"(outputs up to {check.max_abs_output:.3g}, relative {check.relative_diff:.1e})  {verdict}"
     )
     return 0 if passed else 1
+
+
+def _exported_candidate(path: Path) -> Any:
+    """A bench row for an exported file, timed on the runtime that `effnet predict` would run it on."""
+    from effnet.analysis.latency import Candidate
+
+    probe = open_exported(path)
+    size = probe.input_hw[0] if probe.input_hw else probe.preprocess.input_size
+
+    def build(_example: Any, threads: int) -> tuple[Any, str]:
+        model = open_exported(path, threads=threads)
+        return model, model.runtime
+
+    return Candidate(str(path), "effnet", str(path), size, build)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -421,8 +501,9 @@ def _bench(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if latency else torch.get_num_threads())
     runs, warmup = (3, 1) if args.quick else (args.runs, args.warmup)
     config = BenchConfig(args.mode, 1 if latency else args.batch_size, threads, warmup, runs, args.resolution)
-    candidates = build_candidates(
-        args.models,
+    files = [Path(name) for name in args.models if is_exported(name)]
+    candidates = [_exported_candidate(path) for path in files] + build_candidates(
+        [name for name in args.models if not is_exported(name)],
         twins=not args.no_twins,
         resnets=not args.no_resnets,
         optimize=args.optimize,
@@ -435,20 +516,18 @@ def _bench(args: argparse.Namespace) -> int:
         results = run_benchmark(candidates, config, lambda _done, _total: bar.update(1))
     ratios, speedups = baseline_ratios(results), speedups_over(results)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    vars(r)
-                    | {
-                        "cpu": vars(cpu_info()),
-                        "images_per_s": r.images_per_s,
-                        "vs_baseline": ratios[r.label],
-                        "resnet152_speedup": speedups.get(r.label),
-                    }
-                    for r in results
-                ],
-                indent=2,
-            )
+        cpu = cpu_info()  # its flags are a frozenset: print_json writes them as a sorted list
+        print_json(
+            [
+                vars(r)
+                | {
+                    "cpu": cpu,
+                    "images_per_s": r.images_per_s,
+                    "vs_baseline": ratios[r.label],
+                    "resnet152_speedup": speedups.get(r.label),
+                }
+                for r in results
+            ]
         )
         return 0
     print(

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser("eval", help="top-1 / top-5 / loss of a checkpoint or weights file on a dataset")
-    ev.add_argument("weights", type=Path, help="an `effnet train` checkpoint (.pt) or a weights file")
+    ev.add_argument("weights", type=Path,
+                    help="an `effnet train` checkpoint (.pt), a weights file, or an exported .onnx / OpenVINO .xml")
     ev.add_argument("--model", help="architecture, for weight files that do not record it")
     ev.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA ones")
     ev.add_argument("--image-size", type=int, help="eval resolution (default: the run's / the model's)")
@@ -152,10 +153,12 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from effnet.train import TrainingDiverged, TrainingInterrupted, fit
+    from effnet.train.signals import TerminateAsException, Terminated, exit_code
 
     config = build_config(args)
     try:
-        result = fit(config, progress=not args.json, overwrite=args.overwrite, bar=not args.quiet)
+        with TerminateAsException():  # SIGTERM: a checkpoint at the next step, a line and 143 (train/signals.py)
+            result = fit(config, progress=not args.json, overwrite=args.overwrite, bar=not args.quiet)
     except TrainingDiverged as err:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"effnet train: {err}", file=sys.stderr)
@@ -163,11 +166,15 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as err:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"effnet train: {err}", file=sys.stderr)
-        return 130
+        return exit_code(err.signum)
     except KeyboardInterrupt:  # a Ctrl-C before the first step (while the data or model is built)
         print(f"effnet train: interrupted; continue with: effnet train --resume {_run_dir_hint(config)}",
               file=sys.stderr)
         return 130
+    except Terminated:  # a SIGTERM before the first step
+        print(f"effnet train: stopped by SIGTERM before the first step; continue with: effnet train --resume "
+              f"{_run_dir_hint(config)}", file=sys.stderr)
+        return 143
     if int(os.environ.get("RANK", "0")) == 0 and args.json:
         print_json(result)
     elif int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports

@@ -85,26 +85,28 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Loss / top-1 / top-5 of a checkpoint or weights file on the validation set of the run it came from.
+    """Loss / top-1 / top-5 of a checkpoint, weights file or exported graph on the validation set of its run.
 
     `data` overrides that run's data options (DataConfig fields). Refuses weights or a loss that are not finite.
     """
     from dataclasses import replace
 
     from effnet.data import DataConfig, build_datasets
+    from effnet.runtimes import is_exported, open_exported
     from effnet.weights import load_model, read_file
 
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    file = read_file(path)
-    net = load_model(file, model, use_ema=use_ema)
+    file = None if is_exported(path) else read_file(path)
+    # An exported .onnx / OpenVINO .xml runs on its runtime with the preprocessing and class names it records.
+    net = open_exported(path, model) if file is None else load_model(file, model, use_ema=use_ema)
     bad = [name for name, tensor in net.state_dict().items()
            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged "
                          "there, evaluate an earlier checkpoint")
     # A checkpoint evaluates on its own run's validation set unless `data` says otherwise.
-    saved = dict((file.config or {}).get("data") or {})
+    saved = dict(((file.config if file else None) or {}).get("data") or {})
     values = saved | {k: v for k, v in (data or {}).items() if v is not None}
     pair = build_datasets(DataConfig(**values))
     if net.num_classes != pair.num_classes:

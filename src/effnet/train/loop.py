@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,11 @@ from effnet.train.finetune import apply_train_mode, set_backbone_frozen
 from effnet.train.progressive import ProgressiveStage
 from effnet.train.sampling import ResumableSampler, SeededDataset
 from effnet.train.setup import RunSetup, build_run, collect_rng, restore_rank_rng
+from effnet.train.signals import StopFlag, TrainingInterrupted
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN or infinite; only checkpoints with finite weights were kept."""
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C) after checkpointing its exact position in `run_dir`."""
-
-    def __init__(self, run_dir: Path | None) -> None:
-        self.run_dir = run_dir
-        super().__init__(f"interrupted; continue with: effnet train --resume {run_dir or '<run folder>'}")
 
 
 @dataclass(frozen=True)
@@ -80,27 +72,6 @@ def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torc
     return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop at the next step boundary; a second one kills."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class _Trainer:
     """Holds the state of one run; `run` drives epochs, steps, evaluation and checkpoints."""
 
@@ -133,7 +104,7 @@ class _Trainer:
         started = time.time()
         self._maybe_resume()
         frozen = None
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             self.stop = stop
             try:
                 while self.epoch < self.cfg.epochs:
@@ -239,7 +210,7 @@ class _Trainer:
                 bar.close()
                 self.log(f"interrupted: checkpoint saved to {self.checkpoints.last if self.checkpoints else '-'}; "
                          "continue with --resume")
-                raise TrainingInterrupted(self.run_setup.run_dir)
+                raise TrainingInterrupted(self.run_setup.run_dir, self.stop.signum or signal.SIGINT, self.global_step)
             every = cfg.checkpoint_every_steps
             if every and self.global_step % every == 0 and self.step_in_epoch < setup.steps_per_epoch:
                 self._save(is_best=False)
