@@ -25,10 +25,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(*args: str) -> Iterator[str]:
-    """`effnet serve ARGS` in a subprocess on a free port; yields its base URL and stops it afterwards."""
+def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`effnet serve ARGS` in a subprocess on a free port (extra environment `env`); yields its base URL once it
+    reports ready, and stops it afterwards."""
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     src = Path(__file__).resolve().parents[1] / "src"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))  # this checkout's effnet
     command = [sys.executable, "-m", "effnet.cli", "serve", "--port", str(port), "--log-level", "warning", *args]
@@ -54,7 +55,7 @@ def _wait_until_up(process: subprocess.Popen, url: str, log) -> None:
             log.seek(0)
             raise RuntimeError(f"effnet serve exited with {process.returncode}:\n{log.read().decode()[-3000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:  # loaded and warmed up
                 return
         except httpx.HTTPError:
             pass

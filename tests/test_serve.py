@@ -155,7 +155,8 @@ BAD_INPUTS = {
         "exceeds the limit of 20,000,000",
     ),
     "image under a text type": (lambda c: _form("cat.jpg", c, "text/plain"), 415, "is not an image"),
-    "json body": (lambda c: {"json": {"image": "cat.jpg"}}, 415, "multipart/form-data"),
+    "json body of another shape": (lambda c: {"json": {"image": "cat.jpg"}}, 400, "image_b64"),
+    "xml body": (lambda c: {"content": b"<a/>", "headers": {"content-type": "application/xml"}}, 415, "multipart"),
     "form without a file": (lambda c: _raw_form(b'name="image"\r\n\r\ncat.jpg'), 400, "holds no file"),
     "url-encoded form": (lambda c: {"data": {"image": "cat.jpg"}}, 415, "not accepted"),
     "empty file": (lambda c: _form("empty.jpg", b"", "image/jpeg"), 400, "empty"),
@@ -231,7 +232,7 @@ def test_concurrent_requests_are_batched_and_counted(lite0_server, chelsea):
 
 
 def test_errors_are_counted_in_metrics(lite0_server):
-    httpx.post(f"{lite0_server}/predict", content=b"{}", headers={"content-type": "application/json"})
+    httpx.post(f"{lite0_server}/predict", content=b"{}", headers={"content-type": "text/plain"})
     samples = metric_samples(lite0_server)
     assert samples[("effnet_serve_errors_total", (("endpoint", "/predict"), ("status", "415")))] >= 1
     assert samples[("effnet_serve_requests_total", (("endpoint", "/health"), ("status", "200")))] >= 1

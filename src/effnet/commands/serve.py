@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from effnet.commands.deploy import _add_preprocess_args
+
+TOKEN_ENV = "EFFNET_SERVE_TOKEN"  # the same name as effnet.serve.security.TOKEN_ENV, without importing FastAPI
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the serve subcommand."""
     sv = subparsers.add_parser(
         "serve",
-        help="HTTP service: /predict, /cam, /health, /metrics and a web page at /",
+        help="HTTP service: /predict (files or base64 JSON), KServe v2 /v2/..., /cam, /health, /model, /metrics, "
+        "/docs and a web page at /",
         description="Serve a model over HTTP with dynamic batching. Needs: pip install 'effnet[serve]'.",
     )
     sv.add_argument("--model", help="registry name or spec file (default: the file's own, or efficientnet_lite0)")
@@ -20,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument(
         "--weights",
         type=Path,
-        help="weights (.safetensors, timm/torchvision .pth), an `effnet train` checkpoint, or .onnx",
+        help="weights (.safetensors, timm/torchvision .pth), an `effnet train` checkpoint, or an exported .onnx / "
+        "OpenVINO .xml (int8 too)",
     )
     sv.add_argument("--classes-file", type=Path, help="class names, one per line (default: recorded, or ImageNet)")
     sv.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
@@ -50,6 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels per image (default 40M)")
     sv.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
     sv.add_argument("--top-k", type=int, default=5, help="classes returned per image (default 5)")
+    sv.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the API, e.g. https://app.example.com (repeatable; * for any)",
+    )
+    sv.add_argument(
+        "--token",
+        help=f"bearer token every endpoint but the health probes, page and docs asks for (default: ${TOKEN_ENV}, "
+        "which keeps it out of the process list; unset: no token)",
+    )
     sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     sv.set_defaults(func=_serve)
 
@@ -87,6 +104,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_images=args.max_images,
         top_k=args.top_k,
+        cors_origins=tuple(args.cors_origin),
+        token=args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None,
     )
     try:
         from effnet.serve.runner import serve

@@ -1,17 +1,22 @@
-"""The HTTP application: /predict, /cam, /health, /metrics and the web page at /, around one model and batcher."""
+"""The HTTP application: /predict, /cam, /health, /model, /metrics, the Open Inference Protocol under /v2, /docs and
+the web page at /, around one model and batcher."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 from urllib.parse import quote
 
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -21,16 +26,42 @@ from starlette.exceptions import HTTPException
 from effnet.serve.backend import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.batcher import DynamicBatcher
 from effnet.serve.config import ServeConfig
+from effnet.serve.docs import add_docs, install_openapi
 from effnet.serve.limits import BodyTooLargeError, LimitsAndMetrics
 from effnet.serve.metrics import ServeMetrics
-from effnet.serve.uploads import UploadError, check_content_type, decode_image
+from effnet.serve.protocol import add_protocol_routes
+from effnet.serve.schemas import ErrorBody, Health, InferenceRequest, ModelInfo, PredictInstances, PredictResponse
+from effnet.serve.security import BearerToken
+from effnet.serve.uploads import UploadError, check_content_type, decode_image, parse_instances
 
 CONFIG_ENV = "EFFNET_SERVE_CONFIG"
-_HOW_TO_SEND = "send images as multipart/form-data (curl -F file=@cat.jpg URL) or one raw image/* body"
+_HOW_TO_SEND = (
+    "send images as multipart/form-data (curl -F file=@cat.jpg URL), one raw image/* body, or JSON "
+    '{"instances": [{"image_b64": "..."}]}'
+)
+Uploads = Callable[[], list[tuple[str, bytes]]]  # (name, image file bytes), produced on a pool thread
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["file"],
+                },
+                "encoding": {"file": {"contentType": "image/*"}},
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/PredictInstances"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
-async def _read_uploads(request: Request, config: ServeConfig) -> list[tuple[str, bytes]]:
-    """(filename, bytes) of every image in the request, content types checked."""
+async def _read_uploads(request: Request, config: ServeConfig) -> Uploads:
+    """What the request holds, as a function returning (name, bytes) of every image: multipart files (content
+    types checked), a raw image body, or base64 images in JSON (decoded by the function, off the event loop)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -46,17 +77,21 @@ async def _read_uploads(request: Request, config: ServeConfig) -> list[tuple[str
                 name = file.filename or f"file {index + 1}"
                 check_content_type(file.content_type, name)
                 uploads.append((name, await file.read()))
-            return uploads
+            return lambda: uploads
         finally:
             await form.close()
     if kind.startswith("image/") or kind == "application/octet-stream":
-        return [("request body", await request.body())]
+        body = await request.body()
+        return lambda: [("request body", body)]
+    if kind == "application/json":
+        body = await request.body()
+        return lambda: parse_instances(body, config.max_images)
     raise UploadError(415, f"content type {kind or '(none)'!r} is not accepted; {_HOW_TO_SEND}")
 
 
 async def _read_images(request: Request, config: ServeConfig) -> list[tuple[str, Image.Image]]:
     uploads = await _read_uploads(request, config)
-    decode = lambda: [(name, decode_image(data, name, config.max_pixels)) for name, data in uploads]  # noqa: E731
+    decode = lambda: [(name, decode_image(data, name, config.max_pixels)) for name, data in uploads()]  # noqa: E731
     return await run_in_threadpool(decode)  # decoding is CPU work: keep the event loop answering
 
 
@@ -84,54 +119,93 @@ class Endpoints:
             classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch, config.streams
         )
         self.page = _page()
+        self.ready = False  # set once a warm-up pass at every batch size a request can meet has run
+        self.warm_up_error: str | None = None
+
+    async def warm_up(self) -> None:
+        """Run the model once at batch 1 and at --max-batch (first passes allocate and pick kernels), then
+        report ready; a failure is logged and leaves the server live but not ready."""
+        size = self.classifier.preprocess.input_size
+        try:
+            for batch in sorted({1, self.config.max_batch}):
+                inputs = torch.zeros(batch, 3, size, size)
+                await self.batcher.run_on_model_thread(lambda inputs=inputs: self.classifier.logits(inputs))
+        except Exception as err:  # noqa: BLE001 - the readiness probe reports it; the process stays up
+            self.warm_up_error = f"{type(err).__name__}: {err}"
+            logging.getLogger("effnet.serve").error("warm-up failed, the server is not ready: %s", self.warm_up_error)
+            return
+        self.ready = True
 
     async def index(self) -> HTMLResponse:
         """The web page: drop an image, see the top-5 and the CAM overlay."""
         return HTMLResponse(self.page)
 
-    async def health(self) -> dict[str, object]:
-        """Liveness and what is being served."""
+    async def health(self) -> Health:
+        """Liveness (the answer itself), readiness and what is being served."""
         classifier, config = self.classifier, self.config
-        return {
-            "status": "ok",
-            "model": classifier.name,
-            "runtime": classifier.runtime,
-            "num_classes": classifier.num_classes,
-            "input_size": classifier.preprocess.input_size,
-            "cam": classifier.has_cam,
-            "threads": config.intra_op_threads,
-            "streams": config.streams,
-            "max_batch": config.max_batch,
-            "max_wait_ms": config.max_wait_ms,
-            "max_upload_bytes": config.max_upload_bytes,
-            "max_images": config.max_images,
-            "pid": os.getpid(),
-        }
+        return Health(
+            status="ok",
+            ready=self.ready,
+            model=classifier.name,
+            runtime=classifier.runtime,
+            num_classes=classifier.num_classes,
+            input_size=classifier.preprocess.input_size,
+            cam=classifier.has_cam,
+            threads=config.intra_op_threads,
+            streams=config.streams,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            max_upload_bytes=config.max_upload_bytes,
+            max_images=config.max_images,
+            pid=os.getpid(),
+        )
+
+    async def model(self) -> ModelInfo:
+        """The served model: name, runtime, classes, preprocessing, and its inputs and outputs."""
+        from effnet.serve.protocol import PLATFORMS, input_tensors, output_tensors
+
+        classifier = self.classifier
+        return ModelInfo(
+            name=classifier.name,
+            runtime=classifier.runtime,
+            platform=PLATFORMS.get(classifier.runtime, classifier.runtime),
+            source=self.config.source.describe(),
+            num_classes=classifier.num_classes,
+            class_names=list(classifier.class_names) if classifier.class_names else None,
+            preprocess=classifier.preprocess.to_dict(),
+            inputs=input_tensors(self),
+            outputs=output_tensors(self),
+            cam=classifier.has_cam,
+            ready=self.ready,
+        )
 
     async def prometheus_metrics(self) -> Response:
         """Prometheus text exposition."""
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def predict(self, request: Request, top_k: int | None = None) -> dict[str, object]:
-        """Top-k classes with probabilities for each uploaded image."""
+        """Top-k classes with probabilities for each image: multipart files, a raw image body or base64 JSON."""
         classifier = self.classifier
         k = self.config.top_k if top_k is None else top_k
         if not 1 <= k <= classifier.num_classes:
             raise UploadError(400, f"top_k must be in 1..{classifier.num_classes}, got {k}")
         with self.batcher.expecting():
             uploads = await _read_uploads(request, self.config)
-            tensors = await run_in_threadpool(self._decode_and_prepare, uploads)
+            names, tensors = await run_in_threadpool(self._decode_and_prepare, uploads)
         rows = await self.batcher.submit(tensors)
         predictions = [
-            {"filename": name, "top": _top_k(classifier, row, k)} for (name, _), row in zip(uploads, rows, strict=True)
+            {"filename": name, "top": _top_k(classifier, row, k)} for name, row in zip(names, rows, strict=True)
         ]
         return {"model": classifier.name, "predictions": predictions}
 
-    def _decode_and_prepare(self, uploads: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Model inputs of the uploads, on a pool thread: one hop for both steps, and PIL and torch release the GIL
-        while they decode, resize and normalize, so this overlaps with the forward pass and the event loop."""
-        limit = self.config.max_pixels
-        return [self.classifier.prepare(decode_image(data, name, limit)) for name, data in uploads]
+    def _decode_and_prepare(self, uploads: Uploads) -> tuple[list[str], list[torch.Tensor]]:
+        """Names and model inputs of the uploads, on a pool thread: one hop for every step, and PIL and torch
+        release the GIL while they decode, resize and normalize, so this overlaps with the forward pass and the
+        event loop."""
+        limit, files = self.config.max_pixels, uploads()
+        return [name for name, _ in files], [
+            self.classifier.prepare(decode_image(data, name, limit)) for name, data in files
+        ]
 
     async def cam(self, request: Request, alpha: float = 0.5) -> Response:
         """The class activation map of the image's top class, blended over the image, as a PNG."""
@@ -179,20 +253,59 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         endpoints.batcher.start()
+        warming = asyncio.get_running_loop().create_task(endpoints.warm_up())  # the port opens meanwhile: live
         yield
+        warming.cancel()
         await endpoints.batcher.stop()
 
-    app = FastAPI(title="effnet serve", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="effnet serve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
+    # Outermost last: CORS answers preflights before anything else; 401s and 413s are counted in the metrics.
+    if config.token:
+        app.add_middleware(BearerToken, token=config.token)
     app.add_middleware(LimitsAndMetrics, max_body_bytes=config.max_upload_bytes, metrics=metrics)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Class-Index", "X-Class-Name", "X-Probability"],
+            max_age=600,
+        )
     app.add_exception_handler(UploadError, _error_handler(None))  # its own 4xx status
     app.add_exception_handler(BodyTooLargeError, _error_handler(413))
     app.add_exception_handler(CamUnavailableError, _error_handler(501))
-    app.add_api_route("/", endpoints.index, methods=["GET"], response_class=HTMLResponse)
-    app.add_api_route("/health", endpoints.health, methods=["GET"])
-    app.add_api_route("/metrics", endpoints.prometheus_metrics, methods=["GET"])
-    app.add_api_route("/predict", endpoints.predict, methods=["POST"])
-    app.add_api_route("/cam", endpoints.cam, methods=["POST"])
+    refusals: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody} for status in (400, 401, 413, 415)}
+    app.add_api_route("/", endpoints.index, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/health", endpoints.health, methods=["GET"], response_model=Health)
+    app.add_api_route("/model", endpoints.model, methods=["GET"], response_model=ModelInfo)
+    app.add_api_route("/metrics", endpoints.prometheus_metrics, methods=["GET"], response_class=PlainTextResponse)
+    app.add_api_route(
+        "/predict",
+        endpoints.predict,
+        methods=["POST"],
+        response_model=PredictResponse,
+        responses=refusals,
+        openapi_extra=_PREDICT_BODY,
+    )
+    app.add_api_route(
+        "/cam",
+        endpoints.cam,
+        methods=["POST"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, **refusals, 501: {"model": ErrorBody}},
+        openapi_extra=_PREDICT_BODY,
+    )
+    add_protocol_routes(app, endpoints)
+    add_docs(app)
+    install_openapi(app, [PredictInstances, InferenceRequest], bearer=config.token is not None)
     return app
+
+
+def _version() -> str:
+    from effnet import __version__
+
+    return __version__
 
 
 def app_from_environment() -> FastAPI:

@@ -25,7 +25,7 @@ class ModelSource:
     preprocess: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.pretrained and self.weights is not None and not self.is_onnx:
+        if self.pretrained and self.weights is not None and not self.is_exported:
             raise ValueError("give either --pretrained or --weights FILE, not both")
         unknown = [key for key, _ in self.preprocess if key not in PREPROCESS_OVERRIDES]
         if unknown:
@@ -40,6 +40,22 @@ class ModelSource:
     def is_onnx(self) -> bool:
         """True when the weights file is an ONNX graph (served with onnxruntime)."""
         return self.weights is not None and self.weights.lower().endswith(".onnx")
+
+    @property
+    def is_openvino(self) -> bool:
+        """True when the weights file is an OpenVINO IR .xml (served with OpenVINO)."""
+        return self.weights is not None and self.weights.lower().endswith(".xml")
+
+    @property
+    def is_exported(self) -> bool:
+        """True for a graph `effnet export` wrote (ONNX or OpenVINO IR), which carries its own preprocessing."""
+        return self.is_onnx or self.is_openvino
+
+    def describe(self) -> str:
+        """Where the weights come from, in a few words."""
+        if self.weights is not None:
+            return self.weights
+        return f"{self.model_name} pretrained" if self.pretrained else f"{self.model_name} random weights"
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,8 @@ class ServeConfig:
     max_images: int = 16  # per request
     top_k: int = 5
     cam_max_side: int = 640  # CAM overlays are drawn on the image shrunk to this longer side
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any)
+    token: str | None = field(default=None, repr=False)  # bearer token every non-health endpoint asks for
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,13 +93,15 @@ class ServeConfig:
             "max_images": self.max_images >= 1,
             "top_k": self.top_k >= 1,
             "cam_max_side": self.cam_max_side >= 32,
+            "token": self.token is None or (bool(self.token) and self.token.isprintable() and " " not in self.token),
+            "cors_origins": all(origin == "*" or "://" in origin for origin in self.cors_origins),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            values = ", ".join(f"{name}={'(hidden)' if name == 'token' else repr(getattr(self, name))}" for name in bad)
             raise ValueError(
                 f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive, "
-                f"runtime one of {RUNTIMES}"
+                f"runtime one of {RUNTIMES}, a token printable without spaces, origins like https://example.com"
             )
 
     @property
@@ -104,5 +124,6 @@ class ServeConfig:
         data = json.loads(text)
         source = data.pop("source")
         source["preprocess"] = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in source["preprocess"])
+        data["cors_origins"] = tuple(data.get("cors_origins", ()))
         known = {f.name for f in fields(cls)}
         return cls(source=ModelSource(**source), **{key: value for key, value in data.items() if key in known})

@@ -8,10 +8,21 @@ from typing import Any
 
 from effnet.serve.metrics import ServeMetrics
 
-ENDPOINTS = ("/", "/health", "/metrics", "/predict", "/cam")
+ENDPOINTS = ("/", "/health", "/model", "/metrics", "/predict", "/cam", "/docs", "/openapi.json", "/v2")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
+
+
+def endpoint_label(path: str) -> str:
+    """The metrics label of a path: itself for fixed endpoints, a template for the v2 paths naming the model, and
+    "other" for the rest (labels must stay few, whatever clients request)."""
+    if path in ENDPOINTS or path in ("/v2/health/live", "/v2/health/ready"):
+        return path
+    if path.startswith("/v2/models/"):
+        tail = path.rsplit("/", 1)[-1]
+        return f"/v2/models/{{name}}/{tail}" if tail in ("infer", "ready") else "/v2/models/{name}"
+    return "other"
 
 
 class BodyTooLargeError(Exception):
@@ -38,8 +49,7 @@ class LimitsAndMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        endpoint = path if path in ENDPOINTS else "other"
+        endpoint = endpoint_label(scope.get("path", ""))
         start, status = time.perf_counter(), [0]  # 0: no response started yet
         too_big = f"request body over the limit of {self.max_body_bytes:,} bytes; send smaller or fewer images"
 

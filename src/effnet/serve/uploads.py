@@ -3,6 +3,8 @@ failure a client error with a message that says what was wrong."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 
 from PIL import Image
@@ -13,6 +15,7 @@ from effnet.data.folder import load_rgb
 # other programs (EPS runs Ghostscript).
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "MPO")
 _GENERIC_TYPES = ("application/octet-stream", "")
+JSON_SHAPE = 'send {"instances": [{"image_b64": "<base64 of the image file>"}]}'
 
 
 class UploadError(ValueError):
@@ -59,3 +62,43 @@ def decode_image(data: bytes, filename: str, max_pixels: int) -> Image.Image:
         raise UploadError(
             400, f"{filename}: cannot decode the image, the file is truncated or corrupt ({type(err).__name__}: {err})"
         ) from err
+
+
+def _first_error(err: Exception) -> str:
+    """ "where: what" of the first problem a Pydantic ValidationError found."""
+    errors = getattr(err, "errors", lambda: [])()
+    if not errors:
+        return str(err)
+    where = ".".join(str(part) for part in errors[0].get("loc", ())) or "body"
+    return f"{where}: {errors[0].get('msg', 'invalid')}"
+
+
+def decode_base64(text: str, label: str) -> bytes:
+    """The bytes of a base64 string (a data URL's payload too; line breaks allowed); 400 when it is not base64."""
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise UploadError(
+            400, f"{label}: not valid base64 ({err}); send the image file's bytes base64-encoded"
+        ) from err
+
+
+def parse_instances(body: bytes, max_images: int) -> list[tuple[str, bytes]]:
+    """(name, image bytes) of a JSON /predict body {"instances": [{"image_b64": "..."}]}; 400 when malformed."""
+    from pydantic import ValidationError
+
+    from effnet.serve.schemas import PredictInstances
+
+    try:
+        request = PredictInstances.model_validate_json(body)
+    except ValidationError as err:
+        raise UploadError(400, f"bad JSON body ({_first_error(err)}); {JSON_SHAPE}") from err
+    if len(request.instances) > max_images:
+        raise UploadError(400, f"{len(request.instances)} instances, over the limit of {max_images} per request")
+    uploads = []
+    for number, instance in enumerate(request.instances, 1):
+        name = instance.name or f"instance {number}"
+        uploads.append((name, decode_base64(instance.image_b64, name)))
+    return uploads
