@@ -69,16 +69,6 @@ def _legacy_bicubic_axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.nd
     return indices, weights
 
 
-def _weighted_sum(values: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
-    # Left to right in float32, as TF's Interpolate1D: w0 v0 + w1 v1 + w2 v2 + w3 v3.
-    shape = [1] * (values.ndim - 1)
-    shape[axis] = -1
-    total = np.take(values, 0, axis=axis + 1) * weights[:, 0].reshape(shape)
-    for k in range(1, 4):
-        total = total + np.take(values, k, axis=axis + 1) * weights[:, k].reshape(shape)
-    return total
-
-
 def resize_bicubic_legacy(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """TF1 `tf.compat.v1.image.resize_bicubic(align_corners=False, half_pixel_centers=False)`: HWC -> float32.
 
@@ -88,8 +78,14 @@ def resize_bicubic_legacy(image: np.ndarray, height: int, width: int) -> np.ndar
     pixels = np.asarray(image).astype(np.float32)
     rows, row_weights = _legacy_bicubic_axis(pixels.shape[0], height)
     cols, col_weights = _legacy_bicubic_axis(pixels.shape[1], width)
-    vertical = _weighted_sum(pixels[rows], row_weights, axis=0)  # [height, 4 -> summed, W, C]
-    return _weighted_sum(vertical[:, cols], col_weights, axis=1)
+    # Left to right in float32, as TF's Interpolate1D: w0 v0 + w1 v1 + w2 v2 + w3 v3.
+    vertical = pixels[rows[:, 0]] * row_weights[:, 0, None, None]
+    for k in range(1, 4):
+        vertical = vertical + pixels[rows[:, k]] * row_weights[:, k, None, None]
+    out = vertical[:, cols[:, 0]] * col_weights[None, :, 0, None]
+    for k in range(1, 4):
+        out = out + vertical[:, cols[:, k]] * col_weights[None, :, k, None]
+    return out
 
 
 def _half_pixel_bilinear_axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
