@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 logger = logging.getLogger(__name__)
 
+_EXIF_ORIENTATION = 0x0112
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes (uint8 [L]) and its EXIF orientation (1 = as stored): what a worker sends when the
+    training device decodes (effnet.data.gpu)."""
+
+    data: torch.Tensor
+    orientation: int = 1
+
+
+def read_encoded(path: str | os.PathLike[str]) -> EncodedImage:
+    """The file's bytes and its EXIF orientation, read from the header; nothing is decoded."""
+    with open(path, "rb") as file:
+        raw = file.read()
+    with Image.open(io.BytesIO(raw)) as opened:  # raises for a file that is not an image, as load_rgb would
+        orientation = int(opened.getexif().get(_EXIF_ORIENTATION, 1))
+    return EncodedImage(torch.frombuffer(bytearray(raw), dtype=torch.uint8), orientation)
+
+
+def load_rgb(path: str | os.PathLike[str] | io.BytesIO) -> Image.Image:
     """Decode an image file fully and return it as RGB (alpha composited on white, 16-bit grey rescaled)."""
     with Image.open(path) as opened:
         opened.load()
@@ -60,12 +82,17 @@ def list_classes(directory: Path) -> list[str]:
     for name in sorted(names, key=lambda n: not (directory / n).is_symlink()):  # name the link, not its victims
         target = real[name]
         loops = target == root or target in root.parents
-        overlaps = [other for other, path in real.items()
-                    if other != name and (path == target or path in target.parents or target in path.parents)]
+        overlaps = [
+            other
+            for other, path in real.items()
+            if other != name and (path == target or path in target.parents or target in path.parents)
+        ]
         if loops or overlaps:
-            raise ValueError(f"class folder {directory / name} is a link to {target}, which overlaps "
-                             f"{', '.join(overlaps) or 'the dataset itself'}; remove the link so no image counts "
-                             "twice under another label")
+            raise ValueError(
+                f"class folder {directory / name} is a link to {target}, which overlaps "
+                f"{', '.join(overlaps) or 'the dataset itself'}; remove the link so no image counts "
+                "twice under another label"
+            )
     return names
 
 
@@ -145,6 +172,8 @@ class ImageFolderDataset(Dataset):
         self.skipped_files = list(skipped or [])  # found unreadable when the folder was scanned
         # Found unreadable at load time, in this process: each DataLoader worker keeps (and logs) its own.
         self._unreadable: set[int] = set()
+        # True: samples are the files' bytes (EncodedImage), decoded later on the training device; no transform.
+        self.encoded = False
 
     @property
     def num_classes(self) -> int:
@@ -178,6 +207,8 @@ class ImageFolderDataset(Dataset):
                 continue
             path, label = self.samples[position]
             try:
+                if self.encoded:
+                    return read_encoded(path), label
                 image = load_rgb(path)
             except Exception as error:  # any decode failure means "skip this file"
                 self._unreadable.add(position)

@@ -1,0 +1,115 @@
+"""Batched crops, flips and normalization: the tensor twins of the CPU train / eval transforms' geometry.
+
+Images may differ in size (decoded photos): they come as a list of uint8 [3, H, W] tensors on any device and leave
+as one uint8 batch [N, 3, S, S]. Boxes are drawn on the CPU from torch's global generator with the distribution
+of torchvision's RandomResizedCrop (the CPU training transform); each image is then resized on its own device by
+torchvision's tensor kernel, which agrees with the CPU path's PIL resize to within a level or two on most pixels
+(see tests/test_gpu_pipeline.py for the measured tolerance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms.v2 import functional as TF  # type: ignore[import-untyped]
+
+from effnet.data.transforms import interpolation_mode
+
+_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its central fallback
+
+
+def sample_crop_boxes(
+    sizes: Sequence[tuple[int, int]],
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """RandomResizedCrop's boxes for images of (height, width) `sizes`: int64 [N, 4] as (top, left, h, w).
+
+    Per image: up to 10 tries of area ~ U(scale) x image area and log aspect ~ U(log ratio), the first box that
+    fits wins; none fits -> the central crop at the nearest allowed aspect (torchvision's fallback).
+    """
+    count = len(sizes)
+    heights = torch.tensor([h for h, _ in sizes], dtype=torch.float64).view(-1, 1)
+    widths = torch.tensor([w for _, w in sizes], dtype=torch.float64).view(-1, 1)
+    area = heights * widths * torch.empty(count, _ATTEMPTS, dtype=torch.float64).uniform_(scale[0], scale[1])
+    log_ratio = torch.empty(count, _ATTEMPTS, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    aspect = torch.exp(log_ratio)
+    box_w = torch.round(torch.sqrt(area * aspect))
+    box_h = torch.round(torch.sqrt(area / aspect))
+    fits = (box_w > 0) & (box_w <= widths) & (box_h > 0) & (box_h <= heights)
+    first = torch.where(fits.any(dim=1), fits.to(torch.int64).argmax(dim=1), -1)
+    offsets = torch.rand(count, 2, dtype=torch.float64)
+    boxes = torch.zeros(count, 4, dtype=torch.int64)
+    for n, (height, width) in enumerate(sizes):
+        if first[n] >= 0:
+            h, w = int(box_h[n, first[n]]), int(box_w[n, first[n]])
+            top = int(offsets[n, 0] * (height - h + 1))  # uniform over 0..height - h, as torch.randint
+            left = int(offsets[n, 1] * (width - w + 1))
+        else:
+            h, w = _central_fallback(height, width, ratio)
+            top, left = (height - h) // 2, (width - w) // 2
+        boxes[n] = torch.tensor([top, left, h, w])
+    return boxes
+
+
+def _central_fallback(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        return int(round(width / min(ratio))), width
+    if in_ratio > max(ratio):
+        return height, int(round(height * max(ratio)))
+    return height, width
+
+
+def resized_crops(
+    images: Sequence[torch.Tensor], boxes: torch.Tensor, size: int, interpolation: str = "bicubic"
+) -> torch.Tensor:
+    """Crop each uint8 [3, H, W] image to its box and resize it to size x size (antialiased): [N, 3, S, S]."""
+    mode = interpolation_mode(interpolation)
+    out = [
+        TF.resized_crop(image, int(top), int(left), int(h), int(w), [size, size], interpolation=mode, antialias=True)
+        for image, (top, left, h, w) in zip(images, boxes.tolist(), strict=True)
+    ]
+    return torch.stack(out)
+
+
+def random_resized_crop(
+    images: Sequence[torch.Tensor],
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    interpolation: str = "bicubic",
+) -> torch.Tensor:
+    """RandomResizedCrop for a list of images of any sizes: one batch [N, 3, size, size]."""
+    boxes = sample_crop_boxes([(int(image.shape[-2]), int(image.shape[-1])) for image in images], scale)
+    return resized_crops(images, boxes, size, interpolation)
+
+
+def random_hflip(images: torch.Tensor, prob: float = 0.5) -> torch.Tensor:
+    """Mirror each image of [N, C, H, W] with probability `prob` (drawn on the CPU generator)."""
+    if prob <= 0:
+        return images
+    flip = (torch.rand(images.shape[0]) < prob).to(images.device).view(-1, 1, 1, 1)
+    return torch.where(flip, images.flip(-1), images)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> float32 (x / 255 - mean) / std, as ToDtype(scale=True) + Normalize."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return (images.to(torch.float32) / 255.0 - mean_t) / std_t
+
+
+def center_crops(
+    images: Sequence[torch.Tensor], size: int, crop_pct: float, interpolation: str = "bicubic"
+) -> torch.Tensor:
+    """The eval transform's geometry: shorter side to round(size / crop_pct), then the central size x size."""
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    resize = int(round(size / crop_pct))
+    mode = interpolation_mode(interpolation)
+    out = [
+        TF.center_crop(TF.resize(image, resize, interpolation=mode, antialias=True), [size, size]) for image in images
+    ]
+    return torch.stack(out)
