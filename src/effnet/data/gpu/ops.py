@@ -1,22 +1,21 @@
 """Batched twins of the reference RandAugment / AutoAugment ops (effnet.data.autoaugment) on uint8 [N, 3, H, W].
 
 Every op takes the batch and one argument per sample (a CPU tensor [N], already signed) and works on any device.
-Pixel ops repeat the CPU ops' uint8 / float32 arithmetic step by step, so they agree bit for bit except Color,
-whose luma dot product may round its last float32 bit differently (<= 1 level, rarely). Geometry repeats what
-Pillow's C code does for the CPU ops: `Image.transform(AFFINE, NEAREST)` samples pixel centres through 16.16 fixed
-point (shear, rotate) or through a float table when the matrix only scales and shifts (translate); `rotate` by a
-multiple of 90 degrees transposes.
+The ops repeat the CPU ops' uint8 / float32 / float64 arithmetic step by step (the CPU ops reproduce TF's), so they
+agree bit for bit except Color, whose luma dot product may round its last float32 bit differently (<= 1 level,
+rarely). Geometry uses the CPU ops' own transform matrices (TF's projective transform on pixel indices).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from effnet.data.autoaugment import FILL
+from effnet.data.autoaugment import _GEOMETRY, FILL  # the CPU ops' transform matrices
 
+OpFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's weights, as the CPU Color op uses them
 
 
@@ -111,17 +110,18 @@ def brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend with PIL's SMOOTH filter on the interior (the one-pixel border kept), summed in the CPU op's order."""
-    x = images.to(torch.float32)
+    """Blend with TF's SMOOTH depthwise conv on the interior (the border kept), accumulated as the CPU op does:
+    float64 products added to a float32 sum, rounded to float32 after each tap (TF's fused multiply-adds)."""
+    x = images.to(torch.float64)
     height, width = x.shape[2], x.shape[3]
-    total = None
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            window = x[:, :, 1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx]
-            total = window if total is None else total + window
-    assert total is not None
+    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float32) / 13.0
+    total = torch.zeros_like(x[:, :, 1:-1, 1:-1], dtype=torch.float32)
+    for dy in range(3):
+        for dx in range(3):
+            tap = x[:, :, dy : height - 2 + dy, dx : width - 2 + dx] * float(kernel[dy, dx])
+            total = (tap + total.to(torch.float64)).to(torch.float32)
     smooth = images.clone()
-    smooth[:, :, 1:-1, 1:-1] = _truncate((total + 4.0 * x[:, :, 1:-1, 1:-1]) / 13.0)
+    smooth[:, :, 1:-1, 1:-1] = _truncate(total)
     return blend(smooth, images, factor)
 
 
@@ -148,77 +148,38 @@ def _gather(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> tor
     return torch.where(inside[:, None], picked, torch.full_like(picked, FILL[0]))
 
 
-def _fixed(value: float) -> int:
-    # Pillow's FIX(v): FLOOR(v * 65536 + 0.5), 16.16 fixed point.
-    return math.floor(value * 65536.0 + 0.5)
+def _round_half_away(values: torch.Tensor) -> torch.Tensor:
+    # std::round, as TF's nearest sampler (torch.round would round ties to even).
+    magnitude = values.abs()
+    rounded = magnitude.floor()
+    rounded = rounded + (magnitude - rounded >= 0.5).to(values.dtype)
+    return torch.copysign(rounded, values).to(torch.int64)
 
 
-def affine_nearest(images: torch.Tensor, matrices: list[tuple[float, ...]]) -> torch.Tensor:
-    """Pillow's `transform(AFFINE, NEAREST, fillcolor=128)` per sample: output (x, y) reads the input at
-    floor(a (x + .5) + b (y + .5) + c, d (x + .5) + e (y + .5) + f)."""
+def projective_nearest(images: torch.Tensor, matrices: list[tuple[float, ...]]) -> torch.Tensor:
+    """TF's projective transform (nearest, grey 128 outside) per sample, as the CPU ops compute it: output (x, y)
+    reads input (round(a0 x + a1 y + a2), round(b0 x + b1 y + b2)) on pixel indices, in float32, in TF's order."""
     count, _, height, width = images.shape
     device = images.device
-    xs = torch.arange(width, device=device, dtype=torch.int64).view(1, 1, -1)
-    ys = torch.arange(height, device=device, dtype=torch.int64).view(1, -1, 1)
-    if all(m[1] == 0 and m[3] == 0 for m in matrices):
-        # ImagingScaleAffine: float tables of source columns and rows.
-        col_tab = torch.tensor([[math.floor(m[2] + m[0] * 0.5 + x * m[0]) for x in range(width)] for m in matrices])
-        row_tab = torch.tensor([[math.floor(m[5] + m[4] * 0.5 + y * m[4]) for y in range(height)] for m in matrices])
-        rows = row_tab.to(device).view(count, height, 1).expand(count, height, width)
-        cols = col_tab.to(device).view(count, 1, width).expand(count, height, width)
-        return _gather(images, rows, cols)
-    fixed = torch.tensor(
-        [[_fixed(m[0]), _fixed(m[1]), _fixed(m[2] + m[0] * 0.5 + m[1] * 0.5),
-          _fixed(m[3]), _fixed(m[4]), _fixed(m[5] + m[3] * 0.5 + m[4] * 0.5)] for m in matrices],
-        dtype=torch.int64, device=device,
-    ).view(count, 6, 1, 1)  # fmt: skip
-    col_fixed = fixed[:, 2] + xs * fixed[:, 0] + ys * fixed[:, 1]
-    row_fixed = fixed[:, 5] + xs * fixed[:, 3] + ys * fixed[:, 4]
-    return _gather(images, row_fixed >> 16, col_fixed >> 16)  # arithmetic shift: floor, as in C
+    coefficients = torch.tensor(matrices, dtype=torch.float32, device=device).view(count, 6, 1, 1)
+    xs = torch.arange(width, dtype=torch.float32, device=device).view(1, 1, -1)
+    ys = torch.arange(height, dtype=torch.float32, device=device).view(1, -1, 1)
+    in_x = coefficients[:, 0] * xs + coefficients[:, 1] * ys + coefficients[:, 2]
+    in_y = coefficients[:, 3] * xs + coefficients[:, 4] * ys + coefficients[:, 5]
+    return _gather(images, _round_half_away(in_y), _round_half_away(in_x))
 
 
-def shear_x(images: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """Output (x, y) samples input (x + level * y, y)."""
-    return affine_nearest(images, [(1.0, s, 0.0, 0.0, 1.0, 0.0) for s in level.tolist()])
+def _geometry(name: str) -> OpFunction:
+    def op(images: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
+        # The CPU op's own float32 matrices (they only read the image's height and width), so both stay one recipe.
+        shape = np.broadcast_to(np.uint8(0), (images.shape[2], images.shape[3], 3))
+        return projective_nearest(images, [tuple(float(v) for v in _GEOMETRY[name](shape, a)) for a in arg.tolist()])
+
+    op.__name__ = name
+    op.__doc__ = f"Batched {name}: the CPU op's TF projective transform, one matrix per sample."
+    return op
 
 
-def shear_y(images: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """Output (x, y) samples input (x, level * x + y)."""
-    return affine_nearest(images, [(1.0, 0.0, 0.0, s, 1.0, 0.0) for s in level.tolist()])
-
-
-def translate_x(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Output (x, y) samples input (x + pixels, y)."""
-    return affine_nearest(images, [(1.0, 0.0, p, 0.0, 1.0, 0.0) for p in pixels.tolist()])
-
-
-def translate_y(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Output (x, y) samples input (x, y + pixels)."""
-    return affine_nearest(images, [(1.0, 0.0, 0.0, 0.0, 1.0, p) for p in pixels.tolist()])
-
-
-def _rotation_matrix(degrees: float, width: int, height: int) -> tuple[float, ...]:
-    # Image.rotate's inverse matrix about the centre (w / 2, h / 2), its coefficients rounded to 15 places.
-    angle = -math.radians(degrees)
-    a, b = round(math.cos(angle), 15), round(math.sin(angle), 15)
-    d, e = round(-math.sin(angle), 15), round(math.cos(angle), 15)
-    cx, cy = width / 2, height / 2
-    return (a, b, a * -cx + b * -cy + cx, d, e, d * -cx + e * -cy + cy)
-
-
-def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Counter-clockwise about the centre; Image.rotate's transposes for 0 / 90 / 180 / 270 degrees."""
-    height, width = images.shape[2], images.shape[3]
-    angles = [a % 360.0 for a in degrees.tolist()]
-    out = affine_nearest(images, [_rotation_matrix(a, width, height) for a in angles])
-    for index, angle in enumerate(angles):
-        turns = {0.0: 0, 90.0: 1, 180.0: 2, 270.0: 3}.get(angle)
-        if turns is not None and (turns % 2 == 0 or width == height):
-            out[index] = torch.rot90(images[index], turns, dims=(1, 2))
-    return out
-
-
-OpFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # The CPU ops' names -> batched twins (Cutout takes its centres too, see `cutout`).
 BATCHED_OPS: dict[str, OpFunction] = {
     "AutoContrast": autocontrast,
@@ -231,10 +192,6 @@ BATCHED_OPS: dict[str, OpFunction] = {
     "Contrast": contrast,
     "Brightness": brightness,
     "Sharpness": sharpness,
-    "ShearX": shear_x,
-    "ShearY": shear_y,
-    "TranslateX": translate_x,
-    "TranslateY": translate_y,
-    "Rotate": rotate,
+    **{name: _geometry(name) for name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")},
     "Identity": lambda images, arg: images,
 }
