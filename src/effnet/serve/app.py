@@ -246,7 +246,7 @@ def _error_handler(status: int | None) -> Callable[[Request, Exception], Awaitab
 
 def create_app(config: ServeConfig, classifier: Classifier | None = None) -> FastAPI:
     """The FastAPI app serving `classifier` (loaded from `config.source` when not given)."""
-    classifier = classifier or load_classifier(config.source, config.intra_op_threads, config.runtime)
+    classifier = classifier or load_classifier(config.source, config.intra_op_threads, config.runtime, config.streams)
     metrics = ServeMetrics()
     endpoints = Endpoints(config, classifier, metrics)
 

@@ -1,9 +1,10 @@
-"""The model behind the server: a PyTorch model (CAM included) or an ONNX graph on onnxruntime, loaded with the
-library's own loaders and carrying its preprocessing and class names."""
+"""The model behind the server: a PyTorch model (CAM included), an ONNX graph on onnxruntime or an OpenVINO IR on
+OpenVINO (int8 exports too), loaded with the library's own loaders and carrying its preprocessing and class names."""
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -121,6 +122,54 @@ class OnnxClassifier(Classifier):
         return _run_session(self.session, self.input_name, batch)
 
 
+class OpenVinoClassifier(Classifier):
+    """An OpenVINO IR (.xml + .bin, e.g. `effnet export --int8`) compiled for the CPU; each model thread gets its
+    own infer request, since one request must not run two batches at once."""
+
+    runtime = "openvino"
+
+    def __init__(
+        self,
+        path: Path,
+        preprocess: Preprocess,
+        class_names: Sequence[str] | None,
+        threads: int,
+        streams: int = 1,
+        name: str = "",
+    ) -> None:
+        import openvino as ov
+
+        # f32 keeps float layers as exported (OpenVINO would pick bf16 on CPUs that have it); int8 layers stay int8.
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": "f32"}
+        config["INFERENCE_NUM_THREADS"] = threads
+        model = ov.Core().read_model(str(path))
+        dims, classes = model.input(0).get_partial_shape(), model.output(0).get_partial_shape()
+        size = preprocess.input_size
+        if dims[2].is_static and (dims[2].get_length(), dims[3].get_length()) != (size, size):
+            height, width = dims[2].get_length(), dims[3].get_length()
+            raise ValueError(
+                f"{path} takes {height}x{width} inputs but the preprocessing gives {size}; pass --input-size {height}"
+            )
+        if classes.rank.get_length() != 2 or not classes[1].is_static:
+            raise ValueError(f"{path}: the output is not (batch, classes) with a fixed class count ({classes})")
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self._local = threading.local()
+        super().__init__(name or _exported_name(path, None), preprocess, classes[1].get_length(), class_names)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, classes) logits from OpenVINO."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer([np.ascontiguousarray(batch.numpy(), dtype=np.float32)])
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+
+def _exported_name(path: Path, architecture: str | None) -> str:
+    """The name a graph is served under: its recorded architecture, else the file name without suffixes."""
+    return architecture or path.name.split(".")[0]
+
+
 def _run_session(session: Any, input_name: str, batch: torch.Tensor) -> torch.Tensor:
     array = np.ascontiguousarray(batch.numpy(), dtype=np.float32)  # no copy for a stacked float32 batch
     return torch.from_numpy(session.run(None, {input_name: array})[0])
@@ -207,45 +256,84 @@ def _fallback_preprocess(source: ModelSource) -> Preprocess:
     return default_preprocess(resolve_spec(source.model_name))
 
 
-def _load_onnx(source: ModelSource, threads: int) -> OnnxClassifier:
-    """An ONNX graph with the preprocessing and class names its export recorded (effnet.export metadata)."""
-    from effnet.export import onnx_session, read_onnx_metadata
+def _check_exported_file(path: Path) -> None:
+    """One clear line for a graph file that is missing, a folder, or an IR without its .bin."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an exported graph; pass the .onnx or .xml file itself")
+    if not path.is_file():
+        raise ValueError(f"{'ONNX' if path.suffix.lower() == '.onnx' else 'OpenVINO'} file {path} does not exist")
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        raise ValueError(f"{path.with_suffix('.bin')} is missing: an OpenVINO model is an .xml/.bin pair, keep both")
+
+
+def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifier:
+    """An ONNX graph (onnxruntime) or OpenVINO IR (OpenVINO), int8 ones included, with the preprocessing, class
+    names and architecture its export recorded (`effnet.runtimes.read_exported_metadata`)."""
+    from effnet.runtimes import read_exported_metadata, runtime_available
 
     assert source.weights is not None
     path = Path(source.weights)
-    if not path.is_file():
-        raise ValueError(f"ONNX file {path} does not exist")
-    metadata = read_onnx_metadata(onnx_session(path, 1))
+    _check_exported_file(path)
+    runtime = "onnxruntime" if source.is_onnx else "openvino"
+    if not runtime_available(runtime):
+        extra = "export" if source.is_onnx else "openvino"
+        raise ValueError(f"serving {path} needs {runtime}: pip install 'effnet[{extra}]'")
+    metadata = read_exported_metadata(path)
     preprocess = _apply_overrides(metadata.preprocess or _fallback_preprocess(source), source)
-    classifier = OnnxClassifier(path, preprocess, None, threads, metadata.architecture or "")
+    name = _exported_name(path, metadata.architecture)
+    classifier: Classifier
+    if source.is_onnx:
+        classifier = OnnxClassifier(path, preprocess, None, threads, name)
+    else:
+        classifier = OpenVinoClassifier(path, preprocess, None, threads, streams, name)
     names = _class_names(source, classifier.num_classes, metadata.class_names)
     classifier.class_names = tuple(names) if names else None
     return classifier
+
+
+def _load_folder(folder: Path) -> torch.nn.Module:
+    """A folder written by `save_pretrained` (effnet's or timm's); any other folder is a one-line mistake."""
+    if (folder / "config.json").is_file():
+        from effnet.hub import from_pretrained
+
+        return from_pretrained(folder)
+    inside = sorted(
+        p.name for p in folder.iterdir() if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx", ".xml")
+    )
+    hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+    raise ValueError(
+        f"{folder} is a folder, not a weight file{hint}: pass the file itself, or a folder written by "
+        "save_pretrained (config.json + model.safetensors)"
+    )
 
 
 def resolve_runtime(runtime: str, source: ModelSource) -> str:
     """ "auto" made concrete: onnxruntime when it is installed (or the file is ONNX), else pytorch."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if source.is_onnx:
-        if runtime == "pytorch":
-            raise ValueError(f"{source.weights} is an ONNX graph: serve it with --runtime onnxruntime (or auto)")
-        return "onnxruntime"
+    if source.is_exported:
+        wanted = "onnxruntime" if source.is_onnx else "openvino"
+        if runtime not in ("auto", wanted):
+            kind = "an ONNX graph" if source.is_onnx else "an OpenVINO IR"
+            raise ValueError(f"{source.weights} is {kind}: it runs on {wanted}; drop --runtime {runtime}")
+        return wanted
     has_ort = importlib.util.find_spec("onnxruntime") is not None
     if runtime == "onnxruntime" and not has_ort:
         raise ValueError("--runtime onnxruntime needs onnxruntime: pip install 'effnet[export]' (or --runtime pytorch)")
     return runtime if runtime != "auto" else ("onnxruntime" if has_ort else "pytorch")
 
 
-def load_classifier(source: ModelSource, threads: int = 1, runtime: str = "auto") -> Classifier:
+def load_classifier(source: ModelSource, threads: int = 1, runtime: str = "auto", streams: int = 1) -> Classifier:
     """Load what `source` names, ready to serve on `runtime`; user mistakes raise ValueError with the fix."""
     runtime = resolve_runtime(runtime, source)
-    if source.is_onnx:
-        return _load_onnx(source, threads)
+    if source.is_exported:
+        return _load_exported(source, threads, streams)
     from effnet.zoo import create_model
 
     if source.pretrained:
         model = create_model(source.model_name, pretrained=True)
+    elif source.weights is not None and Path(source.weights).is_dir():
+        model = _load_folder(Path(source.weights))
     elif source.weights is not None:
         from effnet.weights import load_model
 

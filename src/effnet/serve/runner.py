@@ -35,7 +35,7 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
     check_address(config.host, config.port)  # before the model load, so a taken port fails at once
     threads = config.intra_op_threads
     if config.workers == 1:
-        classifier = load_classifier(config.source, threads, config.runtime)
+        classifier = load_classifier(config.source, threads, config.runtime, config.streams)
         torch.set_num_threads(threads)
         app = create_app(config, classifier)
         uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
