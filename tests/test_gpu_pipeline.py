@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from effnet.data import autoaugment
+from effnet.data import DataConfig, autoaugment
 from effnet.data.autoaugment import RANDAUGMENT_OPS, TFAutoAugment, TFRandAugment, apply_op, level_to_arg
 from effnet.data.folder import load_rgb, read_encoded
 from effnet.data.gpu import (
@@ -41,6 +41,8 @@ from effnet.data.gpu import (
 from effnet.data.gpu.crop import resized_crops
 from effnet.data.gpu.decode import orient, pil_to_uint8
 from effnet.data.gpu.ops import cutout
+from effnet.specs import NetSpec, StageSpec
+from effnet.train import TrainConfig, fit
 
 scipy_stats = pytest.importorskip("scipy.stats")
 LEVELS = (0, 1, 3, 5, 9, 10, 15, 28, 30)  # past 10: the mappings extrapolate (B5 uses 17, B7 28)
@@ -267,3 +269,41 @@ def test_resolve_input_pipeline() -> None:
     assert resolve_input_pipeline("gpu", torch.device("cpu")) == "gpu"
     with pytest.raises(ValueError, match="input_pipeline must be one of"):
         resolve_input_pipeline("dali", torch.device("cpu"))
+
+
+def _tiny_spec() -> NetSpec:
+    stages = (StageSpec("mbconv", 1, 3, 1, 8, 1, 0.25), StageSpec("fused", 4, 3, 2, 16, 1))
+    return NetSpec("tiny", stages, stem_channels=8, head_channels=32, resolution=32, dropout=0.1)
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "folder"])
+def test_training_with_the_gpu_pipeline_on_cpu_tensors(tmp_path, dataset: str) -> None:
+    data = DataConfig(num_train=16, num_val=8, render_size=48)
+    if dataset == "folder":  # JPEGs of two classes, decoded by the pipeline
+        for label, name in enumerate(("a", "b")):
+            (tmp_path / "photos" / name).mkdir(parents=True)
+            for index in range(10):
+                image = _images((97, 80))[(index + label) % 3].rotate(index * 30)
+                image.save(tmp_path / "photos" / name / f"{index}.jpg", quality=85)
+        data = DataConfig(name="folder", root=str(tmp_path / "photos"), val_fraction=0.2)
+    config = TrainConfig(
+        data=data,
+        epochs=1,
+        batch_size=8,
+        image_size=32,
+        input_pipeline="gpu",
+        device="cpu",
+        augment="randaugment",
+        mixup_alpha=0.2,
+        ema_decay=0.0,
+        output_dir=str(tmp_path),
+        run_name="gpu",
+        tensorboard=False,
+        plot=False,
+    )
+    result = fit(config, spec=_tiny_spec(), progress=False)
+    assert result.history[0]["global_step"] == 2
+    assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.final_val_loss)
+    with pytest.raises(ValueError, match="input_pipeline must be one of auto, cpu, gpu"):
+        fit(config.replace(input_pipeline="dali", run_name="bad"), spec=_tiny_spec(), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before the run folder is made

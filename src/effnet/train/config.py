@@ -126,6 +126,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
+    input_pipeline: str = "auto"  # gpu: decode + augment batches on the device (effnet.data.gpu); auto: gpu on CUDA
     threads: int | None = None  # torch CPU threads per process (None = torch's default); 1 beats 2 on a busy box
     channels_last: bool = False
     amp: str | None = None  # bf16 | fp16 (fp16 on GPU only)

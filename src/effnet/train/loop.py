@@ -175,6 +175,7 @@ class _Trainer:
         self.run_setup.data.train.transform = self.run_setup.train_transform(stage)
         self.model.dropout.p = stage.dropout
         self.mixer = self.run_setup.mixer(stage)
+        self.to_device = self.run_setup.to_device(stage)
         if self.cfg.progressive:
             self.log("progressive " + stage.describe())
 
@@ -185,6 +186,7 @@ class _Trainer:
         self.sampler.set_position(self.epoch, self.step_in_epoch * setup.batch_per_rank)
         loader = DataLoader(self.seeded, batch_size=setup.batch_per_rank, sampler=self.sampler,
                             num_workers=cfg.num_workers, drop_last=True, generator=torch.Generator(),
+                            collate_fn=setup.gpu_input.collate if setup.gpu_input else None,
                             pin_memory=self.device.type == "cuda")
         apply_train_mode(self.model)
         bar = self.report.progress_bar(self.epoch, self.step_in_epoch)
@@ -219,8 +221,7 @@ class _Trainer:
         self._end_epoch(images_seen * self.info.world_size / max(1e-9, epoch_time), epoch_time, lr)
 
     def _train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
-        images = images.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
+        images, targets = self.to_device(images, targets)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         soft = None

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
+from effnet.data.gpu import BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
 from effnet.data.transforms import preprocess_transform
 from effnet.hardware import bf16_cpu_warning
 from effnet.preprocess import Preprocess, default_preprocess
@@ -70,19 +72,31 @@ class RunSetup:
     reporter: ProgressReporter
     lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
     resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
+    gpu_input: GpuInputPipeline | None = None  # --input-pipeline gpu: decode + augment batches on the device
 
     def stage_at(self, epoch: int) -> ProgressiveStage:
         """Image size / magnitude / mixup / dropout for `epoch`."""
         return stage_at(self.stages, epoch)
 
-    def train_transform(self, stage: ProgressiveStage) -> Callable:
-        """The training preprocessing at a stage's size and RandAugment magnitude."""
+    def _augment_options(self, stage: ProgressiveStage) -> dict[str, Any]:
         cfg, pre = self.config, self.preprocess
-        return train_transform(
-            stage.image_size, interpolation=pre.interpolation, mean=pre.mean, std=pre.std, scale=cfg.crop_scale,
-            hflip=cfg.hflip, augment=cfg.augment, magnitude=stage.magnitude, num_ops=cfg.randaugment_ops,
-            re_prob=cfg.random_erasing,
-        )
+        return {"interpolation": pre.interpolation, "mean": tuple(pre.mean), "std": tuple(pre.std),
+                "scale": cfg.crop_scale, "hflip": cfg.hflip, "augment": cfg.augment, "magnitude": stage.magnitude,
+                "num_ops": cfg.randaugment_ops, "re_prob": cfg.random_erasing}
+
+    def train_transform(self, stage: ProgressiveStage) -> Callable | None:
+        """The training preprocessing at a stage's size and RandAugment magnitude (with the GPU input pipeline:
+        only what the workers do, reading or rendering)."""
+        if self.gpu_input is not None:
+            return self.gpu_input.prepare_dataset(self.data.train)
+        return train_transform(stage.image_size, **self._augment_options(stage))
+
+    def to_device(self, stage: ProgressiveStage) -> Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """What turns a loader batch into (images, targets) on the device: a copy, or the GPU input pipeline."""
+        if self.gpu_input is not None:
+            return partial(self.gpu_input.batch, BatchTrainTransform(stage.image_size, **self._augment_options(stage)))
+        return lambda images, targets: (images.to(self.device, non_blocking=True),
+                                        targets.to(self.device, non_blocking=True))
 
     def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
         """Mixup/cutmix at the stage's alphas, with label smoothing folded into the targets."""
@@ -262,6 +276,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
                          "lower --batch-size")
     model = build_model(cfg, spec, data.num_classes, start, lines.append)
+    gpu_input = gpu_input_pipeline(cfg.input_pipeline, device, lines.append)
     del start  # its tensors now live in the model
     # After the data and weights load: a bad path leaves no empty folder. From here the folder is locked.
     run_dir, lock, notes = _run_dir(cfg, spec, info, overwrite)
@@ -277,7 +292,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
         if lock is not None:
             lock.release()
         raise
-    setup.lock, setup.resume_state = lock, resume_state
+    setup.lock, setup.resume_state, setup.gpu_input = lock, resume_state, gpu_input
     setup.reporter.bar = bar
     amp_warning = bf16_cpu_warning(device.type, cfg.amp)
     if amp_warning:

@@ -4,7 +4,13 @@ normalize, on whole batches on the training device (`--input-pipeline gpu`)."""
 from effnet.data.gpu.crop import center_crops, normalize, random_hflip, random_resized_crop, sample_crop_boxes
 from effnet.data.gpu.decode import collate_images, decode_batch
 from effnet.data.gpu.ops import BATCHED_OPS
-from effnet.data.gpu.pipeline import INPUT_PIPELINES, BatchTrainTransform, GpuInputPipeline, resolve_input_pipeline
+from effnet.data.gpu.pipeline import (
+    INPUT_PIPELINES,
+    BatchTrainTransform,
+    GpuInputPipeline,
+    gpu_input_pipeline,
+    resolve_input_pipeline,
+)
 from effnet.data.gpu.policy import BatchedAutoAugment, BatchedRandAugment, autoaugment_plan, randaugment_plan
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "center_crops",
     "collate_images",
     "decode_batch",
+    "gpu_input_pipeline",
     "normalize",
     "random_hflip",
     "random_resized_crop",

@@ -38,6 +38,17 @@ def resolve_input_pipeline(choice: str, device: torch.device) -> str:
     return choice
 
 
+def gpu_input_pipeline(
+    choice: str, device: torch.device, log: Callable[[str], None] = lambda line: None
+) -> GpuInputPipeline | None:
+    """The GPU input pipeline when `choice` resolves to gpu on `device` (None: the CPU transforms in workers)."""
+    if resolve_input_pipeline(choice, device) == "cpu":
+        return None
+    decoder = "nvJPEG" if device.type == "cuda" else "libjpeg-turbo, no CUDA here"
+    log(f"input pipeline gpu: workers read files; batches are decoded ({decoder}), cropped and augmented on {device}")
+    return GpuInputPipeline(device)
+
+
 @dataclass(frozen=True)
 class BatchTrainTransform:
     """`train_transform` for a batch on the training device: decoded images in, normalized float32 out."""
@@ -100,8 +111,6 @@ class GpuInputPipeline:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        if device.type != "cuda":
-            logger.info("input pipeline gpu on %s: JPEGs decode with libjpeg-turbo on the CPU (no CUDA)", device)
 
     def prepare_dataset(self, dataset: Dataset) -> Callable[[Any], Any] | None:
         """Switch an image folder to sending file bytes; the worker transform to set on the dataset."""
