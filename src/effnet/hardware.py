@@ -1,7 +1,9 @@
-"""What the CPU can do natively, read from /proc/cpuinfo, to warn before a slow configuration runs."""
+"""What the machine offers a run: native CPU instructions (/proc/cpuinfo), usable cores and how busy they are."""
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,3 +37,35 @@ def bf16_cpu_warning(device_type: str, amp: str | None, flags: Iterable[str] | N
         "warning: --amp bf16 on a CPU without native bf16 (no avx512_bf16 / amx_bf16 in /proc/cpuinfo): PyTorch "
         "emulates it, often several times slower than fp32; drop --amp on this machine"
     )
+
+
+def cgroup_cpu_limit(root: str | Path = "/sys/fs/cgroup") -> float | None:
+    """The CPUs a container may use from its cgroup quota (v2 cpu.max, v1 cfs quota/period); None = no limit."""
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus(affinity: int | None = None, cgroup_limit: float | None = None) -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup quota (rounded up; at least 1)."""
+    if affinity is None:
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = affinity if cgroup_limit is None else min(affinity, math.ceil(cgroup_limit))
+    return max(1, cores)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable tasks, all processes), or None where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None

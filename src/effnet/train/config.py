@@ -125,12 +125,15 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = 0
+    # `auto` (the default of the options below): the fastest setting for the device the run lands on, chosen at
+    # the start of the run (effnet.train.fast) and written to the run's config.yaml under `fast_settings`.
+    num_workers: int | str = "auto"  # DataLoader workers per process; auto: the cores per GPU, none on small CPUs
     input_pipeline: str = "auto"  # gpu: decode + augment batches on the device (effnet.data.gpu); auto: gpu on CUDA
-    threads: int | None = None  # torch CPU threads per process (None = torch's default); 1 beats 2 on a busy box
-    channels_last: bool = False
-    amp: str | None = None  # bf16 | fp16 (fp16 on GPU only)
-    compile: bool = False
+    threads: int | str | None = "auto"  # torch CPU threads per process; auto fits the free cores; None: torch's
+    channels_last: bool | str = "auto"  # auto: on (CUDA and CPU measured faster)
+    amp: str | None = "auto"  # bf16 | fp16 (GPU only) | None (fp32); auto: bf16 / fp16 on CUDA, fp32 on CPU
+    compile: bool | str = "auto"  # torch.compile; auto: on CUDA when the run is long enough to repay it
+    tf32: bool | str = "auto"  # TF32 matmuls and convolutions on CUDA; auto: on
     grad_checkpointing: bool = False
     memory_efficient_act: bool = False  # fused BN + SiLU that recomputes the BN output in backward
     sync_bn: bool = False
@@ -146,6 +149,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # first: the range checks below compare numbers
+        _normalize_switches(self)
         checks = [
             (self.width > 0 and self.depth > 0, f"width and depth must be > 0, got {self.width}, {self.depth}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -155,7 +159,10 @@ class TrainConfig:
              "(--weights FILE), not both"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.amp in (None, *AMP_DTYPES), f"amp must be one of {AMP_DTYPES} or None, got {self.amp!r}"),
+            (self.amp in (None, "auto", *AMP_DTYPES),
+             f"amp must be auto, {', '.join(AMP_DTYPES)} or off, got {self.amp!r}"),
+            *[(getattr(self, name) in (True, False, "auto"), f"{name} must be auto, on or off, got "
+               f"{getattr(self, name)!r}") for name in ("channels_last", "compile", "tf32")],
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.bn_momentum is None or 0 < self.bn_momentum <= 1, "bn_momentum must be in (0, 1]"),
             (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}"),
@@ -164,8 +171,10 @@ class TrainConfig:
             (self.frozen_stages >= -1, f"frozen_stages must be >= -1 (-1 = whole backbone), got {self.frozen_stages}"),
             (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0 = per epoch only)"),
-            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
-            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (self.num_workers == "auto" or (isinstance(self.num_workers, int) and self.num_workers >= 0),
+             f"num_workers must be auto or a number >= 0, got {self.num_workers!r}"),
+            (self.threads in (None, "auto") or (isinstance(self.threads, int) and self.threads >= 1),
+             f"threads must be auto or a number >= 1, got {self.threads!r}"),
             (self.progressive_schedule in PROGRESSIVE_SCHEDULES,
              f"progressive_schedule must be one of {PROGRESSIVE_SCHEDULES}, got {self.progressive_schedule!r}"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
@@ -266,9 +275,11 @@ class TrainConfig:
         values |= {key: value for key, value in options.items() if value is not None}
         return cls.from_dict({**values, "data": merged_data})
 
-    def save_yaml(self, path: str | Path) -> Path:
-        """Write the config as YAML."""
-        return write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def save_yaml(self, path: str | Path, fast_settings: dict[str, Any] | None = None) -> Path:
+        """Write the config as YAML; `fast_settings` (what `auto` resolved to on the run's device) is recorded
+        beside the options and ignored when the file is read back, so a resumed run fits its own device."""
+        values = self.to_dict() | ({"fast_settings": fast_settings} if fast_settings is not None else {})
+        return write_text_atomic(path, yaml.safe_dump(values, sort_keys=False))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some values changed."""
@@ -289,12 +300,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
     check_size(values, str(path))
+    values.pop("fast_settings", None)  # a record of a past run's device, not an option (see save_yaml)
     recipe = values.pop("recipe", None)
     if recipe is not None:
         if recipe not in RECIPES:
             raise ValueError(f"{path}: unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
         values = {**RECIPES[recipe], **values}
     return values
+
+
+_ON, _OFF = ("on", "true", "yes"), ("off", "false", "no")
+
+
+def _normalize_switches(cfg: TrainConfig) -> None:
+    """Spelled-out switch values as data: on/off -> True/False, amp off/none/fp32 -> None (fp32)."""
+    for name in ("channels_last", "compile", "tf32"):
+        value = getattr(cfg, name)
+        if isinstance(value, str) and value.lower() in _ON + _OFF:
+            object.__setattr__(cfg, name, value.lower() in _ON)
+    if isinstance(cfg.amp, str) and cfg.amp.lower() in ("off", "none", "fp32", "no", "false"):
+        object.__setattr__(cfg, "amp", None)
 
 
 def _plain(value: Any) -> Any:

@@ -6,6 +6,7 @@ import math
 import re
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from effnet.specs import NetSpec
 from effnet.train.checkpoint import CheckpointManager
@@ -86,6 +87,8 @@ class _Trainer:
         self.scaler = run.scaler
         self.schedule = run.schedule
         self.report = run.reporter
+        self.fast = run.fast
+        self._loader: tuple[ProgressiveStage | None, DataLoader] | None = None  # kept per stage (persistent workers)
         self.log = run.reporter.log
         self.checkpoints = CheckpointManager(run.run_dir, self.cfg.keep_last) if run.run_dir else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -162,7 +165,7 @@ class _Trainer:
             # Rebuilt when the backbone is (un)frozen: DDP fixes the set of parameters it syncs at construction.
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if self.cfg.compile:
+        if self.fast.compile:
             model = torch.compile(model)
         self.train_model = model
 
@@ -184,10 +187,7 @@ class _Trainer:
         cfg, setup = self.cfg, self.run_setup
         self.seeded.epoch = self.epoch
         self.sampler.set_position(self.epoch, self.step_in_epoch * setup.batch_per_rank)
-        loader = DataLoader(self.seeded, batch_size=setup.batch_per_rank, sampler=self.sampler,
-                            num_workers=cfg.num_workers, drop_last=True, generator=torch.Generator(),
-                            collate_fn=setup.gpu_input.collate if setup.gpu_input else None,
-                            pin_memory=self.device.type == "cuda")
+        loader = self._epoch_loader()
         apply_train_mode(self.model)
         bar = self.report.progress_bar(self.epoch, self.step_in_epoch)
         tick, images_seen = time.time(), 0
@@ -220,14 +220,31 @@ class _Trainer:
         epoch_time = time.time() - tick
         self._end_epoch(images_seen * self.info.world_size / max(1e-9, epoch_time), epoch_time, lr)
 
+    def _epoch_loader(self) -> DataLoader:
+        """The training loader, built once per progressive stage: persistent workers keep a copy of the dataset
+        (and its transform) from when they started, so a new stage needs new workers, a new epoch does not (the
+        epoch travels with each index, see `_EpochKeyed`)."""
+        if self._loader is not None and self._loader[0] == self.stage:
+            return self._loader[1]
+        fast, gpu_input = self.fast, self.run_setup.gpu_input
+        self._loader = None  # the old stage's workers end with their loader
+        loader = DataLoader(_EpochKeyed(self.seeded), batch_size=self.run_setup.batch_per_rank,
+                            sampler=_EpochTagged(self.sampler), num_workers=fast.num_workers, drop_last=True,
+                            generator=torch.Generator(), pin_memory=fast.pin_memory,
+                            persistent_workers=fast.persistent_workers, prefetch_factor=fast.prefetch_factor,
+                            collate_fn=gpu_input.collate if gpu_input else None)
+        self._loader = (self.stage, loader)
+        return loader
+
     def _train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
         images, targets = self.to_device(images, targets)
-        if self.cfg.channels_last:
+        if self.fast.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         soft = None
         if self.mixer.active:
             images, soft = self.mixer(images, targets)
-        with autocast_context(self.device, self.cfg.amp):
+        # Only the forward runs in bf16/fp16; the loss (below), BN statistics, optimizer, EMA stay fp32.
+        with autocast_context(self.device, self.fast.amp):
             logits = self.train_model(images)
         logits = logits.float()
         if soft is not None:
@@ -322,11 +339,12 @@ class _Trainer:
             self.running = running if self.info.is_main else [0.0, 0.0, 0.0]
         if not (self.info.is_main and self.checkpoints):
             return
+        # Contiguous tensors: a checkpoint written with channels_last reads the same in any run or tool.
         state = {
             **self.run_setup.static_state(),
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
+            "model": _contiguous(self.model.state_dict()),
+            "ema": _contiguous(self.ema.state_dict()) if self.ema is not None else None,
+            "optimizer": _contiguous(self.optimizer.state_dict()),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
@@ -356,3 +374,43 @@ class _Trainer:
             train_seconds=seconds,
             best_checkpoint=best,
         )
+
+
+def _contiguous(value: Any) -> Any:
+    """`value` with every tensor in its plain (contiguous) memory layout."""
+    if isinstance(value, torch.Tensor):
+        return value.contiguous()
+    if isinstance(value, dict):
+        return {key: _contiguous(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_contiguous(item) for item in value)
+    return value
+
+
+class _EpochTagged(Sampler):
+    """Yields (epoch, index) pairs of a ResumableSampler, read when each epoch's iteration starts."""
+
+    def __init__(self, sampler: ResumableSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _EpochKeyed(Dataset):
+    """A SeededDataset indexed by (epoch, index), so that each worker's copy augments with the right epoch."""
+
+    def __init__(self, seeded: SeededDataset) -> None:
+        self.seeded = seeded
+
+    def __len__(self) -> int:
+        return len(self.seeded)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        self.seeded.epoch = epoch
+        return self.seeded[index]

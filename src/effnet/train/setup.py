@@ -28,6 +28,7 @@ from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
 from effnet.train.ema import ModelEma
 from effnet.train.evaluate import evaluate
+from effnet.train.fast import FastSettings, apply_fast_settings, probe_machine, resolve_fast_settings
 from effnet.train.finetune import starting_weights, step_floor_batch_size, zero_classifier
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
@@ -70,6 +71,7 @@ class RunSetup:
     steps_per_epoch: int
     run_dir: Path | None
     reporter: ProgressReporter
+    fast: FastSettings  # what the config's `auto` options became on this device
     lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
     resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
     gpu_input: GpuInputPipeline | None = None  # --input-pipeline gpu: decode + augment batches on the device
@@ -106,14 +108,14 @@ class RunSetup:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
-        return evaluate(model, self.val_loader, self.device, amp=self.config.amp,
-                        channels_last=self.config.channels_last, info=self.info)
+        return evaluate(model, self.val_loader, self.device, amp=self.fast.amp,
+                        channels_last=self.fast.channels_last, info=self.info)
 
     def static_state(self) -> dict[str, Any]:
         """Checkpoint entries that never change during a run."""
         return {"config": self.config.to_dict(), "spec": self.spec.to_dict(), "num_classes": self.data.num_classes,
                 "class_names": list(self.data.class_names), "preprocess": asdict(self.preprocess),
-                "steps_per_epoch": self.steps_per_epoch}
+                "steps_per_epoch": self.steps_per_epoch, "fast_settings": self.fast.to_dict()}
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -257,8 +259,6 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
 
     `progress`: the run's lines on the console; `bar`: also the live bar (drawn only on a terminal).
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
     start = starting_weights(cfg.pretrained, cfg.weights, cfg.model)
     spec = spec if spec is not None else resolve_spec(cfg.model)
@@ -275,6 +275,8 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
                          "lower --batch-size")
+    fast = _fast_settings(cfg, spec, device, steps_per_epoch)
+    apply_fast_settings(fast)
     model = build_model(cfg, spec, data.num_classes, start, lines.append)
     gpu_input = gpu_input_pipeline(cfg.input_pipeline, device, lines.append)
     del start  # its tensors now live in the model
@@ -287,18 +289,18 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
             notes += resume_notes
             if resume_state is not None:  # before config.yaml is rewritten: a refused resume changes nothing
                 check_resumable(resume_state, cfg, spec, data.num_classes, steps_per_epoch)
-        setup = _assemble(cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress)
+        setup = _assemble(cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress,
+                          fast)
     except BaseException:
         if lock is not None:
             lock.release()
         raise
     setup.lock, setup.resume_state, setup.gpu_input = lock, resume_state, gpu_input
     setup.reporter.bar = bar
-    amp_warning = bf16_cpu_warning(device.type, cfg.amp)
-    if amp_warning:
-        notes.append(amp_warning)
+    amp_warning = bf16_cpu_warning(device.type, fast.amp)
+    notes += [*fast.notes, *([amp_warning] if amp_warning else [])]
     if info.is_main:
-        cfg.replace(resume=False).save_yaml(run_dir / "config.yaml")
+        cfg.replace(resume=False).save_yaml(run_dir / "config.yaml", fast_settings=fast.to_dict())
         spec.save(run_dir / "spec.json")
     for line in [*_describe(setup), *lines, *notes]:
         setup.reporter.log(line)
@@ -318,12 +320,21 @@ def _describe(setup: RunSetup) -> list[str]:
         f"{cfg.epochs} epochs x {setup.steps_per_epoch} steps of {cfg.batch_size} images at "
         f"{setup.stages[0].image_size}px (eval {setup.preprocess.input_size}px), {cfg.optimizer} peak lr "
         f"{cfg.peak_lr:.4g}, {cfg.schedule} schedule, warm-up {cfg.warmup:g} epochs, EMA {cfg.ema_decay:g}",
+        setup.fast.describe(),
     ]
+
+
+def _fast_settings(cfg: TrainConfig, spec: NetSpec, device: torch.device, steps_per_epoch: int) -> FastSettings:
+    """The config's `auto` runtime options resolved for `device` on this machine (see effnet.train.fast)."""
+    image_size = cfg.image_size or spec.train_resolution or spec.resolution
+    sizes = {stage.image_size for stage in _stages(cfg, spec, image_size)}
+    return resolve_fast_settings(cfg, device, probe_machine(device), total_steps=cfg.epochs * steps_per_epoch,
+                                 image_sizes=len(sizes))
 
 
 def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetSpec, model: nn.Module,
               data: DatasetPair, batch_per_rank: int, steps_per_epoch: int, run_dir: Path,
-              progress: bool) -> RunSetup:
+              progress: bool, fast: FastSettings) -> RunSetup:
     """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     logger = None
@@ -332,17 +343,19 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
     preprocess = resolve_preprocess(cfg, spec, model.preprocess)
     data.val.transform = preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
-    val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=cfg.num_workers)
+    val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=fast.num_workers,
+                            pin_memory=fast.pin_memory, prefetch_factor=fast.prefetch_factor,
+                            persistent_workers=fast.persistent_workers)
 
     if cfg.sync_bn and info.enabled:
         model = convert_sync_batchnorm(model, device)
     model = model.to(device)
-    if cfg.channels_last:
+    if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = build_optimizer(model, cfg.optimizer, cfg.peak_lr, weight_decay=cfg.weight_decay,
                                 momentum=cfg.momentum, rho=cfg.rmsprop_decay, eps=cfg.rmsprop_eps)
-    scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if fast.amp == "fp16" else None
     schedule = LRSchedule(cfg.peak_lr, steps_per_epoch, steps_per_epoch * cfg.epochs,
                           int(round(cfg.warmup * steps_per_epoch)), cfg.schedule, cfg.decay_rate,
                           cfg.decay_epochs, cfg.min_lr)
@@ -350,4 +363,4 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
     reporter = ProgressReporter(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, global_batch=cfg.batch_size,
                                 is_main=info.is_main, show_progress=progress, logger=logger)
     return RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
-                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, reporter)
+                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, reporter, fast)
