@@ -89,7 +89,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, args: list[str], log) -> subprocess.Popen:
-    """`effnet serve` on 127.0.0.1:port, returned once /health answers."""
+    """`effnet serve` on 127.0.0.1:port, returned once it reports ready."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "effnet.cli", "serve", "--port", str(port), "--log-level", "warning", *args]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -98,7 +98,7 @@ def start_server(port: int, args: list[str], log) -> subprocess.Popen:
         if process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {process.returncode}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).read()  # warmed up
             return process
         except OSError:
             time.sleep(0.5)
@@ -276,13 +276,16 @@ def ceiling(batched: Tally, clients: int, lone_throughput: float) -> str:
     cpu_ms = 1000 * (batched.server_cpu + batched.client_cpu) / count
     limit = 1000 * cores / cpu_ms
     busy = cpu_ms * batched.throughput / 1000  # Little's law for CPU: cost per request x requests per second
+    mean_ms = 1000 * sum(batched.latencies) / count
     return (
         f"The ceiling: at {clients} clients with dynamic batching a request cost {cpu_ms:.1f} ms of CPU in all "
         f"(server {1000 * batched.server_cpu / count:.1f}, client {1000 * batched.client_cpu / count:.1f}; the "
         f"forward passes took {1000 * batched.model_seconds / count:.1f} ms of wall time per request), so {cores} "
         f"cores serve at most {limit:.0f} requests/s, {limit / lone_throughput:.2f}x one client's throughput; "
         f"the server reached {batched.throughput:.0f}, keeping {busy:.2f} of the {cores} cores busy (the rest "
-        "went to other processes or stood idle)."
+        f"went to other processes or stood idle): **{batched.throughput / limit:.0%} of the ceiling** (target >= "
+        f"90% on an idle machine). Its p99 was **{batched.percentile(99) / mean_ms:.2f}x the mean latency** "
+        f"({batched.percentile(99):.1f} against {mean_ms:.1f} ms; target <= 2x)."
     )
 
 
