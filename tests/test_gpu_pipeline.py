@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from effnet.data import DataConfig, autoaugment
 from effnet.data.autoaugment import RANDAUGMENT_OPS, TFAutoAugment, TFRandAugment, apply_op, level_to_arg
-from effnet.data.folder import load_rgb, read_encoded
+from effnet.data.folder import crop_draft_side, load_rgb, read_encoded
 from effnet.data.gpu import (
     BATCHED_OPS,
     BatchTrainTransform,
@@ -307,3 +307,15 @@ def test_training_with_the_gpu_pipeline_on_cpu_tensors(tmp_path, dataset: str) -
     with pytest.raises(ValueError, match="input_pipeline must be one of auto, cpu, gpu"):
         fit(config.replace(input_pipeline="dali", run_name="bad"), spec=_tiny_spec(), progress=False)
     assert not (tmp_path / "bad").exists()  # refused before the run folder is made
+
+
+def test_draft_decoding_keeps_the_pixels_the_crop_needs(tmp_path) -> None:
+    photo = _images((97, 80))[0].resize((800, 600), Image.Resampling.BICUBIC)
+    photo.save(tmp_path / "big.jpg", quality=90)
+    photo.save(tmp_path / "big.png")
+    assert crop_draft_side(64, 0.8) == 2 * 83 and crop_draft_side(224, 0.08) == 2 * 915
+    assert load_rgb(tmp_path / "big.jpg", 140).size == (200, 150)  # 1/4 scale: 150 >= 140, 1/8 would give 75
+    assert load_rgb(tmp_path / "big.jpg", 300).size == (400, 300)
+    assert load_rgb(tmp_path / "big.jpg", 301).size == (800, 600)  # half would be 300 < 301: full size
+    assert load_rgb(tmp_path / "big.png", 140).size == (800, 600)  # only JPEGs draft
+    assert load_rgb(tmp_path / "big.jpg", None).size == (800, 600)

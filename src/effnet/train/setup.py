@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
+from effnet.data.folder import ImageFolderDataset, crop_draft_side
 from effnet.data.gpu import BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
 from effnet.data.transforms import preprocess_transform
 from effnet.hardware import bf16_cpu_warning
@@ -91,6 +92,8 @@ class RunSetup:
         only what the workers do, reading or rendering)."""
         if self.gpu_input is not None:
             return self.gpu_input.prepare_dataset(self.data.train)
+        if isinstance(self.data.train, ImageFolderDataset):  # JPEGs decode at reduced size where the crops allow
+            self.data.train.draft_min_side = crop_draft_side(stage.image_size, self.config.crop_scale[0])
         return train_transform(stage.image_size, **self._augment_options(stage))
 
     def to_device(self, stage: ProgressiveStage) -> Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
