@@ -30,16 +30,22 @@ class FeatureInfo(list):
         """Name of the submodule whose output is level `idx` (e.g. "stages.2"; all levels when None)."""
         return self._get("module", idx)
 
+    def return_layers(self, idx: Sequence[int] | None = None) -> dict[str, str]:
+        """torchvision's `return_layers` for `EfficientNetFeatures.sequential()`: {"stages_2": "0", ...}."""
+        names = self.module_name(list(range(len(self))) if idx is None else list(idx))
+        return {name.replace(".", "_"): str(i) for i, name in enumerate(names)}
+
     def get_dicts(self) -> list[dict[str, Any]]:
         """The levels as plain dicts."""
         return [dict(entry) for entry in self]
 
 
-def spec_feature_info(spec: NetSpec) -> FeatureInfo:
-    """The last stage at each stride is one feature level (strides 2, 4, 8, 16, 32 for EfficientNet)."""
+def spec_feature_info(spec: NetSpec, output_stride: int = 32) -> FeatureInfo:
+    """The last stage at each stride is one feature level (strides 2, 4, 8, 16, 32 for EfficientNet); with an
+    `output_stride` of 8 or 16 the deeper levels keep that stride (their convs dilate instead)."""
     info, reduction = FeatureInfo(), 2 * (2 if spec.stem_pool else 1)
     for index, stage in enumerate(spec.stages):
-        reduction *= stage.stride
+        reduction = min(reduction * stage.stride, output_stride)
         is_last_at_stride = index + 1 == len(spec.stages) or spec.stages[index + 1].stride > 1
         if is_last_at_stride:
             info.append(
@@ -64,3 +70,19 @@ def select_levels(info: FeatureInfo, out_indices: Sequence[int] | None) -> Featu
     if not chosen or sorted(set(chosen)) != chosen:
         raise ValueError(f"out_indices must be increasing and non-empty, got {tuple(out_indices)}")
     return FeatureInfo(info[i] for i in chosen)
+
+
+def take_indices(levels: int, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's `indices` convention: None all levels, an int n the last n, a sequence those (negative from the end)."""
+    if indices is None:
+        return list(range(levels))
+    if isinstance(indices, int):
+        if not 0 < indices <= levels:
+            raise ValueError(f"indices={indices}: the last n of {levels} feature levels needs n in 1..{levels}")
+        return list(range(levels - indices, levels))
+    chosen = []
+    for index in indices:
+        if not -levels <= index < levels:
+            raise ValueError(f"index {index} out of range: this model has {levels} feature levels (0..{levels - 1})")
+        chosen.append(index % levels)
+    return chosen

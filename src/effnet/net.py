@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,13 +11,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from effnet.features import FeatureInfo, select_levels, spec_feature_info
+from effnet.features import FeatureInfo, select_levels, spec_feature_info, take_indices
 from effnet.layers import BLOCKS, ConvNormAct, LayerConfig
 from effnet.preprocess import Preprocess, default_preprocess
 from effnet.specs import NetSpec
 
 OUTPUT_STRIDE = 32
+OUTPUT_STRIDES = (8, 16, 32)  # as timm: 8 / 16 replace the late strides by dilation (dense prediction)
 GLOBAL_POOLS = ("avg", "max", "avgmax", "")
+
+
+def pool_type(global_pool: str | None) -> str:
+    """A checked pooling name; None means no pooling, as "" (timm's SelectAdaptivePool2d)."""
+    global_pool = global_pool or ""
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool must be one of {GLOBAL_POOLS} or None, got {global_pool!r}")
+    return global_pool
 
 
 def _is_tracing(x: torch.Tensor) -> bool:
@@ -37,11 +47,15 @@ def check_input(x: torch.Tensor, spec: NetSpec, weight_dtype: torch.dtype | None
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor batch of images, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise ValueError(f"expected a float tensor of normalized pixels, got {x.dtype}; use model.preprocess "
-                         "(or x.float() / 255 then normalize)")
+        raise ValueError(
+            f"expected a float tensor of normalized pixels, got {x.dtype}; use model.preprocess "
+            "(or x.float() / 255 then normalize)"
+        )
     if weight_dtype is not None and x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(f"the input is {x.dtype} but the weights are {weight_dtype}; convert one to the other "
-                         f"(x.to({weight_dtype}) or model.to({x.dtype})) or run under torch.autocast")
+        raise ValueError(
+            f"the input is {x.dtype} but the weights are {weight_dtype}; convert one to the other "
+            f"(x.to({weight_dtype}) or model.to({x.dtype})) or run under torch.autocast"
+        )
     if x.ndim != 4:
         raise ValueError(f"expected a batch of images shaped (N, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[1] != spec.in_channels:
@@ -89,46 +103,31 @@ class EfficientNet(nn.Module):
         *,
         preprocess: Preprocess | None = None,
         class_names: Sequence[str] | None = None,
+        global_pool: str | None = "avg",
+        output_stride: int = OUTPUT_STRIDE,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
             raise ValueError(f"num_classes must be a whole number >= 0 (0 = no classifier), got {num_classes!r}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
         self.spec = spec
+        self.output_stride = output_stride
         layer = LayerConfig(spec.activation, spec.norm_eps, spec.norm_momentum, spec.padding)
         self.stem = ConvNormAct(spec.in_channels, spec.stem_channels, spec.stem_kernel_size, 2, layer=layer)
         self.stem_pool = nn.MaxPool2d(3, 2, 1) if spec.stem_pool else nn.Identity()
-
-        stages: list[nn.Module] = []
-        in_channels, block_index = spec.stem_channels, 0
-        for stage in spec.stages:
-            blocks = []
-            for i in range(stage.num_layers):
-                # Stochastic depth grows linearly with depth: block k of n drops with rate * k / n.
-                rate = spec.drop_path_rate * block_index / spec.num_blocks
-                blocks.append(
-                    BLOCKS[stage.block](
-                        in_channels,
-                        stage.out_channels,
-                        stage.kernel_size,
-                        stage.stride if i == 0 else 1,
-                        stage.expand_ratio,
-                        stage.se_ratio,
-                        layer,
-                        rate,
-                    )
-                )
-                in_channels, block_index = stage.out_channels, block_index + 1
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(stages)
+        self.stages = self._build_stages(spec, layer, output_stride)
 
         self.head: nn.Module = (
-            ConvNormAct(in_channels, spec.head_channels, 1, layer=layer) if spec.head_channels else nn.Identity()
+            ConvNormAct(spec.stages[-1].out_channels, spec.head_channels, 1, layer=layer)
+            if spec.head_channels
+            else nn.Identity()
         )
         self.num_features = spec.num_features
         self.dropout = nn.Dropout(spec.dropout)
         self.classifier: nn.Module = nn.Identity()
         self.global_pool = "avg"
-        self.reset_classifier(num_classes)
+        self.reset_classifier(num_classes, pool_type(global_pool))  # None here: no pooling, as timm
         self.grad_checkpointing = False
         # Settings that travel with the weights: files and pretrained records pass the ones their training used.
         self.preprocess: Preprocess = preprocess or default_preprocess(spec)
@@ -138,6 +137,39 @@ class EfficientNet(nn.Module):
         self._init_weights()
 
     # ----------------------------------------------------------------------------------------------- set-up
+    @staticmethod
+    def _build_stages(spec: NetSpec, layer: LayerConfig, output_stride: int) -> nn.ModuleList:
+        stages: list[nn.Module] = []
+        in_channels, block_index = spec.stem_channels, 0
+        # timm's rule for output_stride < 32: a stride that would pass it becomes 1, and the blocks after it
+        # dilate their kxk conv by that stride instead (the block that lost its stride keeps the old dilation).
+        reduction, dilation = 2 * (2 if spec.stem_pool else 1), 1
+        for stage in spec.stages:
+            blocks = []
+            for i in range(stage.num_layers):
+                stride, block_dilation = stage.stride if i == 0 else 1, dilation
+                if stride > 1 and reduction * stride > output_stride:
+                    stride, dilation = 1, dilation * stride
+                reduction *= stride
+                # Stochastic depth grows linearly with depth: block k of n drops with rate * k / n.
+                rate = spec.drop_path_rate * block_index / spec.num_blocks
+                blocks.append(
+                    BLOCKS[stage.block](
+                        in_channels,
+                        stage.out_channels,
+                        stage.kernel_size,
+                        stride,
+                        stage.expand_ratio,
+                        stage.se_ratio,
+                        layer,
+                        rate,
+                        dilation=block_dilation,
+                    )
+                )
+                in_channels, block_index = stage.out_channels, block_index + 1
+            stages.append(nn.Sequential(*blocks))
+        return nn.ModuleList(stages)
+
     def _init_weights(self) -> None:
         # The TF reference's initializers (efficientnet_model.conv_kernel_initializer / dense_kernel_initializer):
         # convs normal(0, sqrt(2 / fan_out)) with fan_out = k*k*out/groups -- TF's depthwise kernel is
@@ -168,13 +200,12 @@ class EfficientNet(nn.Module):
         """Replace the classifier with a fresh one for `num_classes` outputs (0 removes it).
 
         `global_pool` ("avg", "max", "avgmax", or "" for no pooling, only without a classifier) as in timm;
-        None keeps the current pooling.
+        None keeps the current pooling. (At construction, `EfficientNet(global_pool=None)` means no pooling.)
         """
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         if global_pool is not None:
-            if global_pool not in GLOBAL_POOLS:
-                raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
+            global_pool = pool_type(global_pool)
             if global_pool == "" and num_classes > 0:
                 raise ValueError("global_pool='' (no pooling) needs num_classes=0: a classifier needs pooled features")
             self.global_pool = global_pool
@@ -187,7 +218,13 @@ class EfficientNet(nn.Module):
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
         """timm-style data config, so `timm.data.resolve_data_config(model=m)` returns this model's preprocessing."""
-        return {**self.preprocess.timm_cfg(), "num_classes": self.num_classes, "architecture": self.spec.name}
+        size = self.preprocess.input_size
+        return {
+            **self.preprocess.timm_cfg(),
+            "input_size": (self.spec.in_channels, size, size),
+            "num_classes": self.num_classes,
+            "architecture": self.spec.name,
+        }
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage's activations in the backward pass: less memory, ~30% more compute."""
@@ -196,7 +233,19 @@ class EfficientNet(nn.Module):
     @property
     def feature_info(self) -> FeatureInfo:
         """timm-style levels (`num_chs`, `reduction`, `module`) of the maps `feature_maps` returns."""
-        return spec_feature_info(self.spec)
+        return spec_feature_info(self.spec, self.output_stride)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (`param_groups_layer_decay`): the stem, each block (each stage if `coarse`),
+        then the head conv; the classifier is left out, as timm does, and gets the last group."""
+        return {
+            "stem": r"^stem\.",
+            "blocks": [(r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)", None), (r"^head\.", (99999,))],
+        }
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters trained without weight decay: BatchNorm scales and shifts and every bias."""
+        return {name for name, param in self.named_parameters() if param.ndim <= 1}
 
     # ---------------------------------------------------------------------------------------------- forward
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -222,14 +271,40 @@ class EfficientNet(nn.Module):
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Multi-scale maps at strides 2, 4, 8, 16, 32 for detection / segmentation necks."""
+        return self.forward_intermediates(x, intermediates_only=True)  # type: ignore[return-value]
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's API: the maps of feature levels `indices` (None: all, n: the last n, a sequence: those) and,
+        unless `intermediates_only`, the final feature map (after the head conv when every stage ran).
+
+        `stop_early` skips the stages after the last wanted level; `norm` is accepted and has nothing to do (as in
+        timm's EfficientNet there is no norm after the stages); `output_fmt` must be "NCHW".
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW' (EfficientNet's maps are channels-first), got {output_fmt!r}")
+        levels = self.feature_info
+        take = {levels[i]["stage"] for i in take_indices(len(levels), indices)}
         check_input(x, self.spec, _weight_dtype(self.stem))
-        wanted = {entry["stage"] for entry in spec_feature_info(self.spec)}
+        last = max(take) if stop_early else len(self.stages) - 1
         maps, x = [], self.stem_pool(self.stem(x))
-        for index, stage in enumerate(self.stages):
+        for index, stage in enumerate(self.stages[: last + 1]):
             x = self._run_stage(stage, x)
-            if index in wanted:
+            if index in take:
                 maps.append(x)
-        return maps
+        if intermediates_only:
+            return maps
+        return (self.head(x) if last == len(self.stages) - 1 else x), maps
+
+
+FEATURE_CLASSES = ("list", "dict", "getter", "hook", "fx")  # timm's feature_cls values effnet accepts
 
 
 class EfficientNetFeatures(nn.Module):
@@ -237,14 +312,24 @@ class EfficientNetFeatures(nn.Module):
 
     Built by `create_model(name, features_only=True, out_indices=...)`. No head conv or classifier is kept, so
     every parameter gets a gradient (DDP needs no `find_unused_parameters`), and the submodule names match the
-    full model's, so its state dict loads into this one with `strict=False`.
+    full model's, so its state dict loads into this one with `strict=False`. `feature_cls="dict"` returns the
+    maps keyed by module name, as timm's FeatureDictNet; timm's other wrappers ("getter", "hook", "fx") return
+    the same list as the default, so they are accepted and give it.
     """
 
-    def __init__(self, model: EfficientNet, out_indices: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, model: EfficientNet, out_indices: Sequence[int] | None = None, feature_cls: str | None = None
+    ) -> None:
         super().__init__()
+        if (feature_cls or "list") not in FEATURE_CLASSES:
+            raise ValueError(f"feature_cls must be one of {FEATURE_CLASSES} (timm's names), got {feature_cls!r}")
         self.spec: NetSpec = model.spec
         self.feature_info = select_levels(model.feature_info, out_indices)
         self.out_indices = tuple(out_indices) if out_indices is not None else tuple(range(len(model.feature_info)))
+        self.as_dict = feature_cls == "dict"
+        # torchvision's detectors read `backbone.out_channels`: the channels of the deepest map (what
+        # `sequential()` returns); an FPN on top takes `feature_info.channels()` instead.
+        self.out_channels: int = self.feature_info.channels()[-1]
         last = self.feature_info[-1]["stage"]
         self.stem = model.stem
         self.stem_pool = model.stem_pool
@@ -257,7 +342,17 @@ class EfficientNetFeatures(nn.Module):
         """Recompute each stage's activations in the backward pass."""
         self.grad_checkpointing = enable
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def sequential(self) -> nn.Sequential:
+        """The same modules as an nn.Sequential of `stem`, `stem_pool`, `stages_0`, ...: what torchvision's
+        `BackboneWithFPN(body, body_info.return_layers(), ...)` and `IntermediateLayerGetter` walk; its forward
+        gives the deepest map and it carries `out_channels`, so `FasterRCNN(backbone.sequential(), ...)` works."""
+        children = [("stem", self.stem), ("stem_pool", self.stem_pool)]
+        children += [(f"stages_{index}", stage) for index, stage in enumerate(self.stages)]
+        body = nn.Sequential(OrderedDict(children))
+        body.out_channels = self.out_channels  # type: ignore[assignment]
+        return body
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | dict[str, torch.Tensor]:
         check_input(x, self.spec, _weight_dtype(self.stem))
         maps, x = [], self.stem_pool(self.stem(x))
         for index, stage in enumerate(self.stages):
@@ -267,4 +362,6 @@ class EfficientNetFeatures(nn.Module):
                 x = stage(x)
             if index in self._wanted:
                 maps.append(x)
+        if self.as_dict:
+            return OrderedDict(zip(self.feature_info.module_name(), maps, strict=True))
         return maps

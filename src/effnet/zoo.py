@@ -8,7 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from effnet.net import EfficientNet, EfficientNetFeatures
+import torch
+
+from effnet.net import EfficientNet, EfficientNetFeatures, pool_type
 from effnet.pretrained import get_pretrained
 from effnet.scaling import PUBLISHED, Coefficients, published_scale
 from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
@@ -95,6 +97,10 @@ def create_model(
     pretrained: bool | str = False,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
+    in_chans: int | None = None,
+    global_pool: str | None = "avg",
+    output_stride: int = 32,
+    feature_cls: str | None = None,
 ) -> Any:  # EfficientNet, or EfficientNetFeatures with features_only=True
     """Build a model by name, spec file or NetSpec: random, `pretrained` (True or a tag) or from a `weights` file.
 
@@ -103,10 +109,19 @@ def create_model(
     (see `effnet.weights.load_model`); `padding="same"` / `norm_eps=1e-3` override them for TF-trained files.
 
     `features_only=True` returns a backbone (`EfficientNetFeatures`): its forward gives the feature maps of
-    levels `out_indices` (default all, strides 2, 4, 8, 16, 32), with no head conv or classifier.
+    levels `out_indices` (default all, strides 2, 4, 8, 16, 32), with no head conv or classifier; `feature_cls`
+    takes timm's names ("dict" keys the maps by module name).
+
+    timm's arguments: `in_chans` (pretrained stem weights adapted as timm's `adapt_input_conv` does),
+    `global_pool` ("avg", "max", "avgmax", or "" / None for none, with num_classes=0) and `output_stride`
+    (8 or 16: the late stages dilate instead of striding; the weights are the same).
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices selects feature levels; pass features_only=True with it")
+    if feature_cls is not None and not features_only:
+        raise ValueError("feature_cls picks the features_only wrapper; pass features_only=True with it")
+    if in_chans is not None and (isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1):
+        raise ValueError(f"in_chans must be a whole number >= 1, got {in_chans!r}")
     if features_only:
         net = create_model(
             model,
@@ -118,22 +133,74 @@ def create_model(
             norm_eps=norm_eps,
             strict=strict,
             pretrained=pretrained,
+            in_chans=in_chans,
+            output_stride=output_stride,
         )
-        return EfficientNetFeatures(net, out_indices)
+        return EfficientNetFeatures(net, out_indices, feature_cls)
     if pretrained and weights is not None:
         raise ValueError("give either pretrained= or weights=, not both")
     if pretrained:
         if padding is not None or norm_eps is not None:
             raise ValueError("pretrained weights set the padding and norm_eps themselves; drop those arguments")
-        return _create_pretrained(model, pretrained, num_classes, drop_rate, drop_path_rate)
+        net = _create_pretrained(model, pretrained, num_classes, drop_rate, drop_path_rate)
+        return _with_timm_args(net, in_chans, global_pool, output_stride)
     if weights is not None:
         from effnet.weights import load_model
 
-        return load_model(weights, model, num_classes=num_classes, padding=padding, norm_eps=norm_eps,
-                          drop_rate=drop_rate, drop_path_rate=drop_path_rate, strict=strict)
-    overrides = {"dropout": drop_rate, "drop_path_rate": drop_path_rate, "padding": padding, "norm_eps": norm_eps}
+        net = load_model(
+            weights,
+            model,
+            num_classes=num_classes,
+            padding=padding,
+            norm_eps=norm_eps,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            strict=strict,
+        )
+        return _with_timm_args(net, in_chans, global_pool, output_stride)
+    overrides = {
+        "dropout": drop_rate,
+        "drop_path_rate": drop_path_rate,
+        "padding": padding,
+        "norm_eps": norm_eps,
+        "in_channels": in_chans,
+    }
     spec = resolve_spec(model).replace(**{key: value for key, value in overrides.items() if value is not None})
-    return EfficientNet(spec, num_classes=1000 if num_classes is None else num_classes)
+    classes = 1000 if num_classes is None else num_classes
+    return EfficientNet(spec, num_classes=classes, global_pool=global_pool, output_stride=output_stride)
+
+
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A first-conv kernel trained on RGB, for `in_channels` inputs, by timm's rule: one channel sums the three;
+    more repeat them cyclically, scaled by 3 / in_channels so the response to a flat image is unchanged."""
+    out_channels, rgb, height, width = weight.shape
+    if in_channels == rgb:
+        return weight
+    if rgb != 3:
+        raise ValueError(f"only RGB stem weights can be adapted to in_chans={in_channels}; these have {rgb} channels")
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_channels // 3)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (3 / in_channels)
+
+
+def _with_timm_args(net: EfficientNet, in_chans: int | None, global_pool: str | None, output_stride: int) -> Any:
+    """A loaded model rebuilt for timm's in_chans / global_pool / output_stride, keeping its weights."""
+    in_channels = net.spec.in_channels if in_chans is None else in_chans
+    if (in_channels, pool_type(global_pool), output_stride) == (net.spec.in_channels, "avg", 32):
+        return net
+    rebuilt = EfficientNet(
+        net.spec.replace(in_channels=in_channels),
+        net.num_classes,
+        preprocess=net.preprocess,
+        class_names=net.class_names,
+        global_pool=global_pool,
+        output_stride=output_stride,
+    )
+    state = net.state_dict()
+    state["stem.conv.weight"] = adapt_input_conv(state["stem.conv.weight"], in_channels)
+    rebuilt.load_state_dict(state)
+    return rebuilt.train(net.training)
 
 
 def _create_pretrained(
@@ -160,6 +227,7 @@ def _create_pretrained(
 
 
 __all__ = [
+    "adapt_input_conv",
     "create_model",
     "get_spec",
     "list_models",

@@ -47,9 +47,12 @@ class ConvNormAct(nn.Module):
         groups: int = 1,
         layer: LayerConfig = LayerConfig(),
         act: bool = True,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
-        self.conv = create_conv2d(in_channels, out_channels, kernel_size, stride, groups, padding=layer.padding)
+        self.conv = create_conv2d(
+            in_channels, out_channels, kernel_size, stride, groups, padding=layer.padding, dilation=dilation
+        )
         self.bn = nn.BatchNorm2d(out_channels, eps=layer.norm_eps, momentum=layer.norm_momentum)
         self.act = create_activation(layer.activation) if act else nn.Identity()
         # Set by effnet.layers.activations.use_memory_efficient_activations (--memory-efficient-act).

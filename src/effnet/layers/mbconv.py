@@ -1,6 +1,7 @@
 """The residual blocks: MBConv (V1, V2 late stages), Fused-MBConv (V2 early stages) and ResNet's bottleneck.
 
-All three share one signature so that a network can be built from a table of stages, whatever the block.
+All three share one signature so that a network can be built from a table of stages, whatever the block; their
+kxk conv takes a `dilation` (backbones with output stride 8 / 16 trade the late strides for dilation).
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ class MBConv(_Residual):
         se_ratio: float,
         layer: LayerConfig,
         drop_path_rate: float = 0.0,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         mid = int(in_channels * expand_ratio)
         self.expand = ConvNormAct(in_channels, mid, 1, layer=layer) if expand_ratio != 1 else nn.Identity()
-        self.dw = ConvNormAct(mid, mid, kernel_size, stride, groups=mid, layer=layer)
+        self.dw = ConvNormAct(mid, mid, kernel_size, stride, groups=mid, layer=layer, dilation=dilation)
         self.se = _squeeze_excite(in_channels, mid, se_ratio, layer)
         self.project = ConvNormAct(mid, out_channels, 1, layer=layer, act=False)
         self._init_skip(in_channels, out_channels, stride, drop_path_rate)
@@ -77,15 +79,16 @@ class FusedMBConv(_Residual):
         se_ratio: float,
         layer: LayerConfig,
         drop_path_rate: float = 0.0,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         mid = int(in_channels * expand_ratio)
         if expand_ratio == 1:
-            self.expand = ConvNormAct(in_channels, out_channels, kernel_size, stride, layer=layer)
+            self.expand = ConvNormAct(in_channels, out_channels, kernel_size, stride, layer=layer, dilation=dilation)
             self.se = _squeeze_excite(in_channels, out_channels, se_ratio, layer)
             self.project: nn.Module = nn.Identity()
         else:
-            self.expand = ConvNormAct(in_channels, mid, kernel_size, stride, layer=layer)
+            self.expand = ConvNormAct(in_channels, mid, kernel_size, stride, layer=layer, dilation=dilation)
             self.se = _squeeze_excite(in_channels, mid, se_ratio, layer)
             self.project = ConvNormAct(mid, out_channels, 1, layer=layer, act=False)
         self._init_skip(in_channels, out_channels, stride, drop_path_rate)
@@ -110,11 +113,12 @@ class Bottleneck(nn.Module):
         se_ratio: float,
         layer: LayerConfig,
         drop_path_rate: float = 0.0,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         mid = int(out_channels * expand_ratio)
         self.reduce = ConvNormAct(in_channels, mid, 1, layer=layer)
-        self.conv = ConvNormAct(mid, mid, kernel_size, stride, layer=layer)
+        self.conv = ConvNormAct(mid, mid, kernel_size, stride, layer=layer, dilation=dilation)
         self.se = _squeeze_excite(in_channels, mid, se_ratio, layer)
         self.expand = ConvNormAct(mid, out_channels, 1, layer=layer, act=False)
         needs_projection = stride != 1 or in_channels != out_channels

@@ -69,14 +69,16 @@ def create_conv2d(
     groups: int = 1,
     bias: bool = False,
     padding: str = "symmetric",
+    dilation: int = 1,
 ) -> nn.Conv2d:
-    """A conv with PyTorch's symmetric padding (k // 2) or TF "SAME" padding.
+    """A conv with PyTorch's symmetric padding (dilation * (k // 2)) or TF "SAME" padding.
 
-    For stride 1 and an odd kernel both modes pad k // 2 on each side, so "same" only pays for the run-time
-    padding where it differs: strided convs.
+    For stride 1 and an odd kernel both modes pad dilation * (k // 2) on each side, so "same" only pays for the
+    run-time padding where it differs: strided convs.
     """
     if padding not in PADDING_MODES:
         raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding!r}")
     if padding == "same" and stride > 1:
-        return Conv2dSame(in_channels, out_channels, kernel_size, stride, 0, groups=groups, bias=bias)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=bias)
+        return Conv2dSame(in_channels, out_channels, kernel_size, stride, 0, dilation, groups=groups, bias=bias)
+    pad = dilation * (kernel_size // 2)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, dilation, groups=groups, bias=bias)
