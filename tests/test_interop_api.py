@@ -149,3 +149,19 @@ def test_torchvision_backbone_with_fpn_and_faster_rcnn():
     ).eval()
     with torch.no_grad():
         assert set(single([x[0]])[0]) == {"boxes", "labels", "scores"}
+
+
+def test_pretrained_records_carry_torchvision_style_meta():
+    from torchvision.models import EfficientNet_B0_Weights
+
+    from effnet.pretrained import get_pretrained
+
+    record = get_pretrained("efficientnet_b0", "tf_in1k")
+    meta, theirs = record.meta, EfficientNet_B0_Weights.IMAGENET1K_V1.meta
+    assert {"categories", "num_params", "min_size", "recipe", "_metrics", "_ops", "_docs"} <= set(meta)
+    assert meta["num_params"] == theirs["num_params"] == 5_288_548  # the same architecture, counted two ways
+    assert meta["categories"][:3] == theirs["categories"][:3] and len(meta["categories"]) == 1000
+    assert meta["_metrics"]["ImageNet-1K"]["acc@1"] == record.top1 and record.top1 > 70
+    lite = get_pretrained("efficientnet_lite0").meta
+    assert lite["num_params"] == sum(p.numel() for p in effnet.create_model("efficientnet_lite0").parameters())
+    assert lite["_metrics"] == {"ImageNet-1K": {"acc@1": 75.1}} and "pip install" in lite["source"]

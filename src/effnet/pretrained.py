@@ -67,6 +67,27 @@ class PretrainedRecord:
             return f"pip install {self.pip_name}"
         return f"(copy the file to {self.path})"
 
+    @property
+    def meta(self) -> dict[str, Any]:
+        """torchvision-style metadata (`Weights.meta`): categories, num_params, _ops (GMACs at the input size),
+        recipe (where the weights come from), _metrics with the reported ImageNet-1k acc@1."""
+        from effnet.complexity import profile
+        from effnet.zoo import get_spec  # records are data the registry reads; this one lookup goes the other way
+
+        cost = profile(get_spec(self.model), self.preprocess.input_size, self.num_classes)
+        meta: dict[str, Any] = {
+            "categories": list(self.class_names) if self.class_names is not None else None,
+            "num_params": cost.params,
+            "min_size": (32, 32),  # the network downsamples by 32
+            "_ops": round(cost.macs / 1e9, 3),
+            "recipe": self.origin,
+            "source": self.download_command,
+            "_docs": f"{self.origin}; evaluated with {self.preprocess.describe()}",
+        }
+        if self.top1 is not None and self.num_classes == 1000:
+            meta["_metrics"] = {"ImageNet-1K": {"acc@1": self.top1}}
+        return meta
+
     def transforms(self):  # -> torchvision.transforms.v2.Compose
         """The eval preprocessing these weights need (PIL image -> tensor), like torchvision's weights."""
         return self.preprocess.transforms()
