@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "effnet.commands.train",  # train, eval
     "effnet.commands.search",  # search, study
     "effnet.commands.serve",  # serve
+    "effnet.commands.completion",  # completion (a script generated from the parsers above)
 )
 
 

@@ -206,7 +206,7 @@ def _search(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         _print_search(result)
-    return 0 if result.best else 1
+    return 0 if result.verdict is not None else 1
 
 
 def _print_search(result: SearchResult) -> None:
@@ -224,13 +224,16 @@ def _print_search(result: SearchResult) -> None:
         print(f"({result.resumed} trials resumed from the journal, not re-run)")
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
-    if result.best:
+    if result.verdict is None:
+        print("no trial finished successfully; see the errors above")
+    elif result.best:
         best = result.best
         print(f"\nbest: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:g} "
-              f"(val acc {_pct_sd(best.val_acc, best.val_acc_sd)}%, {best.macs_ratio:.2f}x the base's multiply-adds)")
+              f"(val acc {_pct_sd(best.val_acc, best.val_acc_sd)}%, {best.macs_ratio:.2f}x the base's multiply-adds;"
+              f" {result.verdict.message})")
         print(f"step 2, scale up with it:\n  {result.scale_command.replace('--phi 1', '--phi PHI')}")
-    else:
-        print("no trial finished successfully; see the errors above")
+    else:  # no `effnet scale` line: the ranking above is noise
+        print(f"\n{result.verdict.message}")
 
 
 def _study(args: argparse.Namespace) -> int:
@@ -248,8 +251,8 @@ def _study(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.json:
-        print_json({"rows": result.rows, "winners": result.winners(), "resumed": result.resumed,
-                    "files": result.files})
+        print_json({"rows": result.rows, "winners": result.winners(), "verdicts": result.verdicts(),
+                    "num_val": result.num_val, "resumed": result.resumed, "files": result.files})
     else:
         _print_study(result)
     return 0 if any(row.status == "ok" for row in result.rows) else 1
@@ -267,12 +270,15 @@ def _print_study(result: StudyResult) -> None:
               f"{_accuracy_columns(row, groups)}  {status}{flag}")
     if result.resumed:
         print(f"({result.resumed} trials resumed from the journal, not re-run)")
-    for target in result.winners():
-        ranked = sorted((row for row in result.rows if row.target == target and row.val_acc is not None),
-                        key=lambda row: -(row.val_acc or 0.0))
+    for target, verdict in result.verdicts().items():
+        if verdict.winner is None:
+            print(f"at {target:g}x multiply-adds: {verdict.message}")
+            continue
+        ranked = sorted((row for row in result.rows if row.target == target and row.val_acc is not None
+                         and row.method != "base"), key=lambda row: -(row.val_acc or 0.0))
         runner_up = f"; next: {ranked[1].method} {_pct_sd(ranked[1].val_acc, ranked[1].val_acc_sd)}" \
             if len(ranked) > 1 else ""
         print(f"most accurate at {target:g}x multiply-adds: {ranked[0].method} "
-              f"{_pct_sd(ranked[0].val_acc, ranked[0].val_acc_sd)}{runner_up}")
+              f"{_pct_sd(ranked[0].val_acc, ranked[0].val_acc_sd)}{runner_up} ({verdict.message})")
     for kind, path in result.files.items():
         print(f"{kind}: {path}")

@@ -103,6 +103,12 @@ def num_classes_of(train: TrainConfig) -> int:
     return build_datasets(train.data).num_classes
 
 
+def data_sizes(train: TrainConfig) -> tuple[int, int]:
+    """(classes, validation images) of the budget's data: chance level and sampling error of an accuracy."""
+    pair = build_datasets(train.data)
+    return pair.num_classes, len(pair.val)
+
+
 def run_experiment(
     models: Sequence[tuple[str, NetSpec]],
     *,

@@ -9,8 +9,9 @@ from typing import Any
 
 from effnet.complexity import count_macs, profile
 from effnet.scaling import scale
-from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
+from effnet.search.experiment import check_seeds, data_sizes, run_experiment
 from effnet.search.grid import Candidate, GridConfig, make_grid
+from effnet.search.noise import Scored, Verdict, judge
 from effnet.search.results import write_csv, write_json
 from effnet.search.runner import RunnerConfig, TrialFn
 from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, render_for, train_trial
@@ -74,14 +75,15 @@ class SearchRow:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Ranked rows (best first, failures last), the base row and the written files."""
+    """Ranked rows (best first, failures last), the base row, the winner and the written files."""
 
     rows: list[SearchRow]
     base: SearchRow | None
-    best: SearchRow | None
+    best: SearchRow | None  # the top candidate only when it beats the runner-up beyond noise (search.noise)
     files: dict[str, Path]
     resumed: int  # trials taken from the journal instead of being run again
-    scale_command: str
+    scale_command: str  # "" without a winner
+    verdict: Verdict | None = None  # None when no candidate finished
 
 
 def candidate_spec(base: NetSpec, candidate: Candidate, depth_rounding: str = "round") -> NetSpec:
@@ -128,7 +130,7 @@ def run_search(
     from effnet.search.plots import plot_search
 
     out = Path(config.out_dir)
-    num_classes = num_classes_of(config.train)
+    num_classes, n_val = data_sizes(config.train)
     base_macs = count_macs(config.base, num_classes=num_classes)
     entries: list[tuple[str, Candidate, NetSpec]] = []
     if config.include_base:
@@ -150,7 +152,8 @@ def run_search(
                                    **summaries[trial_id].fields())
     base_row = rows.pop(BASE_ID, None) if config.include_base else None
     ranked = rank_rows(list(rows.values()))
-    best = ranked[0] if ranked and ranked[0].status == "ok" else None
+    verdict = judge_rows(ranked, n_val, num_classes)
+    best = ranked[0] if verdict is not None and verdict.winner is not None else None
 
     config.base.save(out / "base.json")
     command = scale_command(config, best, out / "base.json")
@@ -161,8 +164,16 @@ def run_search(
             "grid": asdict(config.grid), "train": config.train.to_dict(), "seeds": list(config.training_seeds()),
             "depth_rounding": config.depth_rounding, "rows": table,
             "best": asdict(best) if best else None, "scale_command": command,
+            "verdict": asdict(verdict) if verdict else None, "num_val": n_val,
         }),
         "csv": write_csv(out / "results.csv", table),
     }
     files["plot"] = plot_search(ranked, base_row, out / "search.png", title=f"search on {config.base.name}")
-    return SearchResult(ranked, base_row, best, files, resumed, command)
+    return SearchResult(ranked, base_row, best, files, resumed, command, verdict)
+
+
+def judge_rows(rows: list[SearchRow], n_val: int, num_classes: int) -> Verdict | None:
+    """The noise verdict over the finished candidates (None when none finished)."""
+    done = [Scored(row.trial_id, row.val_acc, row.val_acc_sd, len(row.seeds) or 1) for row in rows
+            if row.status == "ok" and row.val_acc is not None]  # fmt: skip
+    return judge(done, n_val, num_classes) if done else None

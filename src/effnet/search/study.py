@@ -9,7 +9,8 @@ from typing import Any
 
 from effnet.complexity import count_macs, profile
 from effnet.scaling import ALPHA, BETA, GAMMA, check_coefficients, scale
-from effnet.search.experiment import check_seeds, num_classes_of, run_experiment
+from effnet.search.experiment import check_seeds, data_sizes, run_experiment
+from effnet.search.noise import Scored, Verdict, judge
 from effnet.search.results import write_csv, write_json
 from effnet.search.runner import RunnerConfig, TrialFn
 from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, render_for, train_trial
@@ -203,15 +204,23 @@ class StudyResult:
     rows: list[StudyRow]
     files: dict[str, Path]
     resumed: int
+    num_val: int = 0  # validation images (0: unknown, no verdicts)
+    num_classes: int = 0
 
-    def winners(self) -> dict[float, str]:
-        """The most accurate method at each target (ignoring failed trials)."""
-        best: dict[float, StudyRow] = {}
+    def verdicts(self) -> dict[float, Verdict]:
+        """At each target, whether its most accurate method beats the others beyond noise (search.noise)."""
+        if self.num_val < 1 or self.num_classes < 2:
+            return {}
+        done: dict[float, list[Scored]] = {}
         for row in self.rows:
             if row.method != "base" and row.status == "ok" and row.val_acc is not None:
-                if row.target not in best or row.val_acc > (best[row.target].val_acc or 0):
-                    best[row.target] = row
-        return {target: row.method for target, row in sorted(best.items())}
+                scored = Scored(row.method, row.val_acc, row.val_acc_sd, len(row.seeds) or 1)
+                done.setdefault(row.target, []).append(scored)
+        return {target: judge(models, self.num_val, self.num_classes) for target, models in sorted(done.items())}
+
+    def winners(self) -> dict[float, str]:
+        """The method that wins at each target, for targets where one beats the others beyond noise."""
+        return {target: v.winner for target, v in self.verdicts().items() if v.winner is not None}
 
 
 def run_study(
@@ -224,8 +233,9 @@ def run_study(
     from effnet.search.plots import plot_study
 
     out = Path(config.out_dir)
+    num_classes, n_val = data_sizes(config.train)
     models = build_study_models(config.base, config.targets, config.methods, coefficients=config.coefficients,
-                                num_classes=num_classes_of(config.train), depth_rounding=config.depth_rounding)
+                                num_classes=num_classes, depth_rounding=config.depth_rounding)
     extra = {"depth_rounding": config.depth_rounding, "coefficients": list(config.coefficients)}
     train = render_for(config.train, [m.spec for m in models])
     summaries, resumed = run_experiment(
@@ -244,16 +254,17 @@ def run_study(
         for model in models
     ]
     table = [asdict(row) for row in rows]
-    result = StudyResult(rows, {}, resumed)
+    result = StudyResult(rows, {}, resumed, n_val, num_classes)
     files = {
         "json": write_json(out / "results.json", {
             "base": config.base.name, "targets": list(config.targets), "methods": list(config.methods),
             "coefficients": list(config.coefficients), "train": config.train.to_dict(),
             "seeds": list(config.training_seeds()),
             "rows": table, "winners": {str(k): v for k, v in result.winners().items()},
+            "verdicts": {str(k): asdict(v) for k, v in result.verdicts().items()}, "num_val": n_val,
         }),
         "csv": write_csv(out / "results.csv", table),
         "plot": plot_study(rows, out / "study.png", title=f"scaling study on {config.base.name}"),
     }
     config.base.save(out / "base.json")
-    return StudyResult(rows, files, resumed)
+    return StudyResult(rows, files, resumed, n_val, num_classes)
