@@ -2,23 +2,30 @@
 
 Interleaved in one process (rounds of each policy in turn), on skimage's chelsea resized to 224 px, one thread.
 Prints ms per image and the ratio to torchvision's RandAugment, plus the CPU flags and the load average.
-Run: `PYTHONPATH=src python benchmarks/augment_speed.py [--rounds 5 --images 200]`.
+With `--batched cpu` (or `cuda`), also the GPU input pipeline's batched twins (effnet.data.gpu) per image on that
+device beside the CPU path per image: the policies on a uint8 batch at 224 px, and the whole training transform
+(decode + RandomResizedCrop + flip + RandAugment + normalize) from JPEG bytes of photos of different sizes.
+Run: `PYTHONPATH=src python benchmarks/augment_speed.py [--rounds 5 --images 200 --batched cpu --batch 64]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from PIL import Image
 from skimage import data
 from torchvision.transforms import v2
 
 from effnet.analysis.cpuinfo import cpu_info
-from effnet.data import TFAutoAugment, TFRandAugment
+from effnet.data import TFAutoAugment, TFRandAugment, train_transform
+from effnet.data.folder import EncodedImage, load_rgb
+from effnet.data.gpu import BatchedAutoAugment, BatchedRandAugment, BatchTrainTransform, decode_batch
 
 
 def _cpu() -> str:
@@ -45,11 +52,64 @@ def _policies() -> dict[str, Callable[[Image.Image], object]]:
     return policies
 
 
+def _photos(count: int) -> list[bytes]:
+    """JPEG files of different sizes (skimage's photos, 300-512 px sides), as a loader's workers would read them."""
+    sources = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket()]
+    out = []
+    for index in range(count):
+        image = Image.fromarray(sources[index % len(sources)])
+        side = 300 + (index * 37) % 212
+        image = image.resize((side, int(side * image.height / image.width)), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _batched_rows(device: torch.device, batch: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """name: (CPU path ms / image, batched ms / image on `device`), interleaved round by round."""
+    photos = _photos(batch)
+    encoded = [EncodedImage(torch.frombuffer(bytearray(raw), dtype=torch.uint8)) for raw in photos]
+    square = Image.fromarray(data.chelsea()).resize((224, 224), Image.Resampling.BICUBIC)
+    square_batch = torch.from_numpy(np.array(square)).permute(2, 0, 1).repeat(batch, 1, 1, 1).to(device)
+    cpu_train = train_transform(224, augment="randaugment")
+    pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "RandAugment(2, 10) at 224 px": (lambda: [TFRandAugment(2, 10)(square) for _ in range(batch)],
+                                         lambda: BatchedRandAugment(2, 10)(square_batch)),
+        "AutoAugment v0 at 224 px": (lambda: [TFAutoAugment()(square) for _ in range(batch)],
+                                     lambda: BatchedAutoAugment()(square_batch)),
+        "decode + train transform (RandAugment) from JPEG": (
+            lambda: [cpu_train(load_rgb(io.BytesIO(raw))) for raw in photos],
+            lambda: BatchTrainTransform(224, augment="randaugment")(
+                [image for image in decode_batch(encoded, device) if image is not None]),
+        ),
+    }  # fmt: skip
+    totals = {name: [0.0, 0.0] for name in pairs}
+    for _, batched_once in pairs.values():  # warm-up (CUDA kernels, allocator)
+        batched_once()
+    for _ in range(rounds):
+        for name, (cpu_path, batched) in pairs.items():
+            for slot, run in enumerate((cpu_path, batched)):
+                _sync(device)
+                start = time.perf_counter()
+                run()
+                _sync(device)
+                totals[name][slot] += time.perf_counter() - start
+    return {name: (1000 * a / (rounds * batch), 1000 * b / (rounds * batch)) for name, (a, b) in totals.items()}
+
+
 def main() -> None:
     """Time every policy, interleaved, and print a table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=200, help="images per policy per round")
+    parser.add_argument("--batched", choices=("cpu", "cuda"), help="also time effnet.data.gpu on this device")
+    parser.add_argument("--batch", type=int, default=64, help="batch size for --batched")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -67,6 +127,16 @@ def main() -> None:
     for name, total in totals.items():
         per_image = 1000 * total / (args.rounds * args.images)
         print(f"{name:40s} {per_image:6.3f} ms/image  x{total / base:.2f}")
+    if args.batched:
+        device = torch.device(args.batched)
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU, one thread"
+        print(f"\nbatched (effnet.data.gpu) on {where}, batch {args.batch}, beside the CPU path per image:")
+        for name, (cpu_ms, batched_ms) in _batched_rows(device, args.batch, args.rounds).items():
+            print(
+                f"{name:50s} CPU path {cpu_ms:7.3f} ms/image  batched {batched_ms:7.3f} ms/image  "
+                f"x{cpu_ms / batched_ms:.2f}"
+            )
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ _HELP = {
     "tf32": "TF32 matmuls/convolutions on CUDA: auto (on), on or off",
     "threads": "torch threads per process: auto (the free cores: affinity, cgroup quota, load average, ranks) or N",
     "num_workers": "DataLoader workers per process: auto (the cores per GPU; none on CPUs under 8 cores) or N",
+    "input_pipeline": "where images are decoded and augmented: auto (gpu on CUDA, else cpu), cpu (DataLoader "
+                      "workers, per image) or gpu (whole batches on the training device: effnet.data.gpu)",
     "deterministic": "deterministic kernels (a resumed run then ends exactly like an uninterrupted one)",
 }
 

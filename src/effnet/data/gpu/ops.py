@@ -56,17 +56,19 @@ def autocontrast(images: torch.Tensor, arg: torch.Tensor | None = None) -> torch
 def equalize(images: torch.Tensor, arg: torch.Tensor | None = None) -> torch.Tensor:
     """Histogram equalization per channel with the reference's integer LUT (PIL's ImageOps.equalize)."""
     count, channels, height, width = images.shape
-    flat = images.reshape(count * channels, height * width).to(torch.int64)
-    histogram = torch.zeros(count * channels, 256, dtype=torch.int64, device=images.device)
-    histogram.scatter_add_(1, flat, torch.ones_like(flat))
-    top = flat.amax(dim=1, keepdim=True)  # the last non-empty bin
+    flat = images.reshape(count * channels, height * width)
+    rows = count * channels
+    # One bincount over (channel, value) codes: one histogram of 256 bins per channel of every image.
+    codes = flat.to(torch.int64) + 256 * torch.arange(rows, device=images.device).view(-1, 1)
+    histogram = torch.bincount(codes.flatten(), minlength=rows * 256).view(rows, 256)
+    top = flat.amax(dim=1, keepdim=True).to(torch.int64)  # the last non-empty bin
     step = (height * width - histogram.gather(1, top)) // 255
     safe = step.clamp(min=1)
     lut = (histogram.cumsum(dim=1) + safe // 2) // safe
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut[:, :-1]], dim=1).clamp(0, 255)
-    mapped = lut.gather(1, flat)
-    out = torch.where(step > 0, mapped, flat)
-    return out.to(torch.uint8).view(count, channels, height, width)
+    lut = torch.where(step > 0, lut, torch.arange(256, device=images.device))  # no step: identity
+    mapped = lut.to(torch.uint8).flatten()[codes.flatten()]
+    return mapped.view(count, channels, height, width)
 
 
 def invert(images: torch.Tensor, arg: torch.Tensor | None = None) -> torch.Tensor:
