@@ -1,7 +1,8 @@
 """torch.hub entry points: `torch.hub.load("<path or owner/effnet>", "efficientnet_b0", pretrained=False)`.
 
 Every name of `effnet.list_models()` is an entry point; keyword arguments go to `effnet.create_model`
-(num_classes, pretrained, features_only, out_indices, drop_rate, ...).
+(num_classes, pretrained, features_only, out_indices, drop_rate, and timm's in_chans, global_pool,
+output_stride, feature_cls, ...).
 """
 
 import os

@@ -27,6 +27,8 @@ def test_torch_hub_load_local_repo():
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 3)
     backbone = torch.hub.load(str(REPO), "efficientnet_b0", source="local", features_only=True, out_indices=(4,))
     assert backbone.feature_info.channels() == [320]
+    gray = torch.hub.load(str(REPO), "efficientnet_b0", source="local", in_chans=1, global_pool="max", num_classes=2)
+    assert gray.spec.in_channels == 1 and gray.global_pool == "max"  # timm's arguments pass through
 
 
 def test_torch_hub_pretrained_passes_through():

@@ -165,3 +165,18 @@ def test_pretrained_records_carry_torchvision_style_meta():
     lite = get_pretrained("efficientnet_lite0").meta
     assert lite["num_params"] == sum(p.numel() for p in effnet.create_model("efficientnet_lite0").parameters())
     assert lite["_metrics"] == {"ImageNet-1K": {"acc@1": 75.1}} and "pip install" in lite["source"]
+
+
+def test_timm_feature_getter_net_wraps_an_effnet_model():
+    from timm.models._features import FeatureGetterNet
+
+    model = effnet.create_model("efficientnet_b0").eval()
+    backbone = effnet.create_model("efficientnet_b0", features_only=True, out_indices=(1, 2, 3)).eval()
+    backbone.load_state_dict(model.state_dict(), strict=False)
+    getter = FeatureGetterNet(model, out_indices=(1, 2, 3)).eval()  # calls prune_intermediate_layers
+    assert len(model.stages) == 5 and isinstance(model.head, torch.nn.Identity) and model.num_classes == 0
+    assert getter.feature_info.channels() == [24, 40, 112]
+    assert sum(p.numel() for p in getter.parameters()) == sum(p.numel() for p in backbone.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(getter(x), backbone(x), strict=True))

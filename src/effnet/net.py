@@ -247,6 +247,22 @@ class EfficientNet(nn.Module):
         """Parameters trained without weight decay: BatchNorm scales and shifts and every bias."""
         return {name for name, param in self.named_parameters() if param.ndim <= 1}
 
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's API (its FeatureGetterNet calls it): drop the stages after the last level in `indices` and the
+        head conv and classifier that then have nothing to do; returns the kept level indices."""
+        levels = self.feature_info
+        take = take_indices(len(levels), indices)
+        last = levels[max(take)]["stage"]
+        truncated = last < len(self.stages) - 1
+        self.stages = self.stages[: last + 1]
+        if prune_norm or prune_head or truncated:
+            self.head = nn.Identity()
+            self.num_features = levels[max(take)]["num_chs"]
+            self.reset_classifier(0, "")
+        return take
+
     # ---------------------------------------------------------------------------------------------- forward
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
