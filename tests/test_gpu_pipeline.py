@@ -69,18 +69,23 @@ def _cpu(images: Sequence[Image.Image], name: str, arg: float | int | None) -> n
     return np.stack([np.asarray(apply_op(image, name, arg)) for image in images]).transpose(0, 3, 1, 2).astype(int)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device run)")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", [name for name in RANDAUGMENT_OPS if name != "Cutout"])
 @pytest.mark.parametrize("size", [(97, 80), (64, 64)])
-def test_batched_op_equals_cpu_op(name: str, size: tuple[int, int]) -> None:
+def test_batched_op_equals_cpu_op(name: str, size: tuple[int, int], device: str) -> None:
     images = _images(size)
-    batch = _batch(images)
+    batch = _batch(images).to(device)
     for level in LEVELS:
         arg = level_to_arg(name, level)
         for sign in (1, -1) if arg is not None else (1,):
             signed = None if arg is None else arg * sign
             expected = _cpu(images, name, signed)
             got = BATCHED_OPS[name](batch, torch.full((len(images),), float(signed or 0), dtype=torch.float64))
-            diff = np.abs(got.numpy().astype(int) - expected)
+            diff = np.abs(got.cpu().numpy().astype(int) - expected)
             if name == "Color":
                 assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (level, sign)
             else:
@@ -95,14 +100,15 @@ def test_per_sample_arguments_in_one_call() -> None:
         assert np.array_equal(out.permute(1, 2, 0).numpy(), np.asarray(apply_op(image, "ShearX", arg)))
 
 
-def test_cutout_equals_cpu_with_the_same_centres() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_cutout_equals_cpu_with_the_same_centres(device: str) -> None:
     image = _images((97, 80))[0]
     for half in (0, 20, 40, 100):
         torch.manual_seed(half)
         expected = np.asarray(apply_op(image, "Cutout", half))
         torch.manual_seed(half)
         centres = torch.tensor([[int(torch.randint(0, 80, ())), int(torch.randint(0, 97, ()))]])
-        got = cutout(_batch([image]), torch.tensor([half]), centres)[0].permute(1, 2, 0).numpy()
+        got = cutout(_batch([image]).to(device), torch.tensor([half]), centres)[0].permute(1, 2, 0).cpu().numpy()
         assert np.array_equal(got, expected)
 
 

@@ -132,12 +132,14 @@ def per_sample_cutmix(images: torch.Tensor, soft: torch.Tensor, alpha: float) ->
     ratio = torch.sqrt(1.0 - area)
     box_w, box_h = (ratio * width).long(), (ratio * height).long()
     cx, cy = torch.randint(0, width, (count,)), torch.randint(0, height, (count,))
-    left, right = (cx - box_w // 2).clamp(0, width), (cx + box_w // 2).clamp(0, width)
-    top, bottom = (cy - box_h // 2).clamp(0, height), (cy + box_h // 2).clamp(0, height)
-    rows, cols = torch.arange(height), torch.arange(width)
+    # Boxes drawn on the CPU generator; the [N, H, W] mask is built on the images' device (no large copy).
+    device = images.device
+    left, right = (cx - box_w // 2).clamp(0, width).to(device), (cx + box_w // 2).clamp(0, width).to(device)
+    top, bottom = (cy - box_h // 2).clamp(0, height).to(device), (cy + box_h // 2).clamp(0, height).to(device)
+    rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
     inside_rows = (rows[None] >= top[:, None]) & (rows[None] < bottom[:, None])
     inside_cols = (cols[None] >= left[:, None]) & (cols[None] < right[:, None])
-    mask = (inside_rows[:, :, None] & inside_cols[:, None, :]).to(images.device)  # [N, H, W], 1 = pasted
+    mask = inside_rows[:, :, None] & inside_cols[:, None, :]  # [N, H, W], 1 = pasted
     mixed = torch.where(mask[:, None], images.flip(0), images)
-    pasted = mask.flatten(1).float().mean(dim=1).view(-1, 1).to(soft.dtype)
+    pasted = mask.flatten(1).float().mean(dim=1).view(-1, 1).to(soft.device, soft.dtype)
     return mixed, soft * (1.0 - pasted) + soft.flip(0) * pasted

@@ -59,6 +59,10 @@ def _quiet_deprecation() -> Iterator[None]:
         yield
 
 
+def _is_image(item: Any) -> bool:
+    return isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.ndim == 3
+
+
 def _is_jpeg(data: torch.Tensor) -> bool:
     return data.numel() > 3 and tuple(data[:3].tolist()) == _JPEG_MAGIC
 
@@ -75,6 +79,8 @@ def _decode_pil(item: EncodedImage) -> torch.Tensor | None:
 def decode_batch(items: list[Any], device: torch.device) -> list[torch.Tensor | None]:
     """uint8 [3, H, W] images on `device` from a batch of EncodedImage / uint8 tensors / PIL images (None where a
     file cannot be decoded)."""
+    if all(_is_image(item) for item in items) and len({item.shape for item in items}) == 1:
+        return list(torch.stack(items).to(device, non_blocking=True))  # rendered images of one size: one copy
     out: list[torch.Tensor | None] = [None] * len(items)
     jpegs: list[int] = []
     for index, item in enumerate(items):
@@ -86,7 +92,7 @@ def decode_batch(items: list[Any], device: torch.device) -> list[torch.Tensor | 
                 out[index] = None if image is None else image.to(device)
         elif isinstance(item, Image.Image):
             out[index] = pil_to_uint8(item).to(device, non_blocking=True)
-        elif isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.ndim == 3:
+        elif _is_image(item):
             out[index] = item.to(device, non_blocking=True)
         else:
             raise ValueError(

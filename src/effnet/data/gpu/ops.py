@@ -130,13 +130,14 @@ def sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 def cutout(images: torch.Tensor, half: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Grey (128) boxes [cy - half, cy + half) x [cx - half, cx + half), clipped; `centres` [N, 2] is (cy, cx)."""
     height, width = images.shape[2], images.shape[3]
-    half = half.to(torch.int64)
+    device = images.device
+    half, centres = half.to(torch.int64).to(device), centres.to(device)
     top, bottom = (centres[:, 0] - half).clamp(min=0), centres[:, 0] + half
     left, right = (centres[:, 1] - half).clamp(min=0), centres[:, 1] + half
-    rows, cols = torch.arange(height), torch.arange(width)
+    rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
     inside_rows = (rows[None] >= top[:, None]) & (rows[None] < bottom[:, None])
     inside_cols = (cols[None] >= left[:, None]) & (cols[None] < right[:, None])
-    mask = (inside_rows[:, :, None] & inside_cols[:, None, :]).to(images.device)
+    mask = inside_rows[:, :, None] & inside_cols[:, None, :]  # built on the device: no [N, H, W] copy
     return torch.where(mask[:, None], torch.full_like(images, FILL[0]), images)
 
 
