@@ -269,6 +269,20 @@ def test_batch_transform_end_to_end_on_cpu_tensors(tmp_path) -> None:
         assert targets.tolist() == [0, 1, 2]
 
 
+def test_batch_augmentation_is_a_function_of_its_position() -> None:
+    items = [pil_to_uint8(image) for image in _images((97, 80))]
+    transform = BatchTrainTransform(32, augment="randaugment", re_prob=0.5)
+    targets = torch.arange(len(items))
+    state = torch.get_rng_state()
+    first = GpuInputPipeline(torch.device("cpu"), seed=3).batch(transform, items, targets, (2, 5))[0]
+    assert torch.equal(torch.get_rng_state(), state)  # dropout / mixup draws are untouched
+    again = GpuInputPipeline(torch.device("cpu"), seed=3).batch(transform, items, targets, (2, 5))[0]
+    assert torch.equal(first, again)  # what a resumed run redraws
+    for other in (GpuInputPipeline(torch.device("cpu"), seed=3, rank=1), GpuInputPipeline(torch.device("cpu"))):
+        assert not torch.equal(first, other.batch(transform, items, targets, (2, 5))[0])
+    assert not torch.equal(first, GpuInputPipeline(torch.device("cpu"), seed=3).batch(transform, items, targets)[0])
+
+
 def test_resolve_input_pipeline() -> None:
     assert resolve_input_pipeline("auto", torch.device("cpu")) == "cpu"
     assert resolve_input_pipeline("auto", torch.device("cuda", 0)) == "gpu"

@@ -237,7 +237,7 @@ class _Trainer:
         return loader
 
     def _train_step(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
-        images, targets = self.to_device(images, targets)
+        images, targets = self.to_device(images, targets, (self.epoch, self.step_in_epoch))
         if self.fast.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         soft = None

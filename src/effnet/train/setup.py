@@ -96,12 +96,13 @@ class RunSetup:
             self.data.train.draft_min_side = crop_draft_side(stage.image_size, self.config.crop_scale[0])
         return train_transform(stage.image_size, **self._augment_options(stage))
 
-    def to_device(self, stage: ProgressiveStage) -> Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """What turns a loader batch into (images, targets) on the device: a copy, or the GPU input pipeline."""
+    def to_device(self, stage: ProgressiveStage) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        """What turns a loader batch into (images, targets) on the device: a copy, or the GPU input pipeline
+        (called with the batch's (epoch, step), from which its augmentation is drawn)."""
         if self.gpu_input is not None:
             return partial(self.gpu_input.batch, BatchTrainTransform(stage.image_size, **self._augment_options(stage)))
-        return lambda images, targets: (images.to(self.device, non_blocking=True),
-                                        targets.to(self.device, non_blocking=True))
+        return lambda images, targets, position=None: (images.to(self.device, non_blocking=True),
+                                                       targets.to(self.device, non_blocking=True))
 
     def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
         """Mixup/cutmix at the stage's alphas, with label smoothing folded into the targets."""
@@ -281,7 +282,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     fast = _fast_settings(cfg, spec, device, steps_per_epoch)
     apply_fast_settings(fast)
     model = build_model(cfg, spec, data.num_classes, start, lines.append)
-    gpu_input = gpu_input_pipeline(cfg.input_pipeline, device, lines.append)
+    gpu_input = gpu_input_pipeline(cfg.input_pipeline, device, lines.append, seed=cfg.seed, rank=info.rank)
     del start  # its tensors now live in the model
     # After the data and weights load: a bad path leaves no empty folder. From here the folder is locked.
     run_dir, lock, notes = _run_dir(cfg, spec, info, overwrite)

@@ -39,14 +39,14 @@ def resolve_input_pipeline(choice: str, device: torch.device) -> str:
 
 
 def gpu_input_pipeline(
-    choice: str, device: torch.device, log: Callable[[str], None] = lambda line: None
+    choice: str, device: torch.device, log: Callable[[str], None] = lambda line: None, *, seed: int = 0, rank: int = 0
 ) -> GpuInputPipeline | None:
     """The GPU input pipeline when `choice` resolves to gpu on `device` (None: the CPU transforms in workers)."""
     if resolve_input_pipeline(choice, device) == "cpu":
         return None
     decoder = "nvJPEG" if device.type == "cuda" else "libjpeg-turbo, no CUDA here"
     log(f"input pipeline gpu: workers read files; batches are decoded ({decoder}), cropped and augmented on {device}")
-    return GpuInputPipeline(device)
+    return GpuInputPipeline(device, seed=seed, rank=rank)
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,9 @@ class GpuInputPipeline:
     """What a run needs for `--input-pipeline gpu`: the worker side (read, or render to uint8), the collate, and
     the batch transform on `device`."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, seed: int = 0, rank: int = 0) -> None:
         self.device = device
+        self.seed, self.rank = seed, rank
 
     def prepare_dataset(self, dataset: Dataset) -> Callable[[Any], Any] | None:
         """Switch an image folder to sending file bytes; the worker transform to set on the dataset."""
@@ -125,9 +126,18 @@ class GpuInputPipeline:
         return collate_images(batch)
 
     def batch(
-        self, transform: BatchTrainTransform, items: list[Any], targets: torch.Tensor
+        self,
+        transform: BatchTrainTransform,
+        items: list[Any],
+        targets: torch.Tensor,
+        position: tuple[int, int] = (0, 0),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode and augment a collated batch on the device; images that cannot be decoded are dropped."""
+        """Decode and augment a collated batch on the device; images that cannot be decoded are dropped.
+
+        The augmentation is drawn from a generator seeded by (seed, rank, epoch, step): a resumed run redraws
+        exactly what it would have drawn, processes draw independently, and torch's global generators (dropout,
+        mixup) are left as they were, as SeededDataset does for the CPU path.
+        """
         decoded = decode_batch(items, self.device)
         keep = [index for index, image in enumerate(decoded) if image is not None]
         if not keep:
@@ -135,4 +145,8 @@ class GpuInputPipeline:
         images = [decoded[index] for index in keep]
         assert all(image is not None for image in images)
         targets = targets[torch.tensor(keep)] if len(keep) < len(items) else targets
-        return transform(images), targets.to(self.device, non_blocking=True)  # type: ignore[arg-type]
+        forked = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(((self.seed * 1_000_003 + self.rank) * 10_007 + position[0]) * 10_000_019 + position[1])
+            images = transform(images)  # type: ignore[arg-type]
+        return images, targets.to(self.device, non_blocking=True)
