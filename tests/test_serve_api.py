@@ -168,6 +168,9 @@ def test_openapi_shows_the_upload_body_and_the_answers(lite0_server):
     assert health["$ref"] == "#/components/schemas/Health"
     infer_body = schema["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
     assert infer_body["schema"]["$ref"] == "#/components/schemas/InferenceRequest"
+    for path in ("/v2/models/{name}", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        operation = schema["paths"][path].get("get") or schema["paths"][path]["post"]
+        assert {p["in"] for p in operation["parameters"]} == {"path"}, path  # no stray query parameters
     components = schema["components"]["schemas"]
     assert {"PredictInstances", "Instance", "PredictResponse", "InferenceRequest", "RequestInput"} <= set(components)
     assert "image_b64" in components["Instance"]["properties"]

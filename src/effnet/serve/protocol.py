@@ -216,13 +216,28 @@ def add_protocol_routes(app: FastAPI, endpoints: Endpoints) -> None:
     app.add_api_route(
         "/v2/health/ready", v2.ready, methods=["GET"], tags=tags, response_model=Readiness, responses=errors
     )
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+
+    # Without /versions/{version}: the same handlers with no version (a default argument would show as a query).
+    async def metadata(name: str) -> ModelMetadata:
+        return await v2.model_metadata(name)
+
+    async def ready(name: str) -> JSONResponse:
+        return await v2.model_ready(name)
+
+    async def infer(request: Request, name: str) -> InferenceResponse:
+        return await v2.infer(request, name)
+
+    routes = (
+        ("/v2/models/{name}", metadata, ready, infer),
+        ("/v2/models/{name}/versions/{version}", v2.model_metadata, v2.model_ready, v2.infer),
+    )
+    for prefix, metadata_handler, ready_handler, infer_handler in routes:
         app.add_api_route(
-            prefix, v2.model_metadata, methods=["GET"], tags=tags, response_model=ModelMetadata, responses=errors
+            prefix, metadata_handler, methods=["GET"], tags=tags, response_model=ModelMetadata, responses=errors
         )
         app.add_api_route(
             f"{prefix}/ready",
-            v2.model_ready,
+            ready_handler,
             methods=["GET"],
             tags=tags,
             response_model=ModelReadiness,
@@ -230,7 +245,7 @@ def add_protocol_routes(app: FastAPI, endpoints: Endpoints) -> None:
         )
         app.add_api_route(
             f"{prefix}/infer",
-            v2.infer,
+            infer_handler,
             methods=["POST"],
             tags=tags,
             response_model=InferenceResponse,
