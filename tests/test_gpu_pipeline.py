@@ -27,6 +27,7 @@ from effnet.data.autoaugment import RANDAUGMENT_OPS, TFAutoAugment, TFRandAugmen
 from effnet.data.folder import crop_draft_side, load_rgb, read_encoded
 from effnet.data.gpu import (
     BATCHED_OPS,
+    BatchEvalTransform,
     BatchTrainTransform,
     GpuInputPipeline,
     autoaugment_plan,
@@ -41,6 +42,8 @@ from effnet.data.gpu import (
 from effnet.data.gpu.crop import resized_crops
 from effnet.data.gpu.decode import orient, pil_to_uint8
 from effnet.data.gpu.ops import cutout
+from effnet.data.transforms import preprocess_transform
+from effnet.preprocess import Preprocess
 from effnet.specs import NetSpec, StageSpec
 from effnet.train import TrainConfig, fit
 
@@ -267,6 +270,16 @@ def test_batch_transform_end_to_end_on_cpu_tensors(tmp_path) -> None:
         out, targets = pipeline.batch(transform, items, torch.tensor([0, 1, 2]))
         assert out.shape == (3, 3, 48, 48) and out.dtype == torch.float32 and torch.isfinite(out).all()
         assert targets.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("mode", ["crop", "squash"])
+def test_batch_eval_transform_matches_the_cpu_eval_transform(mode: str) -> None:
+    preprocess = Preprocess(64, 0.875, "bicubic", (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), resize_mode=mode)
+    photos = [image.resize((150, 110), Image.Resampling.BICUBIC) for image in _images((97, 80))]
+    expected = torch.stack([preprocess_transform(preprocess)(image) for image in photos])
+    got = BatchEvalTransform(preprocess)([pil_to_uint8(image) for image in photos])
+    levels = (got - expected).abs() * torch.tensor(preprocess.std).view(1, 3, 1, 1) * 255
+    assert got.shape == expected.shape and levels.max() < 2.01 and (levels > 1.01).float().mean() < 1e-3
 
 
 def test_batch_augmentation_is_a_function_of_its_position() -> None:

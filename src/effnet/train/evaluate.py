@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,18 @@ def evaluate(
     amp: str | None = None,
     channels_last: bool = False,
     info: DistInfo | None = None,
+    prepare: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
-    """Mean cross-entropy (no smoothing), top-1 and top-5 accuracy in [0, 1], summed over DDP processes."""
+    """Mean cross-entropy (no smoothing), top-1 and top-5 accuracy in [0, 1], summed over DDP processes.
+
+    prepare: turns a loader batch into (images, targets) on `device` (the GPU input pipeline); default: a copy.
+    """
     info = info or DistInfo()
     was_training = model.training
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
     for images, targets in loader:
-        images, targets = images.to(device), targets.to(device)
+        images, targets = prepare(images, targets) if prepare else (images.to(device), targets.to(device))
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, amp):

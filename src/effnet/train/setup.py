@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
 from effnet.data.folder import ImageFolderDataset, crop_draft_side
-from effnet.data.gpu import BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
+from effnet.data.gpu import BatchEvalTransform, BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
 from effnet.data.transforms import preprocess_transform
 from effnet.hardware import bf16_cpu_warning
 from effnet.preprocess import Preprocess, default_preprocess
@@ -112,8 +112,9 @@ class RunSetup:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
+        prepare = partial(self.gpu_input.batch, BatchEvalTransform(self.preprocess)) if self.gpu_input else None
         return evaluate(model, self.val_loader, self.device, amp=self.fast.amp,
-                        channels_last=self.fast.channels_last, info=self.info)
+                        channels_last=self.fast.channels_last, info=self.info, prepare=prepare)
 
     def static_state(self) -> dict[str, Any]:
         """Checkpoint entries that never change during a run."""
@@ -294,7 +295,7 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
             if resume_state is not None:  # before config.yaml is rewritten: a refused resume changes nothing
                 check_resumable(resume_state, cfg, spec, data.num_classes, steps_per_epoch)
         setup = _assemble(cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress,
-                          fast)
+                          fast, gpu_input)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -338,18 +339,20 @@ def _fast_settings(cfg: TrainConfig, spec: NetSpec, device: torch.device, steps_
 
 def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetSpec, model: nn.Module,
               data: DatasetPair, batch_per_rank: int, steps_per_epoch: int, run_dir: Path,
-              progress: bool, fast: FastSettings) -> RunSetup:
+              progress: bool, fast: FastSettings, gpu_input: GpuInputPipeline | None = None) -> RunSetup:
     """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     logger = None
     if info.is_main:
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
     preprocess = resolve_preprocess(cfg, spec, model.preprocess)
-    data.val.transform = preprocess_transform(preprocess)
+    # With the GPU input pipeline, val images are read in workers and resized on the device (BatchEvalTransform).
+    data.val.transform = gpu_input.prepare_dataset(data.val) if gpu_input else preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
     val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=fast.num_workers,
                             pin_memory=fast.pin_memory, prefetch_factor=fast.prefetch_factor,
-                            persistent_workers=fast.persistent_workers)
+                            persistent_workers=fast.persistent_workers,
+                            collate_fn=gpu_input.collate if gpu_input else None)
 
     if cfg.sync_bn and info.enabled:
         model = convert_sync_batchnorm(model, device)

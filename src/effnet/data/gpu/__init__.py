@@ -6,6 +6,7 @@ from effnet.data.gpu.decode import collate_images, decode_batch
 from effnet.data.gpu.ops import BATCHED_OPS
 from effnet.data.gpu.pipeline import (
     INPUT_PIPELINES,
+    BatchEvalTransform,
     BatchTrainTransform,
     GpuInputPipeline,
     gpu_input_pipeline,
@@ -16,6 +17,7 @@ from effnet.data.gpu.policy import BatchedAutoAugment, BatchedRandAugment, autoa
 __all__ = [
     "BATCHED_OPS",
     "INPUT_PIPELINES",
+    "BatchEvalTransform",
     "BatchTrainTransform",
     "BatchedAutoAugment",
     "BatchedRandAugment",

@@ -113,3 +113,9 @@ def center_crops(
         TF.center_crop(TF.resize(image, resize, interpolation=mode, antialias=True), [size, size]) for image in images
     ]
     return torch.stack(out)
+
+
+def squash_resizes(images: Sequence[torch.Tensor], size: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """The "squash" eval geometry: each whole image resized to size x size (antialiased)."""
+    mode = interpolation_mode(interpolation)
+    return torch.stack([TF.resize(image, [size, size], interpolation=mode, antialias=True) for image in images])

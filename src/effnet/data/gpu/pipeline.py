@@ -18,11 +18,11 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2  # type: ignore[import-untyped]
 
 from effnet.data.folder import ImageFolderDataset
-from effnet.data.gpu.crop import normalize, random_hflip, random_resized_crop
+from effnet.data.gpu.crop import center_crops, normalize, random_hflip, random_resized_crop, squash_resizes
 from effnet.data.gpu.decode import collate_images, decode_batch, pil_to_uint8
 from effnet.data.gpu.policy import BatchedAutoAugment, BatchedRandAugment
 from effnet.data.transforms import AUGMENTS, TorchvisionRandAugment, interpolation_mode
-from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,23 @@ class BatchTrainTransform:
         return out
 
 
+@dataclass(frozen=True)
+class BatchEvalTransform:
+    """A model's eval preprocessing (`preprocess_transform`) for a batch on the device: resize, centre crop (or
+    the whole image squashed), normalize."""
+
+    preprocess: Preprocess
+
+    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """uint8 [3, H, W] images (any sizes, one device) -> float32 [N, 3, S, S] on that device."""
+        pre = self.preprocess
+        if pre.resize_mode == "squash":
+            batch = squash_resizes(images, pre.input_size, pre.interpolation)
+        else:
+            batch = center_crops(images, pre.input_size, pre.crop_pct, pre.interpolation)
+        return normalize(batch, pre.mean, pre.std)
+
+
 def _each(transform: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A per-image transform applied image by image (so each image draws its own parameters)."""
     return lambda batch: torch.stack([transform(image) for image in batch])
@@ -127,12 +144,13 @@ class GpuInputPipeline:
 
     def batch(
         self,
-        transform: BatchTrainTransform,
+        transform: Callable[[list[torch.Tensor]], torch.Tensor],
         items: list[Any],
         targets: torch.Tensor,
         position: tuple[int, int] = (0, 0),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode and augment a collated batch on the device; images that cannot be decoded are dropped.
+        """Decode a collated batch on the device and run `transform` (BatchTrainTransform / BatchEvalTransform) on
+        it; images that cannot be decoded are dropped.
 
         The augmentation is drawn from a generator seeded by (seed, rank, epoch, step): a resumed run redraws
         exactly what it would have drawn, processes draw independently, and torch's global generators (dropout,
