@@ -164,10 +164,13 @@ def test_search_and_study_json(tmp_path, capsys):
     assert main(["search", *grid, *budget, "--out", str(tmp_path / "search")]) == 0
     captured = capsys.readouterr()
     search = json.loads(captured.out)  # only the JSON on stdout; the trial lines went to stderr
-    assert search["best"]["alpha"] == 2.0 and len(search["rows"]) == 1 and "finished" in captured.err
+    assert search["rows"][0]["alpha"] == 2.0 and len(search["rows"]) == 1 and "finished" in captured.err
+    # One epoch on 32 images, judged on 16: within noise of chance (10 classes), so no winner and no scale command.
+    assert search["verdict"]["at_chance"] and search["best"] is None and search["scale_command"] == ""
     assert main(["study", "--targets", "2", "--methods", "depth", *budget, "--out", str(tmp_path / "study")]) == 0
     study = json.loads(capsys.readouterr().out)
-    assert [row["method"] for row in study["rows"]] == ["base", "depth"] and study["winners"] == {"2.0": "depth"}
+    assert [row["method"] for row in study["rows"]] == ["base", "depth"] and study["num_val"] == 16
+    assert study["winners"] == {} and study["verdicts"]["2.0"]["at_chance"]
 
 
 def test_bf16_warning_decision_from_cpu_flags(tmp_path):
