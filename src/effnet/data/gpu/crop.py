@@ -31,6 +31,8 @@ def sample_crop_boxes(
     fits wins; none fits -> the central crop at the nearest allowed aspect (torchvision's fallback).
     """
     count = len(sizes)
+    if count == 0:
+        return torch.zeros(0, 4, dtype=torch.int64)
     heights = torch.tensor([h for h, _ in sizes], dtype=torch.float64).view(-1, 1)
     widths = torch.tensor([w for _, w in sizes], dtype=torch.float64).view(-1, 1)
     area = heights * widths * torch.empty(count, _ATTEMPTS, dtype=torch.float64).uniform_(scale[0], scale[1])
@@ -39,19 +41,19 @@ def sample_crop_boxes(
     box_w = torch.round(torch.sqrt(area * aspect))
     box_h = torch.round(torch.sqrt(area / aspect))
     fits = (box_w > 0) & (box_w <= widths) & (box_h > 0) & (box_h <= heights)
-    first = torch.where(fits.any(dim=1), fits.to(torch.int64).argmax(dim=1), -1)
+    found = fits.any(dim=1)
+    first = fits.to(torch.int64).argmax(dim=1, keepdim=True)  # the first box that fits
+    h, w = box_h.gather(1, first).squeeze(1), box_w.gather(1, first).squeeze(1)
+    heights, widths = heights.squeeze(1), widths.squeeze(1)
     offsets = torch.rand(count, 2, dtype=torch.float64)
-    boxes = torch.zeros(count, 4, dtype=torch.int64)
-    for n, (height, width) in enumerate(sizes):
-        if first[n] >= 0:
-            h, w = int(box_h[n, first[n]]), int(box_w[n, first[n]])
-            top = int(offsets[n, 0] * (height - h + 1))  # uniform over 0..height - h, as torch.randint
-            left = int(offsets[n, 1] * (width - w + 1))
-        else:
-            h, w = _central_fallback(height, width, ratio)
-            top, left = (height - h) // 2, (width - w) // 2
-        boxes[n] = torch.tensor([top, left, h, w])
-    return boxes
+    top = (offsets[:, 0] * (heights - h + 1)).floor()  # uniform over 0..height - h, as torch.randint
+    left = (offsets[:, 1] * (widths - w + 1)).floor()
+    # No box fits in 10 tries: the central crop at the nearest allowed aspect (torchvision's fallback).
+    fallback = torch.tensor([_central_fallback(height, width, ratio) for height, width in sizes], dtype=torch.float64)
+    h, w = torch.where(found, h, fallback[:, 0]), torch.where(found, w, fallback[:, 1])
+    top = torch.where(found, top, torch.div(heights - h, 2, rounding_mode="floor"))
+    left = torch.where(found, left, torch.div(widths - w, 2, rounding_mode="floor"))
+    return torch.stack([top, left, h, w], dim=1).to(torch.int64)
 
 
 def _central_fallback(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
