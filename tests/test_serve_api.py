@@ -113,6 +113,7 @@ def test_v2_health_metadata_and_readiness(lite0_server):
     own = httpx.get(f"{url}/model").json()  # effnet's own metadata: the same tensors plus preprocessing and classes
     assert own["inputs"] == metadata["inputs"] and own["class_names"][285] == "Egyptian cat"
     assert own["preprocess"]["input_size"] == 224 and own["ready"] is True
+    assert own["source"] == "efficientnet_lite0 pretrained"
 
 
 def test_v2_infer_bytes_agrees_with_multipart(lite0_server, chelsea, coffee):

@@ -96,6 +96,7 @@ def test_an_int8_openvino_ir_behind_a_real_server(exported):
         assert {entry["name"] for entry in top} == {"blue", "red"}
         health = httpx.get(f"{url}/health").json()
         assert (health["runtime"], health["cam"], health["input_size"]) == ("openvino", False, 32)
+        assert httpx.get(f"{url}/model").json()["source"] == "tiny.int8.xml"  # the file, not the server's folders
 
 
 def test_runtime_flags_that_cannot_run_an_export_are_refused(exported):

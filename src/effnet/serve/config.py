@@ -52,9 +52,9 @@ class ModelSource:
         return self.is_onnx or self.is_openvino
 
     def describe(self) -> str:
-        """Where the weights come from, in a few words."""
+        """Where the weights come from, in a few words (a file's name, not the server's folders)."""
         if self.weights is not None:
-            return self.weights
+            return os.path.basename(os.path.normpath(self.weights))
         return f"{self.model_name} pretrained" if self.pretrained else f"{self.model_name} random weights"
 
 
