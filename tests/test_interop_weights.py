@@ -119,3 +119,13 @@ def test_cli_export_format_timm_and_torchvision(tmp_path, capsys):
     assert main(["export", "--model", "efficientnet_lite0", "--format", "torchvision"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("effnet export: error: torchvision has no twin") and "\n" not in err
+
+
+def test_build_options_travel_to_the_timm_twin(tmp_path):
+    torch.manual_seed(0)
+    built = effnet.create_model("efficientnet_b0", padding="same", num_classes=10, output_stride=16, global_pool="max")
+    model = calibrate_norms(built)
+    twin, _ = _round_trip(model, "timm", tmp_path)
+    assert (twin.name, twin.model_args) == ("tf_efficientnet_b0", {"output_stride": 16, "global_pool": "max"})
+    with pytest.raises(ValueError, match="no output_stride or global_pool argument"):
+        save_weights(model, tmp_path / "tv.safetensors", layout="torchvision")

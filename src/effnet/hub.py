@@ -126,6 +126,8 @@ class EfficientNetHub(
         local_files_only: bool = False,
         token: str | bool | None = None,
         config: dict | None = None,
+        map_location: str = "cpu",
+        strict: bool = True,
         **model_kwargs: Any,
     ) -> "EfficientNetHub":
         # config.json is effnet's (a spec) or timm's (an architecture name); either way the weights load through
@@ -138,8 +140,8 @@ class EfficientNetHub(
             model_kwargs["class_names"] = list(config["label_names"])
         model = cls(**model_kwargs)
         path = _weight_file(model_id, revision, cache_dir, force_download, local_files_only, token)
-        load_state_dict(model, read_file(path).weights(), source=str(path))
-        return model.eval()
+        load_state_dict(model, read_file(path).weights(), source=str(path), strict=strict)
+        return model.to(map_location).eval()
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
         """Upload to the Hub repo `repo_id` (needs a token and network); the card's usage names that repo."""

@@ -95,8 +95,18 @@ def find_twin(model: EfficientNet, library: str, *, exact: bool = True) -> Twin:
         raise ValueError(
             f"{library} has no twin of {what}: it builds only {_PUBLISHED[library]}; save it with layout='effnet'"
         )
+    # Build options that change the forward but not the tensors: timm takes them as arguments too.
+    defaults = {"output_stride": 32, "global_pool": "avg"}
+    options = {key: getattr(model, key, default) for key, default in defaults.items()}
+    options = {key: value for key, value in options.items() if value != defaults[key]}
     if library == "timm":
-        return _timm_twin(spec, *_TIMM_NAMES[name])
+        twin = _timm_twin(spec, *_TIMM_NAMES[name])
+        return Twin("timm", twin.name, {**twin.model_args, **options})
+    if options and exact:
+        raise ValueError(
+            f"torchvision's builders have no {' or '.join(options)} argument (this model: {options}); save in "
+            "timm's layout, or pass exact=False (--inexact) to write it anyway"
+        )
     return _torchvision_twin(spec, *_TORCHVISION_NAMES[name], exact=exact)
 
 
