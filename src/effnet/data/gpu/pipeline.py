@@ -8,7 +8,6 @@ distributions. The code is device-agnostic: on a CPU machine it runs the same op
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,6 @@ from effnet.data.gpu.decode import collate_images, decode_batch, pil_to_uint8
 from effnet.data.gpu.policy import BatchedAutoAugment, BatchedRandAugment
 from effnet.data.transforms import AUGMENTS, TorchvisionRandAugment, interpolation_mode
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-
-logger = logging.getLogger(__name__)
 
 INPUT_PIPELINES = ("auto", "cpu", "gpu")
 
