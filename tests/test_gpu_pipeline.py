@@ -7,7 +7,8 @@ Tolerances, per op (measured on photos and noise at 80 x 97 and 64 x 64):
 - RandomResizedCrop / eval resize: torchvision's tensor resize against PIL's, <= 1 level on >= 99.9% of values,
   never more than 2 (bicubic overshoot when a small box is enlarged).
 Distributions: two-sample chi-square (op / sign / argument frequencies) and Kolmogorov-Smirnov (crop box area,
-aspect, position) tests between draws of the CPU classes and the batched samplers, fixed seeds, p > 0.001.
+aspect, position; and end to end, per-image mean / spread / left-right balance after the whole train transform)
+tests between draws of the CPU path and the batched one, fixed seeds, p > 0.001.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from effnet.data.gpu import (
 from effnet.data.gpu.crop import resized_crops
 from effnet.data.gpu.decode import orient, pil_to_uint8
 from effnet.data.gpu.ops import cutout
-from effnet.data.transforms import preprocess_transform
+from effnet.data.transforms import preprocess_transform, train_transform
 from effnet.preprocess import Preprocess
 from effnet.specs import NetSpec, StageSpec
 from effnet.train import TrainConfig, fit
@@ -174,6 +175,24 @@ def test_crop_boxes_match_torchvision_distribution(size: tuple[int, int]) -> Non
     features = [lambda b: b[:, 2] * b[:, 3], lambda b: np.log(b[:, 3] / b[:, 2]), lambda b: b[:, 0], lambda b: b[:, 1]]
     for feature in features:
         assert scipy_stats.ks_2samp(feature(cpu), feature(batched)).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment"])
+def test_whole_train_transform_statistics_match_cpu(augment: str) -> None:
+    # End to end (crop, flip, policy, normalize): per-image mean, spread and left-right balance of 400 draws.
+    photo = _images((97, 80))[0]
+    cpu_transform = train_transform(48, augment=augment, scale=(0.3, 1.0))
+    torch.manual_seed(0)
+    cpu = torch.stack([cpu_transform(photo) for _ in range(400)])
+    torch.manual_seed(1)
+    batched = BatchTrainTransform(48, augment=augment, scale=(0.3, 1.0))([pil_to_uint8(photo)] * 400)
+    features = [
+        lambda x: x.mean(dim=(1, 2, 3)),
+        lambda x: x.std(dim=(1, 2, 3)),
+        lambda x: x[..., :24].mean(dim=(1, 2, 3)) - x[..., 24:].mean(dim=(1, 2, 3)),
+    ]
+    for feature in features:
+        assert scipy_stats.ks_2samp(feature(cpu).numpy(), feature(batched).numpy()).pvalue > 1e-3
 
 
 def test_resized_crop_and_eval_resize_match_pil() -> None:
