@@ -138,9 +138,28 @@ def trained(tmp_path_factory) -> Path:
     """A 1-epoch run of the tiny spec on the 10-class shapes: its best checkpoint."""
     root = tmp_path_factory.mktemp("trained")
     spec_path = tiny_spec().save(root / "tiny.json")
-    args = ["train", "--model", str(spec_path), "--epochs", "1", "--batch-size", "16", "--num-train", "32",
-            "--num-val", "16", "--image-size", "32", "--no-tensorboard", "--no-plot", "--quiet",
-            "--output-dir", str(root), "--run-name", "run"]
+    args = [
+        "train",
+        "--model",
+        str(spec_path),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--num-train",
+        "32",
+        "--num-val",
+        "16",
+        "--image-size",
+        "32",
+        "--no-tensorboard",
+        "--no-plot",
+        "--quiet",
+        "--output-dir",
+        str(root),
+        "--run-name",
+        "run",
+    ]
     assert main(args) == 0
     return root / "run" / "checkpoints" / "best.pt"
 
@@ -171,8 +190,20 @@ def test_cam_writes_one_overlay_per_input_even_with_equal_file_names(trained, tm
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "cat.png").write_bytes(photo.read_bytes())
     out = tmp_path / "cam"
-    assert main(["cam", str(tmp_path / "a" / "cat.png"), str(tmp_path / "b" / "cat.png"), "--weights", str(trained),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "cam",
+                str(tmp_path / "a" / "cat.png"),
+                str(tmp_path / "b" / "cat.png"),
+                "--weights",
+                str(trained),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(list(out.glob("cat_*.png"))) == 2
     assert "wrote 2 overlays" in capsys.readouterr().out
 
@@ -202,8 +233,8 @@ def test_cam_output_paths_and_bomb_images(trained, tmp_path, capsys, photo):
         (["scale", "--depth", "1e6"], "depth multiplier must be at most 64"),
         (["scale", "--resolution", "1e7"], "resolution multiplier must be at most 32"),
         (["export", "--model", "TINY", "--opset", "5"], "opset must be in"),
-        (["export", "--model", "TINY", "--resolution", "8"], "resolution must be >= 32"),
-        (["bench", "TINY", "--batch-size", "100000"], "--batch-size must be in"),
+        (["export", "--model", "TINY", "--resolution", "8"], "--resolution: must be in [32, 4096]"),
+        (["bench", "TINY", "--batch-size", "100000"], "--batch-size: must be in"),
         (["eval", "NOFILE"], "does not exist"),
         (["export", "--model", "TINY", "--out", "/proc/forbidden/x.onnx"], "/proc/forbidden"),
     ],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import re
 import sys
+from typing import NoReturn
 
 # Each module defines `register(subparsers)`; subcommands set `func(args) -> int`.
 COMMAND_MODULES = (
@@ -18,9 +20,24 @@ COMMAND_MODULES = (
 )
 
 
+# argparse (3.11) reads "-1e0", "-1." or "-inf" as an unknown option; any spelling of a negative number is a value.
+_NEGATIVE_NUMBER = re.compile(r"^-(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$|^-(?:inf|infinity|nan)$", re.IGNORECASE)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the command, the flag, the fix) and every negative number read as a value."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="effnet", description="EfficientNet and compound model scaling.")
+    parser = Parser(prog="effnet", description="EfficientNet and compound model scaling.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
@@ -44,7 +61,10 @@ def describe_os_error(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `effnet` script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a flag error, already printed (2): a code, also for in-process calls
+        return done.code if isinstance(done.code, int) else 2
     if args.version:
         from effnet import __version__
 

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import math
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 # Containers in a config file are small; anything bigger is an alias bomb or a mistake.
@@ -83,9 +85,69 @@ def check_size(value: Any, where: str, limit: int = MAX_CONFIG_NODES) -> None:
         item = stack.pop()
         count += 1
         if count > limit:
-            raise ValueError(f"{where} holds more than {limit} values once its YAML aliases (*name) are expanded; "
-                             "write the values out instead of nesting aliases")
+            raise ValueError(
+                f"{where} holds more than {limit} values once its YAML aliases (*name) are expanded; "
+                "write the values out instead of nesting aliases"
+            )
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+
+
+# ------------------------------------------------------------------------------------------ command-line flags
+# argparse `type=` converters: every numeric flag is finite and in range when it is parsed, so no command starts
+# (or allocates, or writes) with a value it cannot use. argparse prefixes the message with the flag's name.
+class FlagValueError(argparse.ArgumentTypeError, ValueError):
+    """A flag value out of range (argparse shows it as `argument --flag: <message>`; elsewhere a ValueError)."""
+
+
+def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """A converter for integer flags in [minimum, maximum]."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise FlagValueError(f"must be a whole number in [{minimum}, {maximum}], got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise FlagValueError(f"must be in [{minimum}, {maximum}], got {value}")
+        return value
+
+    convert.__name__ = f"whole number in [{minimum}, {maximum}]"
+    return convert
+
+
+def finite_number(minimum: float, maximum: float, *, above: bool = False) -> Callable[[str], float]:
+    """A converter for float flags: finite and in [minimum, maximum] (or (minimum, maximum] with `above`)."""
+    low = f"({minimum:g}" if above else f"[{minimum:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise FlagValueError(f"must be a number in {low}, {maximum:g}], got {text!r}") from None
+        if not math.isfinite(value):
+            raise FlagValueError(f"must be a finite number, got {text!r}")
+        if value < minimum or (above and value == minimum) or value > maximum:
+            raise FlagValueError(f"must be in {low}, {maximum:g}], got {text}")
+        return value
+
+    convert.__name__ = f"number in {low}, {maximum:g}]"
+    return convert
+
+
+def probability(text: str) -> float:
+    """A converter for flags that are a fraction in [0, 1]."""
+    return _PROBABILITY(text)
+
+
+_PROBABILITY = finite_number(0.0, 1.0)
+
+# Shared bounds: an image side beyond 4096 px is a 200M-value activation per channel on a CPU, and a thread or
+# worker count beyond 1024 is more than any machine effnet runs on.
+MAX_SIDE = 4096
+MAX_THREADS = 1024
+positive_int = whole_number(1, 2**31 - 1)
+image_side = whole_number(16, MAX_SIDE)
+thread_count = whole_number(1, MAX_THREADS)

@@ -14,12 +14,28 @@ from effnet.console import print_json, show_bar
 from effnet.fileio import atomic_write
 from effnet.net import EfficientNet
 from effnet.runtimes import is_exported, open_exported
+from effnet.validation import MAX_SIDE, finite_number, image_side, probability, thread_count, whole_number
 from effnet.weights import load_model
 from effnet.zoo import create_model
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
 _HELP_MODEL = "registry name or spec file (see `effnet models`)"
+
+# Every numeric flag is finite and in range when parsed (effnet.validation): a value no command can use is a
+# one-line error naming the flag, never a silent default, a NaN result or a huge allocation.
+_NORM_EPS = finite_number(0.0, 1.0, above=True)
+_FRACTION = finite_number(0.0, 1.0, above=True)
+_STD = finite_number(0.0, 100.0, above=True)
+_ATOL = finite_number(0.0, 1e6, above=True)
+_TOP_K = whole_number(1, 100_000)
+_BATCH = whole_number(1, 4096)
+_CLASS_INDEX = whole_number(0, 10_000_000)
+_EXPORT_SIDE = whole_number(32, MAX_SIDE)
+_OPSET = whole_number(1, 99)  # the exporter says which opsets it supports
+_RUNS = whole_number(1, 100_000)
+_WARMUP = whole_number(0, 100_000)
+_PHOTOS = whole_number(1, 1_000_000)
 
 
 def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
@@ -41,16 +57,16 @@ def _add_model_args(parser: argparse.ArgumentParser, multiple: bool = False) -> 
         help="the model's pretrained weights; pick a tag with --model NAME.TAG (see `effnet models --pretrained`)",
     )
     parser.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
-    parser.add_argument("--norm-eps", type=float, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
+    parser.add_argument("--norm-eps", type=_NORM_EPS, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
 
 
 def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing overrides (default: the model's own)")
-    group.add_argument("--input-size", type=int, help="crop / network input size")
-    group.add_argument("--crop-pct", type=float, help="input size / resize size (crop resize mode)")
+    group.add_argument("--input-size", type=image_side, help="crop / network input size")
+    group.add_argument("--crop-pct", type=_FRACTION, help="input size / resize size (crop resize mode)")
     group.add_argument("--resize-mode", choices=("crop", "squash"), help="center crop or whole-image resize")
-    group.add_argument("--mean", type=float, nargs=3, help="per-channel mean of [0, 1] pixels")
-    group.add_argument("--std", type=float, nargs=3, help="per-channel std of [0, 1] pixels")
+    group.add_argument("--mean", type=probability, nargs=3, help="per-channel mean of [0, 1] pixels")
+    group.add_argument("--std", type=_STD, nargs=3, help="per-channel std of [0, 1] pixels")
 
 
 def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need_weights: bool) -> EfficientNet:
@@ -114,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     _add_model_args(pr)
     _add_preprocess_args(pr)
-    pr.add_argument("--top-k", type=int, default=5, help="classes to print per image (default 5)")
-    pr.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    pr.add_argument("--top-k", type=_TOP_K, default=5, help="classes to print per image (default 5)")
+    pr.add_argument("--batch-size", type=_BATCH, default=16, help="images per forward pass (default 16)")
     pr.add_argument("--classes-file", type=Path, help="class names, one per line (default: ImageNet-1k)")
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,9 +142,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_args(cam, multiple=True)
     cam.add_argument("--method", nargs="+", choices=("cam", "gradcam"), default=["cam"], help="one or both")
     cam.add_argument("--layer", default="head", help='Grad-CAM layer: "head" or "stageN" (default head)')
-    cam.add_argument("--class-index", type=int, nargs="+", help="classes to explain (default: each top-1)")
+    cam.add_argument("--class-index", type=_CLASS_INDEX, nargs="+", help="classes to explain (default: each top-1)")
     cam.add_argument("--out", type=Path, default=Path("cam"), help="output folder (default ./cam)")
-    cam.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    cam.add_argument("--alpha", type=probability, default=0.5, help="heatmap opacity (default 0.5)")
     cam.add_argument("--json", action="store_true", help="print the overlays written, as JSON")
     cam.set_defaults(func=_cam)
 
@@ -142,14 +158,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--inexact", action="store_true", help="torchvision: write even if its padding / BN eps differ")
     ex.add_argument("--out", type=Path, help="output file (default: <model>.onnx / <model>.pt)")
-    ex.add_argument("--resolution", type=int, help="input height and width (default: the model's input size)")
+    ex.add_argument("--resolution", type=_EXPORT_SIDE, help="input height and width (default: the model's input size)")
     ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers in the exported graph")
-    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--opset", type=_OPSET, default=17, help="ONNX opset (default 17)")
     ex.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     ex.add_argument(
-        "--rtol", type=float, default=1e-4, help="max |exported - PyTorch| / max |output| allowed (default 1e-4)"
+        "--rtol", type=_FRACTION, default=1e-4, help="max |exported - PyTorch| / max |output| allowed (default 1e-4)"
     )
-    ex.add_argument("--atol", type=float, help="an absolute bound on |exported - PyTorch| instead of --rtol")
+    ex.add_argument("--atol", type=_ATOL, help="an absolute bound on |exported - PyTorch| instead of --rtol")
     ex.add_argument("--json", action="store_true", help="print the file, its input and the check as JSON")
     _add_int8_args(ex)
     ex.set_defaults(func=_export)
@@ -167,11 +183,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="latency",
         help="latency: batch 1, 1 thread (paper); throughput: --batch-size, all threads",
     )
-    be.add_argument("--batch-size", type=int, default=32, help="throughput batch size (default 32)")
-    be.add_argument("--threads", type=int, help="threads (default: 1 for latency, all for throughput)")
-    be.add_argument("--runs", type=int, default=30, help="timed runs, the median is reported (default 30)")
-    be.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
-    be.add_argument("--resolution", type=int, help="input size for every model (default: each native)")
+    be.add_argument("--batch-size", type=_BATCH, default=32, help="throughput batch size (default 32)")
+    be.add_argument("--threads", type=thread_count, help="threads (default: 1 for latency, all for throughput)")
+    be.add_argument("--runs", type=_RUNS, default=30, help="timed runs, the median is reported (default 30)")
+    be.add_argument("--warmup", type=_WARMUP, default=5, help="untimed warm-up runs (default 5)")
+    be.add_argument("--resolution", type=image_side, help="input size for every model (default: each native)")
     be.add_argument("--optimize", action="store_true", help="also time the optimized path (BN fold + best backend)")
     be.add_argument("--no-twins", action="store_true", help="skip timm / torchvision twins")
     be.add_argument("--no-resnets", action="store_true", help="skip ResNet-50 / ResNet-152")
@@ -219,10 +235,13 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="halve the first layer's weight range (NNCF), for CPUs without VNNI whose int8 sums can saturate",
     )
-    group.add_argument("--calibration-size", type=int, default=default.calibration_size, help="default %(default)s")
-    group.add_argument("--holdout-size", type=int, default=default.holdout_size, help="default %(default)s")
+    group.add_argument("--calibration-size", type=_PHOTOS, default=default.calibration_size, help="default %(default)s")
+    group.add_argument("--holdout-size", type=_PHOTOS, default=default.holdout_size, help="default %(default)s")
     group.add_argument(
-        "--min-agreement", type=float, default=default.min_agreement, help="top-1 agreement with fp32 (default 0.9)"
+        "--min-agreement",
+        type=probability,
+        default=default.min_agreement,
+        help="top-1 agreement with fp32 (default 0.9)",
     )
     group.add_argument("--force", action="store_true", help="write the int8 model even below --min-agreement")
 

