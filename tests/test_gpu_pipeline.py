@@ -318,6 +318,7 @@ def test_batch_augmentation_is_a_function_of_its_position() -> None:
     for other in (GpuInputPipeline(torch.device("cpu"), seed=3, rank=1), GpuInputPipeline(torch.device("cpu"))):
         assert not torch.equal(first, other.batch(transform, items, targets, (2, 5))[0])
     assert not torch.equal(first, GpuInputPipeline(torch.device("cpu"), seed=3).batch(transform, items, targets)[0])
+    GpuInputPipeline(torch.device("cpu"), seed=2**40, rank=7).batch(transform, items, targets, (300, 10**6))
 
 
 def test_resolve_input_pipeline() -> None:

@@ -162,6 +162,7 @@ class GpuInputPipeline:
         targets = targets[torch.tensor(keep)] if len(keep) < len(items) else targets
         forked = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(((self.seed * 1_000_003 + self.rank) * 10_007 + position[0]) * 10_000_019 + position[1])
+            key = ((self.seed * 1_000_003 + self.rank) * 10_007 + position[0]) * 10_000_019 + position[1]
+            torch.manual_seed(key % 2**63)  # any seed: manual_seed takes at most 64 bits
             images = transform(images)  # type: ignore[arg-type]
         return images, targets.to(self.device, non_blocking=True)
