@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,57 @@ def test_parse_errors_are_one_line_and_help_still_exits_0(capsys):
     assert main(["scale", "--bogus"]) == 2
     one_error_line(capsys, "unrecognized arguments: --bogus", "effnet --help")
     assert main(["profile", "--help"]) == 0
+
+
+# --------------------------------------------------------------- promise: a flag that would be ignored is refused
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    from effnet import create_model
+    from effnet.weights import save_weights
+    from test_faults_runs import tiny_spec
+
+    return save_weights(create_model(tiny_spec(), num_classes=3), tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def _ignored_cases(weights: Path, tmp: Path) -> list[tuple[list[str], str]]:
+    from PIL import Image
+
+    (tmp / "photos").mkdir(exist_ok=True)
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp / "photos" / "red.png")
+    (tmp / "run").mkdir(exist_ok=True)
+    (tmp / "run" / "config.yaml").write_text("epochs: 1\n")
+    (tmp / "c.yaml").write_text("epochs: 1\n")
+    w, photos = str(weights), str(tmp / "photos")
+    return [
+        (["export", "--weights", w, "--calibration", photos, "--out", str(tmp / "m.onnx")], "add --int8"),
+        (["export", "--weights", w, "--holdout", photos, "--out", str(tmp / "m.onnx")], "add --int8"),
+        (["bench", w, "--calibration", photos], "add --int8"),
+        (["predict", photos, "--weights", w, "--resize-mode", "squash", "--crop-pct", "0.9"], "--resize-mode crop"),
+        (["models", "--markdown"], "add --pretrained"),
+        (["models", "--pretrained", "--markdown", "--json"], "not allowed with argument"),
+        (["train", "--resume", str(tmp / "run"), "--config", str(tmp / "c.yaml")], "drop --config"),
+    ]
+
+
+IGNORED_IDS = [
+    "calibration-no-int8",
+    "holdout-no-int8",
+    "bench-calibration",
+    "crop-pct-squash",
+    "markdown-alone",
+    "markdown-json",
+    "config-with-resume",
+]
+
+
+@pytest.mark.parametrize("case", range(len(IGNORED_IDS)), ids=IGNORED_IDS)
+def test_flags_that_would_be_silently_ignored_are_refused(tiny_weights, tmp_path, monkeypatch, capsys, case):
+    monkeypatch.chdir(tmp_path)
+    argv, fix = _ignored_cases(tiny_weights, tmp_path)[case]
+    assert main(argv) == 2
+    one_error_line(capsys, fix)
+    assert not (tmp_path / "m.onnx").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.yaml",
+        "photos",
+        "run",
+    ]

@@ -100,6 +100,11 @@ def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need
     }
     if overrides:
         model.preprocess = replace(model.preprocess, **overrides)
+    if "crop_pct" in overrides and model.preprocess.resize_mode == "squash":
+        raise ValueError(
+            "--crop-pct would be ignored: squash mode resizes the whole image to --input-size without a crop; "
+            "pass --resize-mode crop with it, or drop --crop-pct"
+        )
     return model.eval()
 
 
@@ -437,6 +442,9 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.weights} is already an exported graph: export from the .safetensors or checkpoint it came from"
         )
+    ignored = [flag for flag, value in (("--calibration", args.calibration), ("--holdout", args.holdout)) if value]
+    if ignored and not args.int8:
+        raise ValueError(f"{ignored[0]} would be ignored: it is for int8 export; add --int8 or drop {ignored[0]}")
     model = _load(args, args.model, args.weights, need_weights=False)
     if args.format in ("timm", "torchvision"):
         from effnet.commands.interop import export_state_dict
@@ -516,6 +524,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be in [1, 4096], got {args.batch_size}")
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise ValueError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
+    if args.calibration is not None and not args.int8:
+        raise ValueError("--calibration would be ignored: it calibrates the --int8 rows; add --int8 or drop it")
     latency = args.mode == "latency"
     threads = args.threads or (1 if latency else torch.get_num_threads())
     runs, warmup = (3, 1) if args.quick else (args.runs, args.warmup)

@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="list every pretrained tag: source, reported ImageNet top-1, preprocessing",
     )
-    models.add_argument("--json", action="store_true", help="print JSON")
-    models.add_argument("--markdown", action="store_true", help="with --pretrained: a markdown table (docs)")
+    style = models.add_mutually_exclusive_group()
+    style.add_argument("--json", action="store_true", help="print JSON")
+    style.add_argument("--markdown", action="store_true", help="with --pretrained: a markdown table (docs)")
     models.set_defaults(func=_models)
 
     prof = subparsers.add_parser("profile", help="params and multiply-adds beside the paper's figures")
@@ -63,6 +64,8 @@ def _base(name: str) -> NetSpec:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.markdown and not args.pretrained:
+        raise ValueError("--markdown would be ignored: it formats the --pretrained table; add --pretrained")
     if not args.pretrained:
         print(json.dumps(list_models()) if args.json else "\n".join(list_models()))
         return 0

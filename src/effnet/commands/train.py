@@ -204,6 +204,9 @@ def build_config(args: argparse.Namespace) -> Any:
     from effnet.train.config import TrainConfig
 
     resume_dir = Path(args.resume) if isinstance(args.resume, str) else None
+    if resume_dir is not None and args.config is not None:  # the run's own config.yaml wins: refuse, not ignore
+        raise ValueError(f"--config {args.config} would be ignored: --resume {resume_dir} continues with the run's "
+                         f"own config.yaml; drop --config (or start a new run with --config and no --resume)")
     recipe = args.recipe
     if recipe is None and resume_dir is None and args.config is None:
         # Pretrained weights want the fine-tune recipe; without them a run starts from the quick one.
