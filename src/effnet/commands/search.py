@@ -230,8 +230,10 @@ class _Progress:
     def __init__(self, total: int, label: str, args: argparse.Namespace) -> None:
         self.bar = tqdm(total=total, desc=label, unit="trial", dynamic_ncols=True, disable=not show_bar(not args.quiet))
         self.stream = _lines(args)
+        self.ran = 0  # trials trained by this invocation (not taken from the journal)
 
     def __call__(self, record: dict[str, Any], resumed: bool) -> None:
+        self.ran += not resumed
         metrics = record.get("metrics") or {}
         if record["status"] == "ok":
             text = f"val acc {100 * metrics.get('final_val_acc', 0.0):.1f}%"
@@ -306,6 +308,9 @@ def _search(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         _print_search(result)
+    print(f"{progress.ran} trials trained now, {result.resumed} taken from the journal", file=_lines(args))
+    if result.verdict is not None and _partial("search", result.failed, args):
+        return 1
     return 0 if result.verdict is not None else 1
 
 
@@ -332,8 +337,9 @@ def _print_search(result: SearchResult) -> None:
         print("no trial finished successfully; see the errors above")
     elif result.best:
         best = result.best
+        label = f"best of the {len(result.rows) - len(result.failed)} that finished" if result.failed else "best"
         print(
-            f"\nbest: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:g} "
+            f"\n{label}: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:g} "
             f"(val acc {_pct_sd(best.val_acc, best.val_acc_sd)}%, {best.macs_ratio:.2f}x the base's multiply-adds;"
             f" {result.verdict.message})"
         )
@@ -371,6 +377,7 @@ def _study(args: argparse.Namespace) -> int:
         print_json(
             {
                 "rows": result.rows,
+                "failed": result.failed,
                 "winners": result.winners(),
                 "verdicts": result.verdicts(),
                 "num_val": result.num_val,
@@ -380,7 +387,23 @@ def _study(args: argparse.Namespace) -> int:
         )
     else:
         _print_study(result)
+    print(f"{progress.ran} trials trained now, {result.resumed} taken from the journal", file=_lines(args))
+    if any(row.status == "ok" for row in result.rows) and _partial("study", result.failed, args):
+        return 1
     return 0 if any(row.status == "ok" for row in result.rows) else 1
+
+
+def _partial(command: str, failed: tuple[str, ...], args: argparse.Namespace) -> bool:
+    """Say (one line on stderr) that some models' trials failed, so the result covers only the others."""
+    if not failed:
+        return False
+    names = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    print(
+        f"effnet {command}: partial result: {len(failed)} model(s) failed ({names}), so the ranking covers only "
+        f"the others; fix the cause (see the errors above) and rerun with --out {args.out} --retry-failed",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _print_study(result: StudyResult) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.data import build_datasets
-from effnet.search.journal import Journal
+from effnet.search.journal import Journal, OutFolderLock
 from effnet.search.runner import RunnerConfig, TrialFn, TrialTask, run_trials
 from effnet.specs import NetSpec
 from effnet.train import TrainConfig
@@ -43,8 +43,21 @@ class Summary:
         return {name: getattr(self, name) for name in SUMMARY_COLUMNS}
 
 
-SUMMARY_COLUMNS = ("status", "seeds", "val_accs", "val_acc", "val_acc_sd", "best_val_acc", "outline_acc",
-                   "outline_acc_sd", "fill_acc", "fill_acc_sd", "seconds", "cpu_seconds", "error")
+SUMMARY_COLUMNS = (
+    "status",
+    "seeds",
+    "val_accs",
+    "val_acc",
+    "val_acc_sd",
+    "best_val_acc",
+    "outline_acc",
+    "outline_acc_sd",
+    "fill_acc",
+    "fill_acc_sd",
+    "seconds",
+    "cpu_seconds",
+    "error",
+)
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -69,6 +82,7 @@ def summarize(records: Sequence[dict[str, Any]], seeds: Sequence[int]) -> Summar
     val_acc, val_sd = stats("final_val_acc")
     outline, outline_sd = stats("outline_acc")
     fill, fill_sd = stats("fill_acc")
+
     def total(key: str) -> float | None:
         values = [record[key] for record in records if record.get(key) is not None]
         return round(sum(values), 3) if values else None
@@ -77,9 +91,15 @@ def summarize(records: Sequence[dict[str, Any]], seeds: Sequence[int]) -> Summar
         status="ok" if len(ok) == len(records) else "failed",
         seeds=tuple(seeds),
         val_accs=tuple(m.get("final_val_acc") for m in metrics),
-        val_acc=val_acc, val_acc_sd=val_sd, best_val_acc=stats("best_val_acc")[0],
-        outline_acc=outline, outline_acc_sd=outline_sd, fill_acc=fill, fill_acc_sd=fill_sd,
-        seconds=total("seconds"), cpu_seconds=total("cpu_seconds"),
+        val_acc=val_acc,
+        val_acc_sd=val_sd,
+        best_val_acc=stats("best_val_acc")[0],
+        outline_acc=outline,
+        outline_acc_sd=outline_sd,
+        fill_acc=fill,
+        fill_acc_sd=fill_sd,
+        seconds=total("seconds"),
+        cpu_seconds=total("cpu_seconds"),
         error=(errors[0] or "failed").splitlines()[0] if errors else None,
     )
 
@@ -120,6 +140,7 @@ def run_experiment(
     restart: bool = False,
     trial_fn: TrialFn,
     on_record: Callable[[dict[str, Any], bool], None] | None = None,
+    command: str = "search",
 ) -> tuple[dict[str, Summary], int]:
     """Train every (model, seed), resuming from `out`/journal.jsonl; returns summaries by model id and the
     number of trials taken from the journal.
@@ -129,11 +150,21 @@ def run_experiment(
     """
     seeds = check_seeds(seeds)
     threads = runner.threads_per_trial()
-    tasks = [TrialTask(trial_key(model_id, seed, seeds), spec, train, seed, str(out / "trials"), threads)
-             for seed in seeds for model_id, spec in models]
-    journal = Journal(out / "journal.jsonl", fingerprint, restart=restart)
-    resumed = sum(1 for task in tasks if task.trial_id in journal.finished())
-    records = run_trials(tasks, trial_fn, journal, runner, on_record=on_record)
+    tasks = [
+        TrialTask(trial_key(model_id, seed, seeds), spec, train, seed, str(out / "trials"), threads)
+        for seed in seeds
+        for model_id, spec in models
+    ]
+    with OutFolderLock(out, command):
+        journal = Journal(out / "journal.jsonl", fingerprint, restart=restart)
+        finished = journal.finished()
+        # Trials taken from the journal: with --retry-failed its failed ones run again and are not "resumed".
+        resumed = sum(
+            1
+            for task in tasks
+            if task.trial_id in finished and not (runner.retry_failed and finished[task.trial_id]["status"] != "ok")
+        )
+        records = run_trials(tasks, trial_fn, journal, runner, on_record=on_record)
     summaries = {
         model_id: summarize([records[trial_key(model_id, seed, seeds)] for seed in seeds], seeds)
         for model_id, _ in models

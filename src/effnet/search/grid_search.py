@@ -84,6 +84,7 @@ class SearchResult:
     resumed: int  # trials taken from the journal instead of being run again
     scale_command: str  # "" without a winner
     verdict: Verdict | None = None  # None when no candidate finished
+    failed: tuple[str, ...] = ()  # trial ids (base included) with a failed trial: the ranking is partial
 
 
 def candidate_spec(base: NetSpec, candidate: Candidate, depth_rounding: str = "round") -> NetSpec:
@@ -92,12 +93,20 @@ def candidate_spec(base: NetSpec, candidate: Candidate, depth_rounding: str = "r
     Resolution is rounded to the pixel, not to a multiple of 8: a 64 px proxy would otherwise map gamma = 1.05
     back to 64 px and 1.15 to 72 px, erasing the differences the grid is meant to measure.
     """
-    return scale(base, width=candidate.beta, depth=candidate.alpha, resolution=candidate.gamma,
-                 depth_rounding=depth_rounding, resolution_divisor=1, name=f"{base.name}-{candidate.trial_id}")
+    return scale(
+        base,
+        width=candidate.beta,
+        depth=candidate.alpha,
+        resolution=candidate.gamma,
+        depth_rounding=depth_rounding,
+        resolution_divisor=1,
+        name=f"{base.name}-{candidate.trial_id}",
+    )
 
 
 def rank_rows(rows: list[SearchRow]) -> list[SearchRow]:
     """Best validation accuracy first (ties: best-epoch accuracy, then cheaper); failed trials last."""
+
     def key(row: SearchRow) -> tuple[Any, ...]:
         ok = row.status == "ok" and row.val_acc is not None
         return (not ok, -(row.val_acc or 0.0), -(row.best_val_acc or 0.0), row.macs_ratio, row.trial_id)
@@ -115,9 +124,10 @@ def scale_command(config: SearchConfig, best: SearchRow | None, base_file: Path)
         return ""
     base = config.base_ref if config.base_ref not in ("proxy", "") else str(base_file)
     off_two = abs(best.formula_ratio / 2 - 1) > 0.1
-    return (f"effnet scale --base {base} --phi 1 --alpha {best.alpha:g} --beta {best.beta:g} "
-            f"--gamma {best.gamma:g} --depth-rounding {config.depth_rounding}"
-            + (" --allow-any-ratio" if off_two else ""))
+    return (
+        f"effnet scale --base {base} --phi 1 --alpha {best.alpha:g} --beta {best.beta:g} "
+        f"--gamma {best.gamma:g} --depth-rounding {config.depth_rounding}" + (" --allow-any-ratio" if off_two else "")
+    )
 
 
 def run_search(
@@ -139,17 +149,32 @@ def run_search(
 
     train = render_for(config.train, [spec for _, _, spec in entries])
     summaries, resumed = run_experiment(
-        [(trial_id, spec) for trial_id, _, spec in entries], train=train, runner=config.runner,
-        seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
+        [(trial_id, spec) for trial_id, _, spec in entries],
+        train=train,
+        runner=config.runner,
+        seeds=config.training_seeds(),
+        out=out,
+        restart=config.restart,
+        trial_fn=trial_fn,
+        on_record=on_record,
         fingerprint=fingerprint(config.base, train, {"depth_rounding": config.depth_rounding}),
     )
     rows = {}
     for trial_id, candidate, spec in entries:
         macs = count_macs(spec, num_classes=num_classes)
-        rows[trial_id] = SearchRow(trial_id, candidate.alpha, candidate.beta, candidate.gamma,
-                                   round(candidate.ratio, 4), macs, round(macs / base_macs, 4),
-                                   profile(spec, num_classes=num_classes).params, spec.resolution, spec.num_blocks,
-                                   **summaries[trial_id].fields())
+        rows[trial_id] = SearchRow(
+            trial_id,
+            candidate.alpha,
+            candidate.beta,
+            candidate.gamma,
+            round(candidate.ratio, 4),
+            macs,
+            round(macs / base_macs, 4),
+            profile(spec, num_classes=num_classes).params,
+            spec.resolution,
+            spec.num_blocks,
+            **summaries[trial_id].fields(),
+        )
     base_row = rows.pop(BASE_ID, None) if config.include_base else None
     ranked = rank_rows(list(rows.values()))
     verdict = judge_rows(ranked, n_val, num_classes)
@@ -159,17 +184,28 @@ def run_search(
     command = scale_command(config, best, out / "base.json")
     table = [asdict(row) for row in ([base_row] if base_row else []) + ranked]
     files = {
-        "json": write_json(out / "results.json", {
-            "base": config.base.name, "base_macs": base_macs, "num_classes": num_classes,
-            "grid": asdict(config.grid), "train": config.train.to_dict(), "seeds": list(config.training_seeds()),
-            "depth_rounding": config.depth_rounding, "rows": table,
-            "best": asdict(best) if best else None, "scale_command": command,
-            "verdict": asdict(verdict) if verdict else None, "num_val": n_val,
-        }),
+        "json": write_json(
+            out / "results.json",
+            {
+                "base": config.base.name,
+                "base_macs": base_macs,
+                "num_classes": num_classes,
+                "grid": asdict(config.grid),
+                "train": config.train.to_dict(),
+                "seeds": list(config.training_seeds()),
+                "depth_rounding": config.depth_rounding,
+                "rows": table,
+                "best": asdict(best) if best else None,
+                "scale_command": command,
+                "verdict": asdict(verdict) if verdict else None,
+                "num_val": n_val,
+            },
+        ),
         "csv": write_csv(out / "results.csv", table),
     }
     files["plot"] = plot_search(ranked, base_row, out / "search.png", title=f"search on {config.base.name}")
-    return SearchResult(ranked, base_row, best, files, resumed, command, verdict)
+    failed = tuple(row.trial_id for row in ([base_row] if base_row else []) + ranked if row.status != "ok")
+    return SearchResult(ranked, base_row, best, files, resumed, command, verdict, failed)
 
 
 def judge_rows(rows: list[SearchRow], n_val: int, num_classes: int) -> Verdict | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -74,8 +75,53 @@ class Journal:
         return done
 
 
+class OutFolderLock:
+    """An exclusive fcntl lock on <out>/.lock while a search or study writes the folder: a second one into the same
+    --out is refused instead of training the same trials twice. The OS drops the lock when its process dies, so a
+    killed search never leaves the folder locked (the stale file is taken over); the file is removed on release."""
+
+    def __init__(self, out: str | Path, command: str = "search") -> None:
+        self.path = Path(out) / ".lock"
+        self.command = command
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutFolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ValueError(
+                    f"{self.path.parent} is in use by another `effnet {self.command}` (pid {holder}); wait for it to "
+                    "finish (rerunning then resumes its trials) or pass another --out"
+                ) from None
+            try:  # the holder before us may have removed the file between our open and our lock: lock the new one
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked, so no one can lock the file being removed
+            os.close(self._fd)  # closing the last descriptor releases the lock
+            self._fd = None
+
+
 def _well_formed(entry: dict[str, Any]) -> bool:
     # A record with missing or mistyped fields (edited by hand, another tool) counts as not finished: the trial
     # runs again rather than the search failing on it later.
-    return (isinstance(entry.get("trial_id"), str) and entry.get("status") in ("ok", "failed")
-            and isinstance(entry.get("metrics", {}), dict))
+    return (
+        isinstance(entry.get("trial_id"), str)
+        and entry.get("status") in ("ok", "failed")
+        and isinstance(entry.get("metrics", {}), dict)
+    )

@@ -66,7 +66,12 @@ def scaled_spec(
     width, depth, resolution = factors
     # Resolution to the pixel (not a multiple of 8), so resolution-only scaling of a small base can hit a target.
     return scale(
-        base, width=width, depth=depth, resolution=resolution, depth_rounding=depth_rounding, resolution_divisor=1,
+        base,
+        width=width,
+        depth=depth,
+        resolution=resolution,
+        depth_rounding=depth_rounding,
+        resolution_divisor=1,
         name=f"{base.name}-{method}{multiplier:.4g}",
     )
 
@@ -118,8 +123,9 @@ def match_target(
     multiplier = _bisect(ratio_of, target, low, start)
     spec = build(multiplier)
     macs = count_macs(spec, num_classes=num_classes)
-    return ScaledModel(method, target, multiplier, spec, macs, profile(spec, num_classes=num_classes).params,
-                       macs / base_macs)
+    return ScaledModel(
+        method, target, multiplier, spec, macs, profile(spec, num_classes=num_classes).params, macs / base_macs
+    )
 
 
 def build_study_models(
@@ -141,8 +147,16 @@ def build_study_models(
     models = [ScaledModel("base", 1.0, 1.0, base, base_macs, profile(base, num_classes=num_classes).params, 1.0)]
     for target in sorted(set(targets)):
         for method in methods:
-            models.append(match_target(base, method, target, coefficients=coefficients,
-                                       num_classes=num_classes, depth_rounding=depth_rounding))
+            models.append(
+                match_target(
+                    base,
+                    method,
+                    target,
+                    coefficients=coefficients,
+                    num_classes=num_classes,
+                    depth_rounding=depth_rounding,
+                )
+            )
     return models
 
 
@@ -206,6 +220,7 @@ class StudyResult:
     resumed: int
     num_val: int = 0  # validation images (0: unknown, no verdicts)
     num_classes: int = 0
+    failed: tuple[str, ...] = ()  # models with a failed trial: the comparison is partial
 
     def verdicts(self) -> dict[float, Verdict]:
         """At each target, whether its most accurate method beats the others beyond noise (search.noise)."""
@@ -234,21 +249,42 @@ def run_study(
 
     out = Path(config.out_dir)
     num_classes, n_val = data_sizes(config.train)
-    models = build_study_models(config.base, config.targets, config.methods, coefficients=config.coefficients,
-                                num_classes=num_classes, depth_rounding=config.depth_rounding)
+    models = build_study_models(
+        config.base,
+        config.targets,
+        config.methods,
+        coefficients=config.coefficients,
+        num_classes=num_classes,
+        depth_rounding=config.depth_rounding,
+    )
     extra = {"depth_rounding": config.depth_rounding, "coefficients": list(config.coefficients)}
     train = render_for(config.train, [m.spec for m in models])
     summaries, resumed = run_experiment(
-        [(m.trial_id, m.spec) for m in models], train=train, runner=config.runner,
-        seeds=config.training_seeds(), out=out, restart=config.restart, trial_fn=trial_fn, on_record=on_record,
+        [(m.trial_id, m.spec) for m in models],
+        train=train,
+        runner=config.runner,
+        seeds=config.training_seeds(),
+        out=out,
+        restart=config.restart,
+        trial_fn=trial_fn,
+        on_record=on_record,
         fingerprint=fingerprint(config.base, train, extra),
+        command="study",
     )
     rows = [
         StudyRow(
-            model.trial_id, model.method, model.target, round(model.multiplier, 4),
+            model.trial_id,
+            model.method,
+            model.target,
+            round(model.multiplier, 4),
             round(model.spec.width_mult / config.base.width_mult, 4),
-            round(model.spec.depth_mult / config.base.depth_mult, 4), model.spec.resolution,
-            model.spec.num_blocks, model.macs, round(model.ratio, 4), model.matched, model.params,
+            round(model.spec.depth_mult / config.base.depth_mult, 4),
+            model.spec.resolution,
+            model.spec.num_blocks,
+            model.macs,
+            round(model.ratio, 4),
+            model.matched,
+            model.params,
             **summaries[model.trial_id].fields(),
         )
         for model in models
@@ -256,15 +292,23 @@ def run_study(
     table = [asdict(row) for row in rows]
     result = StudyResult(rows, {}, resumed, n_val, num_classes)
     files = {
-        "json": write_json(out / "results.json", {
-            "base": config.base.name, "targets": list(config.targets), "methods": list(config.methods),
-            "coefficients": list(config.coefficients), "train": config.train.to_dict(),
-            "seeds": list(config.training_seeds()),
-            "rows": table, "winners": {str(k): v for k, v in result.winners().items()},
-            "verdicts": {str(k): asdict(v) for k, v in result.verdicts().items()}, "num_val": n_val,
-        }),
+        "json": write_json(
+            out / "results.json",
+            {
+                "base": config.base.name,
+                "targets": list(config.targets),
+                "methods": list(config.methods),
+                "coefficients": list(config.coefficients),
+                "train": config.train.to_dict(),
+                "seeds": list(config.training_seeds()),
+                "rows": table,
+                "winners": {str(k): v for k, v in result.winners().items()},
+                "verdicts": {str(k): asdict(v) for k, v in result.verdicts().items()},
+                "num_val": n_val,
+            },
+        ),
         "csv": write_csv(out / "results.csv", table),
         "plot": plot_study(rows, out / "study.png", title=f"scaling study on {config.base.name}"),
     }
     config.base.save(out / "base.json")
-    return StudyResult(rows, files, resumed, n_val, num_classes)
+    return StudyResult(rows, files, resumed, n_val, num_classes, tuple(r.trial_id for r in rows if r.status != "ok"))
