@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from effnet.data import TFAutoAugment, TFRandAugment, reference_augment, train_transform
+from effnet.data import TFAutoAugment, TFRandAugment, autoaugment, reference_augment, train_transform
 from effnet.data.autoaugment import (
     AUTOAUGMENT_CONSTANTS,
     POLICY_V0,
@@ -226,6 +226,69 @@ def test_tf_shear_is_pil_shear_shifted_by_half_the_level() -> None:
         )  # fmt: skip
         assert np.array_equal(tf_out, shifted)
         assert (tf_out != plain).any(axis=2).mean() > 0.05
+
+
+def _tf_smooth(image: np.ndarray) -> np.ndarray:
+    """TF's SMOOTH conv computed directly: nine float32 FMA taps (exact float64 products) on every interior pixel."""
+    height, width = image.shape[:2]
+    total = np.zeros((max(height - 2, 0), max(width - 2, 0), 3), np.float32)
+    weights = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / np.float32(13)
+    for dy in range(3):
+        for dx in range(3):
+            tap = image[dy : dy + total.shape[0], dx : dx + total.shape[1]].astype(np.float64) * float(weights[dy, dx])
+            total[...] = tap + total
+    smooth = image.copy()
+    smooth[1:-1, 1:-1] = np.clip(total, 0, 255).astype(np.uint8)
+    return smooth
+
+
+def test_sharpness_integer_path_equals_tfs_float32_conv_on_random_images() -> None:
+    # Sharpness truncates sum / 13 in integers and runs TF's float32 taps only where the sum is a multiple of 13:
+    # check it against the float32 conv everywhere on noise, near-flat and few-valued images (many such ties),
+    # at factor 0 (the smoothed image itself) and at level 10's 1.9.
+    rng = np.random.default_rng(0)
+    for trial in range(600):
+        height, width = (int(v) for v in rng.integers(1, 24, 2))
+        if trial % 3 == 0:
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        elif trial % 3 == 1:
+            image = np.clip(int(rng.integers(0, 256)) + rng.integers(-3, 4, (height, width, 3)), 0, 255)
+        else:
+            image = rng.choice(np.array([0, 1, 9, 127, 128, 200, 254, 255]), (height, width, 3))
+        image = image.astype(np.uint8)
+        smooth = _tf_smooth(image)
+        assert np.array_equal(apply_op(image, "Sharpness", 0.0), smooth), (trial, height, width)
+        blended = np.clip(smooth + np.float32(1.9) * (image.astype(np.float32) - smooth), 0, 255).astype(np.uint8)
+        assert np.array_equal(apply_op(image, "Sharpness", 1.9), blended), (trial, height, width)
+
+
+def test_cached_geometry_indices_follow_the_image_size_and_matrix() -> None:
+    # The source indices are cached per (size, matrix): outputs from a cold cache equal those after other sizes
+    # and arguments (both signs) went through it.
+    images = [np.asarray(_photo(size)) for size in ((96, 80), (80, 96), (33, 33))]
+    cases = [(name, sign * arg) for name in SIGNED_OPS for sign in (1, -1) for arg in (0.27, 13.5, 30.0)]
+
+    def cold(image: np.ndarray, name: str, arg: float) -> np.ndarray:
+        autoaugment._source_index.cache_clear()
+        return apply_op(image, name, arg)
+
+    expected = [cold(image, name, arg) for image in images for name, arg in cases]
+    for _ in range(2):  # the second pass reads every index from the cache
+        warm = [apply_op(image, name, arg) for image in images for name, arg in cases]
+        assert all(np.array_equal(a, b) for a, b in zip(expected, warm, strict=True))
+
+
+def test_policies_never_return_their_input_tensor() -> None:
+    # The policies chain ops on a view of a tensor's pixels: the result is still a new tensor, the input untouched.
+    torch.manual_seed(0)
+    tensor = torch.from_numpy(np.array(_photo((32, 24)))).permute(2, 0, 1).contiguous()
+    before = tensor.clone()
+    for policy in (TFAutoAugment(), TFRandAugment(num_ops=0), TFRandAugment(2, 10)):
+        for _ in range(30):
+            out = policy(tensor)
+            assert out.dtype == torch.uint8 and out.shape == tensor.shape and out.is_contiguous()
+            assert out.untyped_storage().data_ptr() != tensor.untyped_storage().data_ptr()
+    assert torch.equal(tensor, before)
 
 
 # --- policies -----------------------------------------------------------------------------------------------------

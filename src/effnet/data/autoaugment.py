@@ -10,6 +10,7 @@ docs/augment.md). Every op but the random Cutout reproduces TF 2.21's outputs pi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,20 +177,44 @@ def _contrast(image: np.ndarray, factor: float) -> np.ndarray:
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / np.float32(13)
 
 
-def _sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    # TF's float32 depthwise conv on the interior (the one-pixel border stays as it was), then truncation: its CPU
-    # kernel accumulates the nine taps row by row with fused multiply-adds, which float64 products reproduce
-    # exactly (a 24-bit weight times an 8-bit pixel plus a float32 sum is exact in float64), e.g. 116.99999 -> 116.
-    x = image.astype(np.float64)
-    height, width = image.shape[:2]
-    total = np.zeros((height - 2, width - 2, image.shape[2]), np.float32)
-    tap = np.empty(total.shape, np.float64)
+# floor(q / 13) and "q is a multiple of 13" for every 3x3 SMOOTH sum q = 8 neighbours + 5 x centre of uint8 pixels.
+_SMOOTH_SUMS = np.arange(13 * 255 + 1)
+_SMOOTH_FLOOR = (_SMOOTH_SUMS // 13).astype(np.uint8)
+_SMOOTH_TIE = _SMOOTH_SUMS % 13 == 0
+
+
+def _smooth_ties(image: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    # TF's float32 depthwise conv at the given flat interior positions: its CPU kernel accumulates the nine taps row
+    # by row with fused multiply-adds, which float64 products reproduce exactly (a 24-bit weight times an 8-bit
+    # pixel plus a float32 sum is exact in float64, then rounded once to float32), e.g. 116.99999 -> 116.
+    height, width, channels = image.shape
+    corner = ties + 2 * channels * (ties // ((width - 2) * channels))  # the window's top-left byte in `image`
+    pixels = image.reshape(-1)
+    total = np.zeros(ties.shape, np.float32)
     for dy in range(3):
         for dx in range(3):
-            np.multiply(x[dy : height - 2 + dy, dx : width - 2 + dx], float(_SMOOTH[dy, dx]), out=tap)
+            tap = np.take(pixels, corner + (dy * width + dx) * channels) * float(_SMOOTH[dy, dx])
             total[...] = np.add(tap, total, out=tap)  # rounded to float32 after each tap, as an FMA
+    return np.clip(total, 0.0, 255.0).astype(np.uint8)
+
+
+def _sharpness(image: np.ndarray, factor: float) -> np.ndarray:
+    # TF's float32 SMOOTH conv on the interior (the one-pixel border stays as it was), then truncation. Its result
+    # is within 1e-4 of q / 13 (float32 weights off by 2^-24 relative, nine roundings of at most 2^-17 below 256),
+    # so where the integer q is not a multiple of 13 (q / 13 at least 1/13 from an integer) it truncates to
+    # q // 13 exactly; only the ~8-10% of multiples (ties such as 116.99999 -> 116) run TF's float32 arithmetic.
+    height, width = image.shape[:2]
+    x = image.astype(np.int16)
+    rows = x[:, :-2] + x[:, 1:-1]
+    rows += x[:, 2:]
+    q = rows[:-2] + rows[1:-1]
+    q += rows[2:]
+    q += 4 * x[1:-1, 1:-1]  # 13 * 255 at most: int16
+    interior = np.take(_SMOOTH_FLOOR, q)
+    ties = np.flatnonzero(np.take(_SMOOTH_TIE, q))
+    interior.reshape(-1)[ties] = _smooth_ties(image, ties)
     smooth = image.copy()
-    smooth[1:-1, 1:-1] = np.clip(total, 0.0, 255.0).astype(np.uint8)
+    smooth[1:-1, 1:-1] = interior
     return _blend(smooth, image, factor)
 
 
@@ -209,22 +234,34 @@ def _round_half_away(values: np.ndarray) -> np.ndarray:
     return np.copysign(rounded, values).astype(np.intp)
 
 
+@functools.lru_cache(maxsize=32)
+def _source_index(height: int, width: int, channels: int, matrix: tuple[float, ...]) -> np.ndarray:
+    """For each output byte, the byte it reads from the image's flat pixels with one grey FILL pixel appended."""
+    a0, a1, a2, b0, b1, b2 = (np.float32(v) for v in matrix)
+    xs, ys = np.arange(width, dtype=np.float32)[None, :], np.arange(height, dtype=np.float32)[:, None]
+    in_x = _round_half_away(a0 * xs + a1 * ys + a2)
+    in_y = _round_half_away(b0 * xs + b1 * ys + b2)
+    inside = (in_x >= 0) & (in_x < width) & (in_y >= 0) & (in_y < height)
+    # Pixels that land outside read the extra grey pixel appended after the image.
+    flat = np.where(inside, in_y * width + in_x, height * width)
+    index = flat[..., None] * channels + np.arange(channels)
+    index = index.astype(np.int32 if (height * width + 1) * channels < 2**31 else np.intp)  # int32: faster take
+    index.flags.writeable = False
+    return index
+
+
 def _projective(image: np.ndarray, matrix: tuple[np.float32, ...]) -> np.ndarray:
     """TF's ImageProjectiveTransformV3 (nearest, constant fill) with the reference's wrap/unwrap: grey 128 outside.
 
     Output pixel (x, y) reads input (round(a0 x + a1 y + a2), round(b0 x + b1 y + b2)), computed in float32 in
     TF's order: the transform maps pixel indices, not pixel centres as PIL does (PIL's shear differs by level/2 px).
+    Those indices depend only on the image size and the matrix (a few per magnitude and size), so they are cached.
     """
-    a0, a1, a2, b0, b1, b2 = (np.float32(v) for v in matrix)
-    height, width = image.shape[:2]
-    xs, ys = np.arange(width, dtype=np.float32)[None, :], np.arange(height, dtype=np.float32)[:, None]
-    in_x = _round_half_away(a0 * xs + a1 * ys + a2)
-    in_y = _round_half_away(b0 * xs + b1 * ys + b2)
-    inside = (in_x >= 0) & (in_x < width) & (in_y >= 0) & (in_y < height)
-    # Pixels that land outside read an extra grey pixel appended after the image.
-    flat = np.where(inside, in_y * width + in_x, height * width)
-    pixels = np.concatenate([image.reshape(-1, image.shape[2]), np.array([FILL], image.dtype)])
-    return np.take(pixels, flat, axis=0)
+    height, width, channels = image.shape
+    # float(np.float32) is exact, so the key is the float32 matrix itself.
+    index = _source_index(height, width, channels, tuple(float(np.float32(v)) for v in matrix))
+    pixels = np.concatenate([image.reshape(-1), np.array(FILL, image.dtype)])
+    return np.take(pixels, index)
 
 
 def _rotation(image: np.ndarray, degrees: float) -> tuple[np.float32, ...]:
@@ -266,14 +303,14 @@ _OPS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def apply_op(image: Image.Image, name: str, arg: float | int | None) -> Image.Image:
-    """Apply op `name` with its (already signed) argument to an RGB PIL image, as the reference does."""
-    image = image.convert("RGB") if image.mode != "RGB" else image
+def apply_op(image: Image.Image | np.ndarray, name: str, arg: float | int | None) -> Image.Image | np.ndarray:
+    """Apply op `name` with its (already signed) argument to an RGB PIL image (or uint8 [H, W, 3] pixels: to pixels)."""
     if name not in _OPS:
         raise ValueError(f"unknown augmentation op {name!r}; choose one of {', '.join(RANDAUGMENT_OPS)}")
-    pixels = np.asarray(image, dtype=np.uint8)
-    out = _OPS[name](pixels) if arg is None else _OPS[name](pixels, arg)
-    return Image.fromarray(np.ascontiguousarray(out), mode="RGB")
+    if isinstance(image, np.ndarray):
+        return _OPS[name](image) if arg is None else _OPS[name](image, arg)
+    pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+    return Image.fromarray(np.ascontiguousarray(apply_op(pixels, name, arg)), mode="RGB")
 
 
 def _signed(name: str, arg: float | int | None) -> float | int | None:
@@ -283,19 +320,23 @@ def _signed(name: str, arg: float | int | None) -> float | int | None:
     return arg
 
 
-def _as_pil(image: Image.Image | torch.Tensor) -> tuple[Image.Image, bool]:
+def _as_pixels(image: Image.Image | torch.Tensor) -> tuple[np.ndarray, bool]:
+    # The policies chain their ops on uint8 [H, W, 3] pixels: one conversion in and one out, not one per op.
     if isinstance(image, Image.Image):
-        return image, False
+        return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8), False
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3:
-        return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), mode="RGB"), True
+        return image.permute(1, 2, 0).numpy(), True  # a view: no op writes into its input
     raise ValueError(
         "RandAugment/AutoAugment take an RGB PIL image or a uint8 tensor [3, H, W]; put them before "
         "ToImage/ToDtype in the pipeline"
     )
 
 
-def _back(image: Image.Image, as_tensor: bool) -> Image.Image | torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous() if as_tensor else image
+def _back(pixels: np.ndarray, as_tensor: bool) -> Image.Image | torch.Tensor:
+    # A copy either way, so the result never shares memory with the caller's input.
+    if as_tensor:
+        return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
+    return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
 
 
 class TFRandAugment:
@@ -313,11 +354,11 @@ class TFRandAugment:
 
     def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
-        pil, as_tensor = _as_pil(image)
+        pixels, as_tensor = _as_pixels(image)
         for _ in range(self.num_ops):
             name = RANDAUGMENT_OPS[int(torch.randint(len(RANDAUGMENT_OPS), ()))]
-            pil = apply_op(pil, name, _signed(name, level_to_arg(name, self.magnitude, RANDAUGMENT_CONSTANTS)))
-        return _back(pil, as_tensor)
+            pixels = apply_op(pixels, name, _signed(name, level_to_arg(name, self.magnitude, RANDAUGMENT_CONSTANTS)))
+        return _back(pixels, as_tensor)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_ops={self.num_ops}, magnitude={self.magnitude:g})"
@@ -334,11 +375,11 @@ class TFAutoAugment:
 
     def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
-        pil, as_tensor = _as_pil(image)
+        pixels, as_tensor = _as_pixels(image)
         for name, prob, level in self.policy[int(torch.randint(len(self.policy), ()))]:
             if float(torch.rand(())) < prob:  # the reference's floor(U + prob) == 1
-                pil = apply_op(pil, name, _signed(name, level_to_arg(name, level, AUTOAUGMENT_CONSTANTS)))
-        return _back(pil, as_tensor)
+                pixels = apply_op(pixels, name, _signed(name, level_to_arg(name, level, AUTOAUGMENT_CONSTANTS)))
+        return _back(pixels, as_tensor)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(policy='v0')"
