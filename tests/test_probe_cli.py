@@ -159,3 +159,81 @@ def test_flags_that_would_be_silently_ignored_are_refused(tiny_weights, tmp_path
         "photos",
         "run",
     ]
+
+
+# ------------------------------------------- promise: outputs are staged beside their destination and renamed
+def _tiny_spec_file(tmp: Path) -> str:
+    from test_faults_runs import tiny_spec
+
+    return str(tiny_spec().save(tmp / "tiny.json"))
+
+
+@pytest.mark.parametrize(
+    ("out", "needle"), [("folder", "is a folder: give a file name"), ("afile/m.onnx", "is a file")]
+)
+def test_an_output_path_that_cannot_be_a_file_is_named_with_the_fix(tmp_path, capsys, out, needle):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    argv = ["export", "--model", _tiny_spec_file(tmp_path), "--out", str(tmp_path / out), "--no-check"]
+    assert main(argv) == 2
+    line = one_error_line(capsys, needle, str(tmp_path / out))
+    assert ".tmp" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder", "tiny.json"]
+
+
+def test_export_removes_leftovers_of_killed_exports_and_keeps_live_ones(tmp_path, capsys):
+    import os
+    import time
+
+    dead, live = 999_999_999, 1  # no such process; init, always alive
+    stale = [tmp_path / f".m.onnx.{dead}.k2j3.tmp", tmp_path / ".m.onnx.abc123.tmp"]  # the second: old name, old
+    for path in stale:
+        path.write_bytes(b"half a file")
+    os.utime(stale[1], (time.time() - 7200, time.time() - 7200))
+    (tmp_path / f".m.onnx.{dead}.q1.staging").mkdir()
+    (tmp_path / f".m.onnx.{dead}.q1.staging" / "fp32.onnx").write_bytes(b"x" * 1000)
+    kept = [tmp_path / f".m.onnx.{live}.zz.tmp", tmp_path / ".other.onnx.1.a.tmp"]
+    for path in kept:
+        path.write_bytes(b"someone else's")
+    assert main(["export", "--model", _tiny_spec_file(tmp_path), "--out", str(tmp_path / "m.onnx"), "--no-check"]) == 0
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert hidden == sorted(p.name for p in kept)
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
+
+
+_KILL_AT = r"""
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("fileio", sys.argv[1])
+fileio = importlib.util.module_from_spec(spec); spec.loader.exec_module(fileio)
+final, kill_at = sys.argv[2], sys.argv[3]
+real = os.replace
+def replace(src, dst):
+    if str(dst).endswith(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+fileio.os.replace = replace
+from pathlib import Path
+with fileio.staging_dir(final) as folder:
+    (folder / "m.xml").write_text("new xml"); (folder / "m.bin").write_bytes(b"new bin")
+    fileio.replace_files([folder / "m.xml", folder / "m.bin"], [Path(final), Path(final).with_suffix(".bin")])
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["m.bin", "m.xml", "never"])
+def test_a_killed_xml_bin_replacement_never_damages_the_previous_pair(tmp_path, kill_at):
+    import subprocess
+    import sys
+
+    import effnet.fileio as fileio
+
+    final = tmp_path / "m.xml"
+    final.write_text("old xml")
+    final.with_suffix(".bin").write_bytes(b"old bin" * 1000)
+    run = subprocess.run([sys.executable, "-c", _KILL_AT, fileio.__file__, str(final), kill_at], timeout=60)
+    assert run.returncode == (-9 if kill_at != "never" else 0)
+    if kill_at != "never":
+        assert not final.exists()  # readers open the .xml: between the renames there is no mismatched pair
+        fileio.remove_stale_staging(final)  # what the next export to m.xml does first
+    pair = (final.read_text(), final.with_suffix(".bin").read_bytes())
+    assert pair == (("new xml", b"new bin") if kill_at == "never" else ("old xml", b"old bin" * 1000))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]

@@ -52,7 +52,9 @@ def one_line(err: BaseException) -> str:
 
 def describe_os_error(err: OSError) -> str:
     """One line for an OSError: what happened, to which file, and what to do about a full disk."""
-    where = f" ({err.filename})" if err.filename else ""
+    # A rename's error names its source (a hidden temp file) first: the destination is the path the user gave.
+    target = err.filename2 or err.filename
+    where = f" ({target})" if target else ""
     if err.errno == errno.ENOSPC:
         return f"disk full{where}: free some space (files being written were left as they were) and run again"
     return f"{err.strerror or err}{where}"

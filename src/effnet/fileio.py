@@ -1,11 +1,23 @@
-"""Atomic file writes: every file effnet writes (weights, checkpoints, exports, results) appears whole or not at all."""
+"""Atomic file writes: every file effnet writes (weights, checkpoints, exports, results) appears whole or not at all.
+
+Everything is staged beside its destination (same folder, so the final rename is atomic and never a copy across
+filesystems), under a hidden name carrying the writer's PID: `.<name>.<pid>.<random>.tmp` for a file and
+`.<name>.<pid>.<random>.staging` for a folder. The next write to the same destination removes what dead writers
+left (`remove_stale_staging`), and restores a previous .xml/.bin pair that a killed replacement had set aside.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# Leftovers without a PID in their name (written before names carried one) count as stale after this long.
+_UNNAMED_STALE_S = 3600.0
 
 
 def current_umask() -> int:
@@ -27,9 +39,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     The file ends with the mode a plain `open(path, "w")` would give (0666 minus the umask, usually 0644), not
     the 0600 of the temp file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = prepare_destination(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(handle)
     try:
         write(tmp)
@@ -46,3 +57,134 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def prepare_destination(path: str | Path) -> Path:
+    """Check that `path` can be an output file (its folder is created), and clear dead writers' leftovers there.
+
+    Raises ValueError naming the output path when it is a folder or sits under a file, instead of an OS error
+    about a temp file nobody asked for.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"output {path} is a folder: give a file name (e.g. {path / ('model' + (path.suffix or '.out'))})"
+        )
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ValueError(f"output {path}: {parent} is a file, not a folder; choose another output path")
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path)
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _stale(entry: Path, prefix: str) -> bool:
+    """Whether a hidden staging entry for a destination was left by a writer that is gone."""
+    pid, _, rest = entry.name[len(prefix) :].partition(".")
+    if pid.isdigit() and rest:
+        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+    try:
+        return time.time() - entry.lstat().st_mtime > _UNNAMED_STALE_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_staging(path: str | Path) -> list[Path]:
+    """Remove the staging files and folders that killed writers of `path` left beside it; returns them.
+
+    A staging folder still holding a previous .xml/.bin pair set aside by `replace_files` (killed before the new
+    pair was in place) gives that pair back first, so a killed replacement never loses the old artefact.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        entries = [entry for entry in path.parent.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.name.endswith(".tmp") and entry.is_file() and _stale(entry, prefix):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+        elif entry.name.endswith(".staging") and entry.is_dir() and not entry.is_symlink() and _stale(entry, prefix):
+            _restore_set_aside(entry, path)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def staging_dir(path: str | Path) -> Iterator[Path]:
+    """A hidden folder beside `path` to build its files in (removed afterwards, whatever happens)."""
+    path = prepare_destination(path)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".staging"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_SET_ASIDE = "previous"  # sub-folder of a staging folder holding the old files while the new ones move in
+
+
+def replace_files(staged: list[Path], final: list[Path]) -> None:
+    """Move staged files (in a `staging_dir` of final[0]) over `final`, the first file last and each rename atomic.
+
+    Readers find a set of files by its first (an OpenVINO .xml, whose .bin must match): the old first file is set
+    aside before any other is replaced and the new one renamed in last, so at every instant the first file is
+    either absent or matches the others. The old set is kept (hard links) in the staging folder until the new one
+    is whole; a kill in between is undone by the next `remove_stale_staging` of final[0].
+    """
+    folder = staged[0].parent
+    aside = folder / _SET_ASIDE
+    aside.mkdir()
+    for old in final:
+        if old.exists():
+            try:  # a hard link on the same filesystem: the old bytes stay whole whatever happens next
+                os.link(old, aside / old.name)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(old, aside / old.name)
+    if final[0].exists():
+        os.replace(final[0], aside / (final[0].name + ".moved"))  # from here readers see no (stale) pair
+    for new, old in list(zip(staged, final, strict=True))[1:]:
+        _durable(new)
+        os.replace(new, old)
+    _durable(staged[0])
+    os.replace(staged[0], final[0])
+    _sync_dir(final[0].parent)
+
+
+def _restore_set_aside(folder: Path, final: Path) -> None:
+    """Give back the files `replace_files` set aside when it was killed before the new first file was in place."""
+    aside = folder / _SET_ASIDE
+    if not (aside / final.name).is_file() or final.exists():
+        return  # nothing set aside, or the new set completed
+    for old in aside.iterdir():
+        if not old.name.endswith(".moved"):
+            os.replace(old, final.parent / old.name)
+
+
+def _durable(path: Path) -> None:
+    with open(path, "rb") as written:
+        os.fsync(written.fileno())
+
+
+def _sync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)

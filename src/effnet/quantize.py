@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from effnet.fileio import replace_files, staging_dir
 
 QUANT_BACKENDS = ("auto", "onnxruntime", "openvino")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -394,7 +395,7 @@ def export_int8(
     cal_paths, held_paths = split_photos(calibration, holdout, config)
     cal_images = load_arrays(model, cal_paths, resolution)
     held_images = load_arrays(model, held_paths, resolution)
-    with tempfile.TemporaryDirectory(prefix="effnet-int8-out-") as tmp:
+    with staging_dir(out) as tmp:  # beside `out`: the final renames stay on one filesystem, never a copy
         # The reference is the model as given; the quantizer gets its weights rounded for int8 (if asked).
         fp32 = _export_fp32(model.eval(), Path(tmp), cal_images.shape[-1])
         rounded = fp32
@@ -417,8 +418,8 @@ def export_int8(
 
 
 def _move_export(staged: Path, final: Path) -> None:
-    """Move the staged file (and an OpenVINO .bin beside an .xml) into place, each rename atomic."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if staged.suffix == ".xml":
-        shutil.move(str(staged.with_suffix(".bin")), str(final.with_suffix(".bin")))
-    shutil.move(str(staged), str(final))
+    """Move the staged file (and an OpenVINO .bin beside an .xml) into place: the .xml last, the old pair kept
+    whole until the new one is (effnet.fileio.replace_files)."""
+    pair = staged.suffix == ".xml"
+    replace_files([staged, staged.with_suffix(".bin")] if pair else [staged],
+                  [final, final.with_suffix(".bin")] if pair else [final])  # fmt: skip
