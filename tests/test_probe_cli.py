@@ -237,3 +237,11 @@ def test_a_killed_xml_bin_replacement_never_damages_the_previous_pair(tmp_path, 
     pair = (final.read_text(), final.with_suffix(".bin").read_bytes())
     assert pair == (("new xml", b"new bin") if kill_at == "never" else ("old xml", b"old bin" * 1000))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
+
+
+def test_bench_takes_a_spec_file_like_every_other_command(tmp_path, capsys):
+    spec = _tiny_spec_file(tmp_path)
+    argv = ["bench", spec, "--quick", "--no-twins", "--no-resnets", "--no-anchors", "--json", "--quiet"]
+    assert main(argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["label"] == f"effnet {spec}" and row["resolution"] == 32 and row["median_ms"] > 0

@@ -237,11 +237,11 @@ def build_candidates(
     """effnet models (eager; the optimized path with `optimize`; the int8 export with `int8`, calibrated on
     photos from `calibration`), their installed twins, the exported-runtime `anchors`, and ResNets."""
     from effnet.analysis.backends import int8_runner, optimized_runner
-    from effnet.zoo import create_model, get_spec
+    from effnet.zoo import create_model, resolve_spec
 
     candidates: list[Candidate] = []
     for name in models:
-        resolution = get_spec(name).resolution
+        resolution = resolve_spec(name).resolution
         model = create_model(name)
         candidates.append(Candidate(f"effnet {name}", "effnet", name, resolution, eager_runner(model)))
         if optimize:
