@@ -111,8 +111,10 @@ def test_scale_and_export_json_and_file_modes(tmp_path, capsys, umask_022):
         ["export", "--model", str(_tiny_spec(tmp_path)), "--out", str(onnx_path), "--resolution", "32", "--json"]
     )
     report = json.loads(capsys.readouterr().out)
-    assert code == (0 if report["passed"] else 1)
+    assert code == (0 if report["passed"] else 1) and report["written"] == report["passed"]
     assert report["input"] == ["batch", 3, "height", "width"] and report["check"]["resolutions"] == [32, 49]
+    assert report["check"]["path"] == str(onnx_path) and onnx_path.exists() == report["passed"]
+    assert main(["export", "--model", str(_tiny_spec(tmp_path)), "--out", str(onnx_path), "--no-check"]) == 0
     assert stat.S_IMODE(os.stat(onnx_path).st_mode) == 0o644
 
 

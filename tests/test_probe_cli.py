@@ -245,3 +245,16 @@ def test_bench_takes_a_spec_file_like_every_other_command(tmp_path, capsys):
     assert main(argv) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["label"] == f"effnet {spec}" and row["resolution"] == 32 and row["median_ms"] > 0
+
+
+# --------------------------------------------------- promise: a result that cannot be trusted is not shown as one
+def test_an_export_whose_check_fails_writes_nothing_and_keeps_the_previous_file(tmp_path, capsys):
+    spec, out = _tiny_spec_file(tmp_path), tmp_path / "m.onnx"
+    out.write_bytes(b"previous good export")
+    # No float32 export is within 1e-30 of PyTorch: the check fails, so nothing is written.
+    assert main(["export", "--model", spec, "--out", str(out), "--json", "--atol", "1e-30"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["passed"] and not report["written"] and out.read_bytes() == b"previous good export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.json"]  # no staging left
+    assert main(["export", "--model", spec, "--out", str(out), "--atol", "1e-30", "--force"]) == 0
+    assert "WARNING: --force wrote" in capsys.readouterr().err and out.stat().st_size > 1000

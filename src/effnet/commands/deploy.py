@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.console import print_json, show_bar
-from effnet.fileio import atomic_write
+from effnet.fileio import atomic_write, replace_files, staging_dir
 from effnet.net import EfficientNet
 from effnet.runtimes import is_exported, open_exported
 from effnet.validation import MAX_SIDE, finite_number, image_side, probability, thread_count, whole_number
@@ -248,7 +248,9 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
         default=default.min_agreement,
         help="top-1 agreement with fp32 (default 0.9)",
     )
-    group.add_argument("--force", action="store_true", help="write the int8 model even below --min-agreement")
+    group.add_argument(
+        "--force", action="store_true", help="write the model even when its check fails (int8: below --min-agreement)"
+    )
 
 
 def _export_int8(args: argparse.Namespace, model: Any) -> int:
@@ -454,24 +456,34 @@ def _export(args: argparse.Namespace) -> int:
         return _export_int8(args, model)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     out = args.out or Path(f"{Path(args.model or model.spec.name).stem}{suffix}")
-    check = export_model(
-        model,
-        out,
-        args.format,
-        resolution=args.resolution,
-        fold_bn=not args.no_fold_bn,
-        opset=args.opset,
-        check=not args.no_check,
-    )
+    # Staged beside `out` and renamed only once its check passed (or with --force): a failed export never
+    # replaces a previous good file, and a file whose check failed is not left looking like an export.
+    with staging_dir(out) as folder:
+        check = export_model(
+            model,
+            folder / out.name,
+            args.format,
+            resolution=args.resolution,
+            fold_bn=not args.no_fold_bn,
+            opset=args.opset,
+            check=not args.no_check,
+        )
+        passed, verdict = check.verdict(args.rtol, args.atol) if check is not None else (True, "not checked")
+        size = (folder / out.name).stat().st_size
+        written = passed or args.force
+        if written:
+            replace_files([folder / out.name], [out])
+    check = replace(check, path=str(out)) if check is not None else None
     resolution = args.resolution or model.preprocess.input_size
     bns = count_batchnorms(model if args.no_fold_bn else fold_batchnorm(model))
-    passed, verdict = check.verdict(args.rtol, args.atol) if check is not None else (True, "not checked")
+    code = _export_outcome(out, passed, written)
     if args.json:
         print_json(
             {
                 "path": out,
+                "written": written,
                 "format": args.format,
-                "bytes": out.stat().st_size,
+                "bytes": size,
                 "input": ["batch", 3, "height", "width"],
                 "traced_resolution": resolution,
                 "batchnorm_layers": bns,
@@ -482,20 +494,36 @@ def _export(args: argparse.Namespace) -> int:
                 "verdict": verdict,
             }
         )
-        return 0 if passed else 1
+        return code
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {args.format}, input (batch, 3, height, width) "
-        f"traced at {resolution}x{resolution}, {bns} BatchNorm layers left, padding {model.spec.padding}"
+        f"{'wrote' if written else 'did not write'} {out} ({size / 1e6:.1f} MB): {args.format}, input "
+        f"(batch, 3, height, width) traced at {resolution}x{resolution}, {bns} BatchNorm layers left, padding "
+        f"{model.spec.padding}"
     )
     if check is None:
-        return 0
+        return code
     sizes = ", ".join(map(str, check.batch_sizes))
     print(
         f"check: {check.runtime} vs PyTorch at batch sizes {sizes}, sizes "
         f"{', '.join(map(str, check.resolutions))} px: max |diff| = {check.max_abs_diff:.2e} "
         f"(outputs up to {check.max_abs_output:.3g}, relative {check.relative_diff:.1e})  {verdict}"
     )
-    return 0 if passed else 1
+    return code
+
+
+def _export_outcome(out: Path, passed: bool, written: bool) -> int:
+    """Exit code of a checked export, and a line on stderr when the check failed."""
+    if passed:
+        return 0
+    if written:
+        print(f"WARNING: --force wrote {out} although its check failed: check it before shipping", file=sys.stderr)
+        return 0
+    print(
+        f"effnet export: the check failed, so {out} was not written (a previous file there is untouched); "
+        "fix the cause, loosen --rtol / --atol, or pass --force to write it anyway",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _exported_candidate(path: Path) -> Any:
