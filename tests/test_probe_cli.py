@@ -258,3 +258,25 @@ def test_an_export_whose_check_fails_writes_nothing_and_keeps_the_previous_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.json"]  # no staging left
     assert main(["export", "--model", spec, "--out", str(out), "--atol", "1e-30", "--force"]) == 0
     assert "WARNING: --force wrote" in capsys.readouterr().err and out.stat().st_size > 1000
+
+
+def test_torchscript_export_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux unshare to mount a small tmpfs in a user namespace")
+    spec, mount = _tiny_spec_file(tmp_path), tmp_path / "small"
+    mount.mkdir()
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1k tmpfs {mount}"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.decode().strip()}")
+    export = f"{sys.executable} -m effnet.cli export --model {spec} --format torchscript --out m.pt --no-check"
+    script = f"mount -t tmpfs -o size=16k tmpfs {mount} && cd {mount} && {export}; echo rc=$?; ls -A"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["rc=2"], done.stdout + done.stderr  # before: SIGABRT (rc 134), staging left
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("effnet export:")]
+    assert "disk full" in line and "m.pt" in line and "Traceback" not in done.stderr

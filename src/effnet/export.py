@@ -8,6 +8,7 @@ with size arithmetic the tracer records (effnet.layers.padding), so the graph pa
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from dataclasses import dataclass, replace
@@ -134,12 +135,13 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
         warnings.simplefilter("ignore")
         scripted = torch.jit.freeze(torch.jit.trace(model, example))
 
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit's deprecation notice; TorchScript still loads everywhere
-            torch.jit.save(scripted, tmp)
-
-    return atomic_write(path, write)
+    # Serialized in memory and written by Python: torch.jit.save's own file writer aborts the whole process
+    # (SIGABRT) on a full disk, where a Python write raises ENOSPC that the caller reports in one line.
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice; TorchScript still loads everywhere
+        torch.jit.save(scripted, buffer)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def onnx_session(path: str | Path, threads: int = 0):  # -> onnxruntime.InferenceSession
@@ -249,8 +251,10 @@ def export_model(
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     if fmt == "onnx" and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
-        raise ValueError(f"opset must be in [{OPSET_RANGE[0]}, {OPSET_RANGE[1]}] (what torch.onnx writes for these "
-                         f"models), got {opset}")
+        raise ValueError(
+            f"opset must be in [{OPSET_RANGE[0]}, {OPSET_RANGE[1]}] (what torch.onnx writes for these "
+            f"models), got {opset}"
+        )
     if resolution is not None and resolution < 32:
         raise ValueError(f"resolution must be >= 32 pixels (the network's total stride), got {resolution}")
     model = model.eval()

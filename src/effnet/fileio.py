@@ -48,6 +48,10 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         with open(tmp, "rb") as written:  # the data must be on disk before the rename makes it visible
             os.fsync(written.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk while writing names no file: name the output, not nothing
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
