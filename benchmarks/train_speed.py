@@ -203,8 +203,8 @@ def run_candidate(name: str, model: str, size: int, args: argparse.Namespace) ->
         wall = time.perf_counter() - started
         cores = (_cpu_seconds() - cpu_before) / wall
         # The ceiling: the last batch, prepared (copied, or decoded and augmented by the GPU pipeline) once.
-        images, targets = trainer.to_device(images, targets)
-        trainer.to_device = lambda images, targets: (images, targets)
+        images, targets = trainer.to_device(images, targets, (trainer.epoch, trainer.step_in_epoch))
+        trainer.to_device = lambda images, targets, *position: (images, targets)
         started = time.perf_counter()
         for _ in range(args.steps):
             trainer._train_step(images, targets)
@@ -257,13 +257,16 @@ def _subprocess(name: str, model: str, size: int, args: argparse.Namespace) -> d
 
 
 def measure(models: list[str], names: list[str], args: argparse.Namespace) -> list[dict]:
-    """Every candidate on every model, in --rounds interleaved rounds (load hits all alike); the median counts."""
+    """Every candidate on every model, in --rounds interleaved rounds in rotating order (load hits all alike); the
+    median counts."""
     rows = []
     for pair in models:
         model, size = pair.rsplit(":", 1)
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for round_index in range(args.rounds):
-            for name in names:
+            # Each round starts one candidate later: measured here, the run after a 2-thread candidate on a loaded
+            # 2-core box got more CPU than the others, so a fixed order would favour the same candidate every round.
+            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
                 runs[name].append(_subprocess(name, model, int(size), args))
                 print(
                     f"round {round_index + 1}: {model} {size}px {name:48s} {runs[name][-1]['img_per_s']:8.1f} img/s",
