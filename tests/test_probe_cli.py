@@ -280,3 +280,32 @@ def test_torchscript_export_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_
     assert done.stdout.split() == ["rc=2"], done.stdout + done.stderr  # before: SIGABRT (rc 134), staging left
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("effnet export:")]
     assert "disk full" in line and "m.pt" in line and "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def nan_weights(tmp_path_factory) -> Path:
+    import torch
+
+    from effnet import create_model
+    from effnet.weights import save_weights
+    from test_faults_runs import tiny_spec
+
+    model = create_model(tiny_spec(), num_classes=3)
+    with torch.no_grad():
+        next(iter(model.parameters())).view(-1)[0] = float("nan")
+    return save_weights(model, tmp_path_factory.mktemp("nan") / "nan.safetensors")
+
+
+@pytest.mark.parametrize("command", ["predict", "cam", "export"])
+def test_non_finite_weights_are_refused_instead_of_printing_nan_results(nan_weights, tmp_path, capsys, command):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    argv = {
+        "predict": ["predict", str(tmp_path / "red.png")],
+        "cam": ["cam", str(tmp_path / "red.png"), "--out", str(tmp_path / "cam")],
+        "export": ["export", "--out", str(tmp_path / "m.onnx")],
+    }[command]
+    assert main([*argv, "--weights", str(nan_weights)]) == 2
+    one_error_line(capsys, "non-finite weights", str(nan_weights))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["red.png"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import replace
@@ -100,12 +101,28 @@ def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need
     }
     if overrides:
         model.preprocess = replace(model.preprocess, **overrides)
+    _check_finite(model, weights)
     if "crop_pct" in overrides and model.preprocess.resize_mode == "squash":
         raise ValueError(
             "--crop-pct would be ignored: squash mode resizes the whole image to --input-size without a crop; "
             "pass --resize-mode crop with it, or drop --crop-pct"
         )
     return model.eval()
+
+
+def _check_finite(model: Any, weights: Path | None) -> None:
+    """Refuse weights holding NaN or inf: every output would be NaN, printed as if it were a prediction."""
+    import torch
+
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else {}
+    bad = next(
+        (name for name, value in state.items() if value.is_floating_point() and not value.isfinite().all()), None
+    )
+    if bad is not None:
+        raise ValueError(
+            f"{weights or 'the model'} holds non-finite weights (NaN or inf, first in {bad}), so every output would "
+            "be NaN; use a checkpoint from before the run diverged"
+        )
 
 
 def _class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | None:
@@ -346,6 +363,10 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"{prediction.path}: cannot read: {prediction.error}", file=sys.stderr)
             if args.json:
                 print(json.dumps(prediction.to_dict()))
+            continue
+        if not all(math.isfinite(score.probability) for score in prediction.top):
+            failures += 1  # e.g. an image that overflows a layer: no class to print
+            print(f"{prediction.path}: the model's outputs are not finite; not classified", file=sys.stderr)
             continue
         if args.json:
             print(json.dumps(prediction.to_dict()))
