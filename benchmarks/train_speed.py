@@ -42,7 +42,8 @@ SOURCES = (
 SOURCE = next((path for path in SOURCES if path.is_dir()), SOURCES[0])
 # NVIDIA DeepLearningExamples, EfficientNet for PyTorch, "Training performance: NVIDIA A100 (1x A100 80GB)".
 NVIDIA_A100 = {"efficientnet_b0": (2489, "AMP"), "efficientnet_b4": (331, "AMP")}
-GPU_MODELS = ("efficientnet_b0:224", "efficientnet_b4:380", "efficientnetv2_s:300")
+# name:size[:batch] (B4 at 380 px in batches of 128, as NVIDIA's A100 figure; the others 256)
+GPU_MODELS = ("efficientnet_b0:224:256", "efficientnet_b4:380:128", "efficientnetv2_s:300:256")
 SMALL_MODELS = ("efficientnet_b0:96",)
 # Explicit runtime flags per candidate (TrainConfig values); `defaults` leaves every option on `auto`.
 BEFORE = {
@@ -58,28 +59,48 @@ CANDIDATES = {
     "effnet defaults (auto)": {},
     "effnet defaults, --input-pipeline cpu": {"input_pipeline": "cpu"},
     "effnet defaults, --input-pipeline gpu": {"input_pipeline": "gpu"},
+    "effnet defaults, --compile on": {"compile": True},  # compiled during the warm-up steps (not timed)
     "before: fp32, contiguous, torch threads, 0 workers": BEFORE,
     "best flags: --channels-last --threads 1": {**BEFORE, "channels_last": True, "threads": 1},
     "best flags: --channels-last --threads 2": {**BEFORE, "channels_last": True, "threads": 2},
     # timm's loader hands normalized float batches over: effnet's step then only copies them (CPU pipeline).
     "timm loader + prefetcher (same model/step)": {"timm": True, "input_pipeline": "cpu"},
 }
+# On a GPU the flags from before (fp32, no workers) decode 256 JPEGs per step on one core: minutes of device time
+# per model, so that row and --compile on (minutes to build) run only when named with --candidates.
 GPU_CANDIDATES = (
     "effnet defaults (auto)",
     "effnet defaults, --input-pipeline cpu",
-    "before: fp32, contiguous, torch threads, 0 workers",
     "timm loader + prefetcher (same model/step)",
 )
-CPU_CANDIDATES = tuple(name for name in CANDIDATES if not name.endswith("--input-pipeline cpu"))
+CPU_CANDIDATES = tuple(name for name in CANDIDATES if not name.endswith(("--input-pipeline cpu", "--compile on")))
 
 
 # ------------------------------------------------------------------------------------------------ the data
-def make_jpeg_folder(root: Path, source: Path, classes: int, files: int, seed: int = 0) -> Path:
-    """`root`/train/<class>/*.jpg (files in all, spread over classes) and one val file per class, made from the
-    photos in `source` re-encoded with the shorter side in 300-500 px; reused when its manifest matches."""
+def _reencode(job: tuple[str, str, int, int]) -> None:
+    """One file of the folder: a photo at a random ImageNet-like size and JPEG quality (seeded by its index)."""
     from PIL import Image
 
-    manifest = {"source": str(source.resolve()), "classes": classes, "files": files, "seed": seed, "version": 1}
+    photo, out, index, seed = job
+    rng = random.Random(seed * 1_000_003 + index)
+    with Image.open(photo) as image:
+        image = image.convert("RGB")
+        short = rng.randint(300, 500)  # ImageNet's photos: shorter side mostly 300-500 px
+        scale = short / min(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image.save(out, quality=rng.randint(75, 95))
+
+
+def make_jpeg_folder(root: Path, source: Path, classes: int, files: int, seed: int = 0) -> Path:
+    """`root`/train/<class>/*.jpg (files in all, spread over classes) and one val file per class, made from the
+    photos in `source` re-encoded with the shorter side in 300-500 px (on every core); reused when its manifest
+    matches."""
+    from multiprocessing import Pool
+
+    manifest = {"source": str(source.resolve()), "classes": classes, "files": files, "seed": seed, "version": 2}
     key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
     folder = root / f"jpegs-{classes}x{files}-{key}"
     if (folder / "manifest.json").is_file():
@@ -87,23 +108,15 @@ def make_jpeg_folder(root: Path, source: Path, classes: int, files: int, seed: i
     photos = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not photos:
         raise SystemExit(f"train_speed: no photos under {source}; pass --source DIR")
-    rng = random.Random(seed)
-    jobs = [(i, f"train/c{i % classes:04d}") for i in range(files)] + [
-        (files + c, f"val/c{c:04d}") for c in range(classes)
-    ]
-    for index, sub in jobs:
+    subs = [f"train/c{i % classes:04d}" for i in range(files)] + [f"val/c{c:04d}" for c in range(classes)]
+    jobs = []
+    for index, sub in enumerate(subs):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-        with Image.open(photos[rng.randrange(len(photos))]) as image:
-            image = image.convert("RGB")
-            short = rng.randint(300, 500)  # ImageNet's photos: shorter side mostly 300-500 px
-            scale = short / min(image.size)
-            image = image.resize(
-                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
-            )
-            if rng.random() < 0.5:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            image.save(folder / sub / f"{index:06d}.jpg", quality=rng.randint(75, 95))
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        photo = photos[random.Random(seed * 7_919 + index).randrange(len(photos))]
+        jobs.append((str(photo), str(folder / sub / f"{index:06d}.jpg"), index, seed))
+    with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+        pool.map(_reencode, jobs, chunksize=64)
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # last: an interrupted run is made again
     return folder
 
 
@@ -229,7 +242,7 @@ def run_candidate(name: str, model: str, size: int, args: argparse.Namespace) ->
 
 
 # ------------------------------------------------------------------------------------------------ driver
-def _subprocess(name: str, model: str, size: int, args: argparse.Namespace) -> dict:
+def _subprocess(name: str, model: str, size: int, batch: int, args: argparse.Namespace) -> dict:
     command = [
         sys.executable,
         __file__,
@@ -242,7 +255,7 @@ def _subprocess(name: str, model: str, size: int, args: argparse.Namespace) -> d
         "--device",
         args.device,
         "--batch",
-        str(args.batch),
+        str(batch),
         "--steps",
         str(args.steps),
         "--warmup",
@@ -256,18 +269,26 @@ def _subprocess(name: str, model: str, size: int, args: argparse.Namespace) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _parse_model(text: str, batch: int) -> tuple[str, int, int]:
+    """name:size[:batch] -> (name, size, batch); the batch defaults to --batch."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts[1:]):
+        raise SystemExit(f"train_speed: --models takes name:size[:batch], got {text!r}")
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else batch
+
+
 def measure(models: list[str], names: list[str], args: argparse.Namespace) -> list[dict]:
     """Every candidate on every model, in --rounds interleaved rounds in rotating order (load hits all alike); the
     median counts."""
     rows = []
     for pair in models:
-        model, size = pair.rsplit(":", 1)
+        model, size, batch = _parse_model(pair, args.batch)
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for round_index in range(args.rounds):
             # Each round starts one candidate later: measured here, the run after a 2-thread candidate on a loaded
             # 2-core box got more CPU than the others, so a fixed order would favour the same candidate every round.
             for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-                runs[name].append(_subprocess(name, model, int(size), args))
+                runs[name].append(_subprocess(name, model, size, batch, args))
                 print(
                     f"round {round_index + 1}: {model} {size}px {name:48s} {runs[name][-1]['img_per_s']:8.1f} img/s",
                     file=sys.stderr,
@@ -320,8 +341,10 @@ def main() -> None:
     )
     parser.add_argument("--classes", type=int, help="classes (default 1000; --small 10)")
     parser.add_argument("--files", type=int, help="training files (default 10000; --small 200)")
-    parser.add_argument("--models", nargs="*", help="name:size pairs (default B0:224 B4:380 V2-S:300; --small B0:96)")
-    parser.add_argument("--batch", type=int, help="images per step (default 256; --small 16)")
+    parser.add_argument(
+        "--models", nargs="*", help="name:size[:batch] (default B0:224:256 B4:380:128 V2-S:300:256; --small B0:96)"
+    )
+    parser.add_argument("--batch", type=int, help="images per step where --models gives none (default 256; --small 16)")
     parser.add_argument("--steps", type=int, help="timed steps (default 50; --small 6)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 20; --small 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds, the median counts (default 1; --small 3)")
@@ -354,7 +377,7 @@ def main() -> None:
     rows = measure(models, names, args)
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (
-        f"{args.files} JPEGs / {args.classes} classes (shorter side 300-500 px), batch {args.batch}, "
+        f"{args.files} JPEGs / {args.classes} classes (shorter side 300-500 px), batch per row (bN), "
         f"{args.warmup} + {args.steps} steps, median of {args.rounds} interleaved round(s); device "
         f"{'cuda' if cuda else 'cpu'}; load average {load:.1f} at start, {end_load:.1f} at the end, on "
         f"{os.cpu_count()} cores"
