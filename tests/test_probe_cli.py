@@ -309,3 +309,19 @@ def test_non_finite_weights_are_refused_instead_of_printing_nan_results(nan_weig
     assert main([*argv, "--weights", str(nan_weights)]) == 2
     one_error_line(capsys, "non-finite weights", str(nan_weights))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["red.png"]
+
+
+def test_quantize_model_stages_beside_its_output_and_leaves_nothing_else(tmp_path):
+    import numpy as np
+
+    from effnet import create_model
+    from effnet.quantize import QuantizeConfig, quantize_model
+    from test_faults_runs import tiny_spec
+
+    images = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)
+    out = tmp_path / "m.int8.onnx"
+    written = quantize_model(
+        create_model(tiny_spec(), num_classes=3), images, out, QuantizeConfig(backend="onnxruntime")
+    )
+    assert written == out and out.stat().st_size > 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["m.int8.onnx"]

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -345,9 +344,12 @@ def prepare_weights(model: nn.Module, images: np.ndarray, config: QuantizeConfig
 
 def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
     """Fold BN, round the weights (config.rounding), export at the size of `images`, calibrate and write int8."""
-    with tempfile.TemporaryDirectory(prefix="effnet-int8-") as tmp:
-        fp32 = _export_fp32(prepare_weights(model, images, config), Path(tmp), images.shape[-1])
-        return quantize_onnx(fp32, images, out, config)
+    out = Path(out)
+    with staging_dir(out) as tmp:  # staged beside `out` and renamed, like export_int8
+        fp32 = _export_fp32(prepare_weights(model, images, config), tmp, images.shape[-1])
+        staged = quantize_onnx(fp32, images, tmp / out.name, config)
+        _move_export(staged, out.parent / staged.name)
+        return out.parent / staged.name
 
 
 def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.ndarray, runs: int) -> list[float]:
