@@ -139,7 +139,8 @@ def test_cam_json(tmp_path, capsys):
     assert main(["cam", str(image), "--pretrained", "--method", "cam", "--out", str(tmp_path / "cam"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     (overlay,) = report["overlays"]
-    assert overlay["class_index"] == 285 and overlay["probability"] > 0.5 and Path(overlay["file"]).exists()
+    # The whole photo at the eval crop's scale: 285 Egyptian cat on top (p 0.30; cats 281/282 share the rest).
+    assert overlay["class_index"] == 285 and overlay["probability"] > 0.2 and Path(overlay["file"]).exists()
     assert Path(report["grid"]).exists()
 
 

@@ -73,7 +73,9 @@ def test_cli_predict_json_on_a_folder_with_a_corrupt_file(folder, capsys):
     out, err = capsys.readouterr()
     rows = {row["path"].rsplit("/", 1)[-1]: row for row in map(json.loads, out.splitlines())}
     assert code == 1 and "broken.jpg: cannot read" in err and "error" in rows["broken.jpg"]
-    assert rows["cat.png"]["top"][0]["index"] == 285 and rows["cat.png"]["top"][0]["name"] == "Egyptian cat"
+    # chelsea under Lite0's eval crop: 282 tiger cat 0.39 just above 285 Egyptian cat 0.36
+    cats = {(top["index"], top["name"]) for top in rows["cat.png"]["top"]}
+    assert cats == {(282, "tiger cat"), (285, "Egyptian cat")}
     assert rows["coffee.png"]["top"][0]["index"] == 967 and "top" in rows["noise.jpg"]
 
 

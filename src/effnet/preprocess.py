@@ -13,7 +13,11 @@ from effnet.specs import NetSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_MODES = ("crop", "squash")
+# The TF Lite builder's (x - 127) / 128 on 0-255 pixels ("inception-style, for better post-quantization"),
+# written as mean/std of [0, 1] pixels.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+RESIZE_MODES = ("crop", "squash", "tf")
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,9 @@ class Preprocess:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    # "crop": shorter side to resize_size, then center crop; "squash": whole image to input_size x input_size.
+    # "crop": shorter side to resize_size, then center crop; "squash": whole image to input_size x input_size;
+    # "tf": the TF reference's eval itself, the window crop_pct x shorter side cut from the image, then resized
+    # without antialias (legacy resize_bicubic; bilinear: automl V2's half-pixel resize), effnet.data.tf_image
     resize_mode: str = "crop"
 
     def __post_init__(self) -> None:
@@ -56,6 +62,7 @@ class Preprocess:
     def timm_cfg(self) -> dict[str, Any]:
         """The same preprocessing as timm's data-config keys, so timm's transforms reproduce it exactly."""
         # effnet's "squash" resizes the whole image to input_size: timm's "squash" crop mode with crop_pct 1.
+        # "tf" has no timm twin: timm's centre crop of the same geometry is the closest.
         squash = self.resize_mode == "squash"
         return {
             "input_size": (3, self.input_size, self.input_size),
@@ -74,11 +81,13 @@ class Preprocess:
 
     def describe(self) -> str:
         """A short readable form, e.g. `224 crop 0.875 bicubic, mean/std 0.5`."""
-        resize = "squash" if self.resize_mode == "squash" else f"crop {self.crop_pct:.3g}"
+        resize = "squash" if self.resize_mode == "squash" else f"{self.resize_mode} {self.crop_pct:.3g}"
         if self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD:
             norm = "ImageNet mean/std"
         elif set(self.mean) == {0.5} and set(self.std) == {0.5}:
             norm = "[-1, 1]"
+        elif self.mean == LITE_MEAN and self.std == LITE_STD:
+            norm = "(x-127)/128"
         else:
             norm = f"mean {self.mean} std {self.std}"
         return f"{self.input_size} {resize} {self.interpolation}, {norm}"
@@ -99,15 +108,23 @@ def tf_crop_pct(size: int) -> float:
     return size / (size + 32)
 
 
+def tpu_crop_pct(size: int) -> float:
+    """tensorflow/tpu's eval crop fraction since 2021: CROP_PADDING = round(size / 7) (32 at 224, 37 at 260)."""
+    return size / (size + round(size / 7))
+
+
 def default_preprocess(spec: NetSpec, size: int | None = None) -> Preprocess:
     """The reference's eval protocol for the spec's family at `size` (default: its native resolution).
 
-    V1, Lite, V2-B0..B3 (tensorflow/tpu): bicubic, shorter side to size + 32, centre crop, ImageNet mean/std.
-    V2-S/M/L/XL (automl preprocess_for_eval): bilinear, (x - 128) / 128 (mean = std = 0.5 here); below 320 px the
-    same centre crop, from 320 px the whole image resized to size x size (no crop).
+    V1, Lite, V2-B0..B3 (tensorflow/tpu): bicubic, shorter side to size + 32, centre crop, ImageNet mean/std; Lite
+    with the TF Lite builder's (x - 127) / 128 instead. V2-S/M/L/XL (automl preprocess_for_eval): bilinear,
+    (x - 128) / 128 (mean = std = 0.5 here); below 320 px the same centre crop, from 320 px the whole image resized
+    to size x size (no crop). `replace(..., resize_mode="tf")` gives TF's own crop window and resize.
     """
     size = size or spec.resolution
     crop_pct = tf_crop_pct(size)
+    if spec.name.startswith("efficientnet_lite"):
+        return Preprocess(size, crop_pct, "bicubic", LITE_MEAN, LITE_STD)
     if not uses_v2_preprocessing(spec):
         return Preprocess(size, crop_pct)
     half = (0.5, 0.5, 0.5)

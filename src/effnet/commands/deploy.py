@@ -65,7 +65,9 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing overrides (default: the model's own)")
     group.add_argument("--input-size", type=image_side, help="crop / network input size")
     group.add_argument("--crop-pct", type=_FRACTION, help="input size / resize size (crop resize mode)")
-    group.add_argument("--resize-mode", choices=("crop", "squash"), help="center crop or whole-image resize")
+    group.add_argument(
+        "--resize-mode", choices=("crop", "squash", "tf"), help="center crop, whole-image resize or TF's own eval"
+    )
     group.add_argument("--mean", type=probability, nargs=3, help="per-channel mean of [0, 1] pixels")
     group.add_argument("--std", type=_STD, nargs=3, help="per-channel std of [0, 1] pixels")
 
@@ -331,7 +333,7 @@ def _int8_path(out: Path | None, backend: str, stem: str) -> Path:
 
 def _print_int8(report: Any, as_json: bool = False) -> None:
     if as_json:
-        print_json(vars(report) | {"speed_ratio": report.speed_ratio})
+        print_json(vars(report) | {"speed_ratio": report.speed_ratio, "top1_change": report.top1_change})
         return
     recipe = "NNCF on OpenVINO" if report.backend == "openvino" else f"onnxruntime QDQ, {report.method} ranges"
     recipe += ", weights rounded for their outputs" if report.rounding == "optimized" else ""
@@ -342,6 +344,11 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
         f"(threshold {report.min_agreement:.0%}); batch 1, 1 thread: fp32 onnxruntime {report.fp32_ms:.2f} ms, "
         f"int8 {report.int8_ms:.2f} ms ({report.speed_ratio:.2f}x)"
     )
+    if report.top1_change is not None:  # the held-out photos' names gave their classes
+        print(
+            f"top-1 on the {report.holdout_images} labelled held-out photos: fp32 {report.fp32_top1:.1%}, int8 "
+            f"{report.int8_top1:.1%} ({report.top1_change:+.1f} points)"
+        )
     if report.written:
         print(f"wrote {report.path}")
 
