@@ -325,3 +325,12 @@ def test_quantize_model_stages_beside_its_output_and_leaves_nothing_else(tmp_pat
     )
     assert written == out and out.stat().st_size > 1000
     assert [p.name for p in tmp_path.iterdir()] == ["m.int8.onnx"]
+
+
+@pytest.mark.parametrize(("command", "out", "needle"), [("search", "afile", "--out"), ("study", "afile/sub", "--out")])
+def test_a_results_folder_that_is_a_file_is_named_with_the_fix(tmp_path, capsys, command, out, needle):
+    (tmp_path / "afile").write_text("x")
+    budget = ["--num-train", "32", "--num-val", "16", "--epochs", "1", "--base-resolution", "32"]
+    assert main([command, *budget, "--out", str(tmp_path / out)]) == 2
+    one_error_line(capsys, needle, str(tmp_path / out), "give a folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]

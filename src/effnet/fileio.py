@@ -84,6 +84,19 @@ def prepare_destination(path: str | Path) -> Path:
     return path
 
 
+def prepare_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Create the output folder `path`, or raise ValueError naming it when it, or a folder above it, is a file."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"is under {folder}, which is a file"
+                raise ValueError(f"{what} {path} {where}; give a folder (a new or an existing one)")
+            break
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

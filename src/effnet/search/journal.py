@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from effnet.fileio import prepare_folder
+
 
 class Journal:
     """One line per event: a header naming the search (its fingerprint), then one line per finished trial.
@@ -86,7 +88,7 @@ class OutFolderLock:
         self._fd: int | None = None
 
     def __enter__(self) -> OutFolderLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_folder(self.path.parent, "--out")
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
