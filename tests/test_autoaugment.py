@@ -278,6 +278,31 @@ def test_cached_geometry_indices_follow_the_image_size_and_matrix() -> None:
         assert all(np.array_equal(a, b) for a, b in zip(expected, warm, strict=True))
 
 
+def test_policies_chained_on_pixels_equal_op_by_op_on_pil_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The policies convert once and chain the ops on uint8 pixels: the same result as apply_op on PIL images in turn.
+    real, drawn = autoaugment.apply_op, []
+
+    def recording(image: Image.Image | np.ndarray, name: str, arg: float | int | None) -> Image.Image | np.ndarray:
+        drawn.append((name, arg))
+        return real(image, name, arg)
+
+    monkeypatch.setattr(autoaugment, "apply_op", recording)
+    image, compared = _photo((40, 32)), 0
+    for seed in range(60):
+        for policy in (TFRandAugment(2, 10), TFAutoAugment()):
+            torch.manual_seed(seed)
+            drawn.clear()
+            out = policy(image)
+            if any(name == "Cutout" for name, _ in drawn):
+                continue  # its box is drawn inside the op
+            expected = image
+            for name, arg in list(drawn):
+                expected = real(expected, name, arg)
+            assert np.array_equal(_pixels(out), _pixels(expected)), (seed, policy, drawn)
+            compared += bool(drawn)
+    assert compared > 80
+
+
 def test_policies_never_return_their_input_tensor() -> None:
     # The policies chain ops on a view of a tensor's pixels: the result is still a new tensor, the input untouched.
     torch.manual_seed(0)

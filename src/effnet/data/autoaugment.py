@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -307,10 +307,9 @@ def apply_op(image: Image.Image | np.ndarray, name: str, arg: float | int | None
     """Apply op `name` with its (already signed) argument to an RGB PIL image (or uint8 [H, W, 3] pixels: to pixels)."""
     if name not in _OPS:
         raise ValueError(f"unknown augmentation op {name!r}; choose one of {', '.join(RANDAUGMENT_OPS)}")
-    if isinstance(image, np.ndarray):
-        return _OPS[name](image) if arg is None else _OPS[name](image, arg)
-    pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
-    return Image.fromarray(np.ascontiguousarray(apply_op(pixels, name, arg)), mode="RGB")
+    pixels = image if isinstance(image, np.ndarray) else _pixels(image)
+    out = _OPS[name](pixels) if arg is None else _OPS[name](pixels, arg)
+    return out if isinstance(image, np.ndarray) else Image.fromarray(np.ascontiguousarray(out), mode="RGB")
 
 
 def _signed(name: str, arg: float | int | None) -> float | int | None:
@@ -320,19 +319,35 @@ def _signed(name: str, arg: float | int | None) -> float | int | None:
     return arg
 
 
-def _as_pixels(image: Image.Image | torch.Tensor) -> tuple[np.ndarray, bool]:
-    # The policies chain their ops on uint8 [H, W, 3] pixels: one conversion in and one out, not one per op.
+def _is_tensor(image: Image.Image | torch.Tensor) -> bool:
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8), False
+        return False
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3:
-        return image.permute(1, 2, 0).numpy(), True  # a view: no op writes into its input
+        return True
     raise ValueError(
         "RandAugment/AutoAugment take an RGB PIL image or a uint8 tensor [3, H, W]; put them before "
         "ToImage/ToDtype in the pipeline"
     )
 
 
-def _back(pixels: np.ndarray, as_tensor: bool) -> Image.Image | torch.Tensor:
+_Draws = Iterator[tuple[str, float | int | None]]  # the (op, signed argument) pairs a policy draws for one image
+
+
+def _pixels(image: Image.Image | torch.Tensor) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        return image.permute(1, 2, 0).numpy()  # a view: no op writes into its input
+    return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+
+
+def _run(image: Image.Image | torch.Tensor, draws: _Draws) -> Image.Image | torch.Tensor:
+    """Apply the drawn ops in turn, chained on uint8 [H, W, 3] pixels: one conversion in and one out, not one per
+    op, and none when no op is drawn (AutoAugment's skipped steps)."""
+    as_tensor = _is_tensor(image)  # before the first draw: `draws` is a generator
+    pixels: np.ndarray | None = None
+    for name, arg in draws:
+        pixels = apply_op(_pixels(image) if pixels is None else pixels, name, arg)
+    if pixels is None:
+        return image.clone(memory_format=torch.contiguous_format) if as_tensor else image
     # A copy either way, so the result never shares memory with the caller's input.
     if as_tensor:
         return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
@@ -354,11 +369,12 @@ class TFRandAugment:
 
     def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
-        pixels, as_tensor = _as_pixels(image)
+        return _run(image, self._draws())
+
+    def _draws(self) -> _Draws:
         for _ in range(self.num_ops):
             name = RANDAUGMENT_OPS[int(torch.randint(len(RANDAUGMENT_OPS), ()))]
-            pixels = apply_op(pixels, name, _signed(name, level_to_arg(name, self.magnitude, RANDAUGMENT_CONSTANTS)))
-        return _back(pixels, as_tensor)
+            yield name, _signed(name, level_to_arg(name, self.magnitude, RANDAUGMENT_CONSTANTS))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_ops={self.num_ops}, magnitude={self.magnitude:g})"
@@ -375,11 +391,12 @@ class TFAutoAugment:
 
     def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         """Augment one image (PIL RGB, or a uint8 tensor [3, H, W])."""
-        pixels, as_tensor = _as_pixels(image)
+        return _run(image, self._draws())
+
+    def _draws(self) -> _Draws:
         for name, prob, level in self.policy[int(torch.randint(len(self.policy), ()))]:
             if float(torch.rand(())) < prob:  # the reference's floor(U + prob) == 1
-                pixels = apply_op(pixels, name, _signed(name, level_to_arg(name, level, AUTOAUGMENT_CONSTANTS)))
-        return _back(pixels, as_tensor)
+                yield name, _signed(name, level_to_arg(name, level, AUTOAUGMENT_CONSTANTS))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(policy='v0')"
