@@ -334,3 +334,19 @@ def test_a_results_folder_that_is_a_file_is_named_with_the_fix(tmp_path, capsys,
     assert main([command, *budget, "--out", str(tmp_path / out)]) == 2
     one_error_line(capsys, needle, str(tmp_path / out), "give a folder")
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+# ----------------------------------------------- promise: a file a runtime refuses is one line, not its traceback
+@pytest.mark.parametrize("kind", ["truncated.onnx", "garbage.onnx", "garbage.xml"])
+def test_exported_files_the_runtime_refuses_are_one_line(tiny_weights, tmp_path, capsys, kind):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    good = tmp_path / "good.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(good), "--no-check"]) == 0
+    bad = tmp_path / kind
+    bad.write_bytes({"truncated.onnx": good.read_bytes()[:3000], "garbage.onnx": b"\x00garbage" * 20}.get(kind, b"<x"))
+    bad.with_suffix(".bin").write_bytes(b"\x00" * 16)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "red.png"), "--weights", str(bad)]) == 2
+    one_error_line(capsys, f"{bad} cannot be read by", "export it again")

@@ -170,6 +170,18 @@ def open_exported(path: str | Path, model: str | None = None, threads: int = 0) 
         raise ValueError(f"reading {path} needs {runtime}: pip install 'effnet[{extra}]'")
     if not onnx_file and not path.with_suffix(".bin").is_file():
         raise ValueError(f"{path.with_suffix('.bin')} is missing: an OpenVINO model is an .xml/.bin pair, keep both")
+    try:
+        return _open_exported(path, runtime, model, threads)
+    except (ValueError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - the runtime refused the file: truncated, garbage, bad external data
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ValueError(
+            f"{path} cannot be read by {runtime} ({reason}); export it again with `effnet export`"
+        ) from None
+
+
+def _open_exported(path: Path, runtime: str, model: str | None, threads: int) -> ExportedModel:
     metadata = read_exported_metadata(path)
     preprocess = metadata.preprocess
     if preprocess is None:
