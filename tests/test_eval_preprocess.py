@@ -64,6 +64,24 @@ def test_tpu_crop_rule_and_lite_normalization():
     assert Preprocess.from_dict(lite.to_dict()) == lite and "(x-127)/128" in lite.describe()
 
 
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_each_lite_record_is_the_preprocessing_the_benchmark_chose(index, monkeypatch):
+    import importlib.util as util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "imagenet_sample.py"
+    spec = util.spec_from_file_location("imagenet_sample", path)
+    bench = util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "imagenet_sample", bench)  # its dataclass looks its module up there
+    spec.loader.exec_module(bench)
+    name = f"efficientnet_lite{index}"
+    chosen = next(row for row in bench.rows_for(name, True) if row.name == "crop +32, (x-127)/128")
+    record = get_pretrained(name)
+    size = (224, 240, 260)[index]
+    assert record.preprocess == chosen.preprocess == Preprocess(size, tf_crop_pct(size), "bicubic", LITE_MEAN, LITE_STD)
+    assert record.preprocess == default_preprocess(get_spec(name))  # a Lite built without weights evaluates alike
+
+
 def test_full_view_keeps_every_pixel_at_the_crops_scale():
     image = _photo(150, 200)
     for mode in ("crop", "tf"):
