@@ -337,6 +337,36 @@ def test_a_results_folder_that_is_a_file_is_named_with_the_fix(tmp_path, capsys,
 
 
 # ----------------------------------------------- promise: a file a runtime refuses is one line, not its traceback
+def _external_data_onnx(good: Path, folder: Path, location: str) -> Path:
+    """`good` with its weights in an external-data file at `location` (relative to `folder`), which may not exist."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    folder.mkdir()
+    model = onnx.load(str(good))
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="w.data", size_threshold=0)
+    onnx.save(model, str(folder / "m.onnx"))  # writes w.data beside it
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(folder / "bad.onnx"), save_as_external_data=False)
+    return folder / "bad.onnx"
+
+
+@pytest.mark.parametrize("kind", ["external-outside", "external-missing"])
+def test_onnx_external_data_outside_its_folder_or_missing_is_one_line(tiny_weights, tmp_path, capsys, kind):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    good = tmp_path / "good.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(good), "--no-check"]) == 0
+    bad = _external_data_onnx(good, tmp_path / "ext", "../good.onnx" if kind == "external-outside" else "none.data")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "red.png"), "--weights", str(bad)]) == 2
+    one_error_line(capsys, f"{bad} cannot be read by", "escapes model directory" if "outside" in kind else "not exist")
+
+
 @pytest.mark.parametrize("kind", ["truncated.onnx", "garbage.onnx", "garbage.xml"])
 def test_exported_files_the_runtime_refuses_are_one_line(tiny_weights, tmp_path, capsys, kind):
     from PIL import Image
