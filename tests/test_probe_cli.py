@@ -380,3 +380,32 @@ def test_exported_files_the_runtime_refuses_are_one_line(tiny_weights, tmp_path,
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "red.png"), "--weights", str(bad)]) == 2
     one_error_line(capsys, f"{bad} cannot be read by", "export it again")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("preprocess", "INPUT_SIZE_BIG", "input_size must be a whole number"),
+        ("preprocess", "[1, 2]", "metadata is invalid"),
+        ("preprocess", '{"colour": 1}', "unknown preprocessing fields"),
+        ("class_names", '{"a": 1}', "class_names must be a list of strings"),
+    ],
+)
+def test_tampered_onnx_metadata_is_one_line_naming_the_file(tiny_weights, tmp_path, capsys, key, value, needle):
+    import onnx
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    good = tmp_path / "good.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--out", str(good), "--no-check"]) == 0
+    model = onnx.load(str(good))
+    props = {prop.key: prop for prop in model.metadata_props}
+    if key not in props:
+        props[key] = model.metadata_props.add(key=key)
+    if value == "INPUT_SIZE_BIG":  # every field present, one of the wrong type
+        value = json.dumps(json.loads(props[key].value) | {"input_size": "big"})
+    props[key].value = value
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "red.png"), "--weights", str(tmp_path / "bad.onnx")]) == 2
+    one_error_line(capsys, f"{tmp_path / 'bad.onnx'}: its recorded effnet metadata is invalid", needle)

@@ -21,6 +21,7 @@ from torch import nn
 from effnet.fileio import atomic_write
 from effnet.layers import ConvNormAct
 from effnet.preprocess import Preprocess
+from effnet.validation import check_field_types
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 MIN_OUTPUT_SCALE = 1e-6  # below this, float32 rounding of the intermediates swamps the outputs
@@ -121,11 +122,20 @@ def read_onnx_metadata(source: str | Path | Any) -> OnnxMetadata:
     session = onnx_session(source) if isinstance(source, (str, Path)) else source
     props = session.get_modelmeta().custom_metadata_map
     pre, names = props.get("preprocess"), props.get("class_names")
-    return OnnxMetadata(
-        Preprocess.from_dict(json.loads(pre)) if pre else None,
-        tuple(json.loads(names)) if names else None,
-        props.get("architecture"),
-    )
+    try:  # values from a file: checked by type before anything uses them
+        preprocess = Preprocess.from_dict(json.loads(pre)) if pre else None
+        if preprocess is not None:
+            check_field_types(preprocess)
+        classes = json.loads(names) if names else None
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(n, str) for n in classes)):
+            raise ValueError(f"class_names must be a list of strings, got {names[:80]!r}")
+    except (ValueError, TypeError, AttributeError, RecursionError) as err:
+        where = source if isinstance(source, (str, Path)) else "the ONNX file"
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(
+            f"{where}: its recorded effnet metadata is invalid ({reason}); export it again with `effnet export`"
+        ) from None
+    return OnnxMetadata(preprocess, tuple(classes) if classes else None, props.get("architecture"))
 
 
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
