@@ -6,7 +6,8 @@
 Real servers run side by side (same model, runtime and threads; one with --max-batch N, one with --max-batch 1;
 with --pytorch the same pair again on --runtime pytorch) and the rounds rotate between them, so machine load
 drifting over the run hits all alike. Every request posts scikit-image's chelsea (JPEG) to /predict and must come
-back 200 with "Egyptian cat" on top, else it is an error. The clients are threads of this process, each with one
+back 200 with a cat class on top (Lite0's eval crop makes it a near-tie of tiger cat and Egyptian cat), else it
+is an error. The clients are threads of this process, each with one
 keep-alive connection (http.client, no per-request connection setup); the table shows the CPU time they, the
 server and its forward passes took per request, and the report derives the throughput ceiling from it.
 """
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- section: serve-load -->"
 BOUNDARY = "effnet-load-boundary"
 QUIET_LOAD = 1.2  # 1-minute load average below which the machine counts as otherwise idle
+CAT_NAMES = (b'"tiger cat"', b'"Egyptian cat"', b'"tabby"')  # chelsea's acceptable top-1 names
 
 
 @dataclass
@@ -123,7 +125,8 @@ def one_round(port: int, body: bytes, concurrency: int, requests: int, tally: Ta
                 connection.request("POST", "/predict", body, headers)
                 response = connection.getresponse()
                 payload = response.read()
-                ok = response.status == 200 and b'"Egyptian cat"' in payload.split(b'"top":[', 1)[-1][:80]
+                top = payload.split(b'"top":[', 1)[-1][:80]
+                ok = response.status == 200 and any(name in top for name in CAT_NAMES)
             except (OSError, http.client.HTTPException):
                 ok = False
                 connection.close()
