@@ -218,3 +218,25 @@ def test_cli_config_precedence(tmp_path):
     with pytest.raises(ValueError, match="unknown training option"):
         (tmp_path / "bad.yaml").write_text("epochz: 3\n")
         config("--config", str(tmp_path / "bad.yaml"))
+
+
+def test_depthwise_init_is_a_recipe_choice():
+    from effnet.train.setup import build_model, resolve_run_spec
+
+    def depthwise_stds(**options):
+        cfg = TrainConfig.from_recipe("quick", **options)  # the option is honoured whatever the recipe says
+        torch.manual_seed(0)
+        model = build_model(cfg, resolve_run_spec(cfg, None, None), 10, None)
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == m.out_channels > 1]
+        wide = [m for m in convs if m.out_channels >= 64]  # enough weights for a close std
+        return [(float(m.weight.detach().std()), m.kernel_size[0] ** 2, m.out_channels) for m in wide]
+
+    # The reference's fan-out is k*k (std sqrt(2/9) for 3x3), PyTorch's k*k*C: sqrt(C) times smaller.
+    for std, taps, _ in depthwise_stds(depthwise_init="reference"):
+        assert std == pytest.approx(math.sqrt(2 / taps), rel=0.15)
+    for std, taps, channels in depthwise_stds(depthwise_init="pytorch"):
+        assert std == pytest.approx(math.sqrt(2 / (taps * channels)), rel=0.15)
+    assert TrainConfig.from_recipe("quick").depthwise_init == "reference"  # measured: docs/training.md
+    assert TrainConfig().depthwise_init == "reference"
+    with pytest.raises(ValueError, match="depthwise_init must be one of"):
+        TrainConfig(depthwise_init="kaiming")

@@ -200,6 +200,8 @@ def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
         replaced = start.num_classes != num_classes
         log(f"loaded weights from {source} (padding {spec.padding}, BN eps {spec.norm_eps:g})"
             + (f"; new classifier for {num_classes} classes" if replaced else ""))
+    if start is None and cfg.depthwise_init == "pytorch":
+        pytorch_depthwise_init(model)
     zero = cfg.zero_init_classifier if cfg.zero_init_classifier is not None else start is not None
     if zero and replaced:
         zero_classifier(model)
@@ -210,6 +212,15 @@ def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
+
+
+def pytorch_depthwise_init(model: nn.Module) -> None:
+    """Scale the freshly drawn depthwise convs to std sqrt(2 / (k*k*C)), PyTorch's fan-out of a [C, 1, k, k]
+    weight: the same draw, 1/sqrt(C) of the reference's k*k (a recipe choice; measured in docs/training.md)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.out_channels:
+            with torch.no_grad():
+                module.weight.mul_(module.out_channels**-0.5)
 
 
 def _apply_step_floor(cfg: TrainConfig, num_images: int, world_size: int,
