@@ -9,6 +9,7 @@ left (`remove_stale_staging`), and restores a previous .xml/.bin pair that a kil
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -205,3 +206,37 @@ def _sync_dir(folder: Path) -> None:
             os.fsync(handle)
         finally:
             os.close(handle)
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock; `holder` is the pid it wrote ("" when unknown)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def lock_exclusively(path: Path) -> int:
+    """Open `path`, take an exclusive non-blocking fcntl lock on it and write our pid; raise LockHeld if taken.
+
+    The OS drops the lock when its process dies, so a killed holder never leaves the file locked. A holder that
+    removes the file on release may do so between our open and our lock: then we lock the new file instead.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(holder) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd

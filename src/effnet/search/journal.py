@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from effnet.fileio import prepare_folder
+from effnet.fileio import LockHeld, lock_exclusively, prepare_folder
 
 
 class Journal:
@@ -89,27 +88,13 @@ class OutFolderLock:
 
     def __enter__(self) -> OutFolderLock:
         prepare_folder(self.path.parent, "--out")
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise ValueError(
-                    f"{self.path.parent} is in use by another `effnet {self.command}` (pid {holder}); wait for it to "
-                    "finish (rerunning then resumes its trials) or pass another --out"
-                ) from None
-            try:  # the holder before us may have removed the file between our open and our lock: lock the new one
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        try:
+            self._fd = lock_exclusively(self.path)
+        except LockHeld as held:
+            raise ValueError(
+                f"{self.path.parent} is in use by another `effnet {self.command}` (pid {held.holder or '?'}); wait "
+                "for it to finish (rerunning then resumes its trials) or pass another --out"
+            ) from None
         return self
 
     def __exit__(self, *_exc: object) -> None:

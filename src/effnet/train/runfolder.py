@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from effnet.fileio import LockHeld, lock_exclusively
+
 LOCK_NAME = ".lock"
 # What `effnet train` writes into a run folder: what --overwrite removes, and what says "a run lives here".
 RUN_FILES = ("checkpoints", "metrics.jsonl", "train.log", "tensorboard", "curves.png", "config.yaml", "spec.json")
@@ -22,19 +24,13 @@ class RunFolderLock:
 
     def acquire(self) -> RunFolderLock:
         """Take the lock or raise ValueError naming the process that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+            self._fd = lock_exclusively(self.path)
+        except LockHeld as held:
             raise ValueError(
-                f"run folder {self.path.parent} is in use by another `effnet train` (pid {holder}); wait for it to "
-                "finish or choose another --run-name"
+                f"run folder {self.path.parent} is in use by another `effnet train` (pid "
+                f"{held.holder or 'another process'}); wait for it to finish or choose another --run-name"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
         return self
 
     def release(self) -> None:
