@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from _record import replace_section
 
 import effnet
 from effnet.analysis.cpuinfo import cpu_info
@@ -239,8 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(header + table(results, reported) + notes)
     print(body)
     if args.record:
-        replace_section(args.out, MARKER, body)
+        _replace_section(args.out, body)
     return 0
+
+
+def _replace_section(path: Path, body: str) -> None:
+    """Put `body` between MARKER and the next section marker of BENCHMARKS.md, leaving the rest alone."""
+    from effnet.fileio import write_text_atomic
+
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
+    section = f"{MARKER}\n{body.rstrip()}\n\n"
+    text = pattern.sub(lambda _: section, text) if MARKER in text else text.rstrip() + "\n\n" + section
+    write_text_atomic(path, text)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from _record import replace_section
 from tqdm import tqdm
 
 from effnet.analysis.cpuinfo import cpu_info
@@ -43,6 +43,16 @@ def _table(results, ratios, speedups) -> list[str]:
 
 def _cpu_name() -> str:
     return cpu_info().short()
+
+
+def _replace_section(path: Path, body: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
+    section = f"{MARKER}\n{body.rstrip()}\n\n"
+    text = pattern.sub(lambda _: section, text) if MARKER in text else text.rstrip() + "\n\n" + section
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.dry_run:
-        replace_section(args.out, MARKER, body)
+        _replace_section(args.out, body)
         print(f"\nupdated {args.out}", file=sys.stderr)
     return 0
 
