@@ -71,6 +71,19 @@ def test_readme_is_a_front_door() -> None:
         assert f"(docs/{page.name})" in text, f"README's Documentation list does not link docs/{page.name}"
 
 
+# The module map is a map, not an area with a command of its own.
+NOT_AN_AREA = {"architecture.md"}
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_docs_page_starts_with_its_command(page: Path) -> None:
+    if page.name in NOT_AN_AREA:
+        pytest.skip("a map, not an area")
+    lines = [line for line in page.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert lines[0].startswith("# "), f"{page.name} should open with its title"
+    assert lines[1].startswith("```"), f"{page.name} should show the command for its area right under the title"
+
+
 def test_slugs_follow_github() -> None:
     assert _slug("Serve over HTTP: `effnet serve`") == "serve-over-http-effnet-serve"
     heading = "Depthwise convs, residual adds and the classifier in float (`--float-ops`, the default on openvino)"

@@ -61,7 +61,7 @@ def test_seeds_use_the_standard_error_over_seeds_floored_by_sampling():
     # An sd from three seeds is itself rough: Student's t with 2 degrees of freedom, not 2 standard errors.
     assert verdict.noise == pytest.approx(4.303 * math.hypot(se_a, se_b))
     assert verdict.winner is None and "within their noise" in verdict.message and "3 seeds" in verdict.basis
-    # The README's study (per-seed top-1 of resolution and compound at 2x): 6.8 points apart, a paired t-test
+    # docs/search.md's study (per-seed top-1 of resolution and compound at 2x): 6.8 points apart, a paired t-test
     # gives p ~ 0.14, and no winner is named.
     res, comp = summarize_accs([0.772, 0.785, 0.747]), summarize_accs([0.646, 0.741, 0.712])
     verdict = judge([Scored("resolution", *res, 3), Scored("compound", *comp, 3)], n_val=1000, num_classes=10)
