@@ -25,7 +25,7 @@ def _entry_point(name: str):
     create.__name__ = create.__qualname__ = name
     create.__doc__ = (
         f"{name} ({_effnet.get_spec(name).resolution} px). pretrained=True loads its offline weight record "
-        "(effnet.pretrained); other keyword arguments go to effnet.create_model."
+        "(effnet.weights.pretrained); other keyword arguments go to effnet.create_model."
     )
     return create
 

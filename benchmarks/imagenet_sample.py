@@ -6,7 +6,7 @@
 
 The photos: github.com/EliSchwartz/imagenet-sample-images, "one random image per class" of ImageNet-1k, named
 `<wnid>_<class name>.JPEG` (the label is the WordNet id; class index = its place among the 1000 sorted wnids,
-`effnet.pretrained.imagenet_wnids`). That repository states no license; the photos are ImageNet's, under
+`effnet.weights.pretrained.imagenet_wnids`). That repository states no license; the photos are ImageNet's, under
 ImageNet's research-only terms, so they stay out of this repository: pass their folder with --data. They may come
 from ImageNet's TRAIN split, which the weights were trained on, so the absolute top-1 here is inflated against the
 reported val top-1: read the differences between preprocessings of the same weights, not the level.
@@ -39,9 +39,9 @@ import torch
 
 import effnet
 from effnet.analysis.cpuinfo import cpu_info
-from effnet.predict import collect_images, load_image
+from effnet.deploy.predict import collect_images, load_image
 from effnet.preprocess import LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct, tpu_crop_pct
-from effnet.pretrained import get_pretrained, imagenet_classes, imagenet_label
+from effnet.weights.pretrained import get_pretrained, imagenet_classes, imagenet_label
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- section: imagenet-sample -->"
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _replace_section(path: Path, body: str) -> None:
     """Put `body` between MARKER and the next section marker of BENCHMARKS.md, leaving the rest alone."""
-    from effnet.fileio import write_text_atomic
+    from effnet._util.fileio import write_text_atomic
 
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from effnet.analysis.cpuinfo import cpu_info
-from effnet.quantize import ROUNDINGS, QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
-from effnet.runtimes import predictor, runtime_versions
+from effnet.deploy.quantize import ROUNDINGS, QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
+from effnet.deploy.runtimes import predictor, runtime_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("EFFNET_CATS_VS_DOGS", ROOT.parent / "shared" / "data" / "cats_vs_dogs"))
@@ -188,7 +188,7 @@ def _shown_path(path: Path) -> str:
 
 def _replace_section(path: Path, body: str) -> None:
     """Put `body` between MARKER and the next section marker of BENCHMARKS.md, leaving the rest alone."""
-    from effnet.fileio import write_text_atomic
+    from effnet._util.fileio import write_text_atomic
 
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)

@@ -28,7 +28,7 @@ VARIANTS = {
 
 def _model(options: dict):
     import effnet
-    from effnet.layers.activations import use_memory_efficient_activations
+    from effnet.models.layers.activations import use_memory_efficient_activations
 
     model = effnet.create_model("efficientnet_b0").train()
     if options.get("memory_efficient_act"):

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
+from effnet._util.fileio import write_text_atomic
 from effnet.analysis.cpuinfo import cpu_info
 from effnet.data import DataConfig
-from effnet.fileio import write_text_atomic
 from effnet.train import TrainConfig, fit
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 
@@ -88,8 +88,8 @@ def cost_by_size(args: argparse.Namespace, sizes: list[int], steps: int = 4) -> 
     """Why the saving is what it is: per image at each stage size, the model's multiply-adds and the CPU time of
     a training step (forward, backward, AdamW) and of preparing the image (render + crop + resize)."""
     import effnet
-    from effnet.complexity import count_macs
     from effnet.data import build_datasets, train_transform
+    from effnet.models.complexity import count_macs
 
     spec = effnet.scale(effnet.get_spec(args.model), width=args.width, depth=args.depth, depth_rounding="round")
     device = torch.device(args.device)

@@ -41,7 +41,7 @@ class _OpenVINOBatches:
     """OpenVINO on effnet's fixed-size deployment export, one compiled graph per batch size, like a Classifier."""
 
     def __init__(self, model: torch.nn.Module, threads: int, batches: list[int], folder: Path):
-        from effnet.runtimes import export_deploy_graph, openvino_predictor
+        from effnet.deploy.runtimes import export_deploy_graph, openvino_predictor
 
         size = model.preprocess.input_size
         self.predictors = {

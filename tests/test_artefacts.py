@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from effnet.cli import main
-from effnet.runtimes import ExportedModel, open_exported, runtime_available
-from effnet.specs import NetSpec, StageSpec
+from effnet.deploy.runtimes import ExportedModel, open_exported, runtime_available
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.weights import load_model, save_weights
 
 KINDS = ("safetensors", "checkpoint", "onnx", "int8")

@@ -12,7 +12,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 import effnet
-from effnet.net import EfficientNetFeatures
+from effnet.models.net import EfficientNetFeatures
 
 
 def test_features_only_is_head_free_with_timm_feature_info():

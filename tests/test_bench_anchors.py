@@ -41,8 +41,8 @@ def test_fixed_size_deployment_graph_has_no_pads_or_spatial_reducemeans(name, tm
     import torch
 
     import effnet
-    from effnet.export import export_onnx, fold_batchnorm
-    from effnet.runtimes import fix_input_size, freeze_same_padding, predictor
+    from effnet.deploy.export import export_onnx, fold_batchnorm
+    from effnet.deploy.runtimes import fix_input_size, freeze_same_padding, predictor
 
     torch.manual_seed(0)
     model = effnet.create_model(name, padding="same").eval()  # TF "SAME": asymmetric pads on strided convs

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from effnet._util.console import show_bar
+from effnet._util.fileio import atomic_write, write_text_atomic
+from effnet._util.hardware import bf16_cpu_warning, cpu_flags, cpu_has_native_bf16
 from effnet.cli import main
-from effnet.console import show_bar
-from effnet.fileio import atomic_write, write_text_atomic
-from effnet.hardware import bf16_cpu_warning, cpu_flags, cpu_has_native_bf16
-from effnet.specs import NetSpec, StageSpec
+from effnet.models.specs import NetSpec, StageSpec
 
 
 class _Terminal(io.StringIO):
@@ -190,7 +190,8 @@ def test_bf16_warning_decision_from_cpu_flags(tmp_path):
 
 def test_train_warns_about_bf16_on_a_cpu_without_it(tmp_path, capsys, monkeypatch):
     # This machine has avx512_bf16; the trainer must read the flags, so give it a CPU without them.
-    monkeypatch.setattr("effnet.hardware.cpu_flags", lambda cpuinfo="/proc/cpuinfo": frozenset({"avx2", "avx512f"}))
+    no_bf16 = frozenset({"avx2", "avx512f"})
+    monkeypatch.setattr("effnet._util.hardware.cpu_flags", lambda cpuinfo="/proc/cpuinfo": no_bf16)
     assert main(_train(tmp_path, "bf16", "--amp", "bf16", "--quiet")) == 0
     out = capsys.readouterr().out
     assert "without native bf16" in out and (tmp_path / "runs" / "bf16" / "train.log").read_text().count("bf16") >= 1

@@ -6,7 +6,7 @@ import pytest
 
 import effnet
 from effnet.cli import main
-from effnet.complexity import PAPER_FIGURES, profile
+from effnet.models.complexity import PAPER_FIGURES, profile
 
 
 @pytest.mark.parametrize("name", [f"efficientnet_b{i}" for i in range(8)])

@@ -12,7 +12,7 @@ from PIL import Image
 import effnet
 from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 from effnet.cli import main
-from effnet.predict import collect_images, predict_files, preprocess_image
+from effnet.deploy.predict import collect_images, predict_files, preprocess_image
 from effnet.preprocess import Preprocess
 
 needs_lite0 = pytest.mark.skipif(

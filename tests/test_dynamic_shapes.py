@@ -5,7 +5,7 @@ import torch
 from torch.export import Dim
 
 import effnet
-from effnet.export import check_export, export_onnx, fold_batchnorm
+from effnet.deploy.export import check_export, export_onnx, fold_batchnorm
 
 # Each block kind, stem and padding mode of the registry; shrunk, since only the per-size padding matters here.
 _FAMILIES = ["efficientnet_b0", "efficientnet_lite0", "efficientnetv2_s", "mobilenetv2", "resnet50"]

@@ -15,9 +15,9 @@ from PIL import Image
 from effnet import get_spec
 from effnet.data.tf_image import tf_eval_image
 from effnet.data.transforms import full_view_transform, preprocess_transform
+from effnet.deploy.quantize import photo_labels
 from effnet.preprocess import LITE_MEAN, LITE_STD, Preprocess, default_preprocess, tf_crop_pct, tpu_crop_pct
-from effnet.pretrained import get_pretrained, imagenet_classes, imagenet_label, imagenet_wnids
-from effnet.quantize import photo_labels
+from effnet.weights.pretrained import get_pretrained, imagenet_classes, imagenet_label, imagenet_wnids
 
 FIXTURES = np.load(Path(__file__).parent / "fixtures" / "tf" / "eval.npz")
 
@@ -130,7 +130,7 @@ def _sample_folder() -> Path | None:
 )
 def test_pretrained_lite0_top1_on_labelled_imagenet_photos_does_not_fall():
     import effnet
-    from effnet.predict import load_image
+    from effnet.deploy.predict import load_image
 
     folder = _sample_folder()
     assert folder is not None
@@ -161,7 +161,7 @@ CATS_VS_DOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 )
 def test_int8_report_scores_top1_on_a_models_own_labelled_classes(tmp_path):
     import effnet
-    from effnet.quantize import QuantizeConfig, export_int8, load_arrays, shuffled_images
+    from effnet.deploy.quantize import QuantizeConfig, export_int8, load_arrays, shuffled_images
 
     model = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=2).eval()
     model.class_names = ("cat", "dog")  # the held-out photos' folders name these classes

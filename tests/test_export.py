@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import effnet
-from effnet.export import ExportCheck, check_export, count_batchnorms, export_model, fold_batchnorm
-from effnet.layers import Conv2dSame
+from effnet.deploy.export import ExportCheck, check_export, count_batchnorms, export_model, fold_batchnorm
+from effnet.models.layers import Conv2dSame
 
 
 def _realistic(name: str, **kwargs) -> torch.nn.Module:

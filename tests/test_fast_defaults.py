@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
+from effnet._util.hardware import cgroup_cpu_limit, usable_cpus
 from effnet.cli import main
 from effnet.commands.train import build_config
-from effnet.hardware import cgroup_cpu_limit, usable_cpus
 from effnet.train import TrainConfig, fit, load_checkpoint
 from effnet.train.fast import (
     COMPILE_MIN_STEPS_PER_SHAPE,

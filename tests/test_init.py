@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from effnet import create_model
-from effnet.net import conv_init_std
+from effnet.models.net import conv_init_std
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:

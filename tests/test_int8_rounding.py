@@ -1,4 +1,4 @@
-"""Output-aware int8 weight rounding (effnet.rounding) on the real Lite0 weights and real photos."""
+"""Output-aware int8 weight rounding (effnet.deploy.int8_rounding) on the real Lite0 weights and real photos."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from effnet.export import fold_batchnorm
-from effnet.quantize import QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
-from effnet.rounding import WEIGHT_LEVELS, input_moments, round_weight, round_weights, rounded_layers
+from effnet.deploy.export import fold_batchnorm
+from effnet.deploy.int8_rounding import WEIGHT_LEVELS, input_moments, round_weight, round_weights, rounded_layers
+from effnet.deploy.quantize import QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"
 RESOLUTION = 128
@@ -105,8 +105,8 @@ def test_auto_float_ops_are_depthwise_adds_and_classifier_on_openvino_only():
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="pip install 'effnet[export]'")
 def test_float_op_nodes_are_the_depthwise_convs_residual_adds_and_classifier(tmp_path):
     import effnet
-    from effnet.quantize import float_op_nodes
-    from effnet.runtimes import export_deploy_graph
+    from effnet.deploy.quantize import float_op_nodes
+    from effnet.deploy.runtimes import export_deploy_graph
 
     model = effnet.create_model("efficientnet_lite0").eval()
     path = export_deploy_graph(model, tmp_path / "lite0.onnx", torch.zeros(1, 3, 64, 64))
@@ -140,7 +140,7 @@ def test_export_int8_with_optimized_rounding(tmp_path):
     assert report.rounding == "optimized" and report.written and Path(report.path).is_file()
     import openvino as ov
 
-    from effnet.quantize import openvino_float_ops
+    from effnet.deploy.quantize import openvino_float_ops
 
     ir = ov.Core().read_model(report.path)
     quantized = {  # operations whose computed input passes through a FakeQuantize: they run in int8
@@ -171,7 +171,7 @@ def test_default_recipe_still_refuses_a_broken_calibration(tmp_path):
     from PIL import Image
 
     import effnet
-    from effnet.quantize import Int8Refused
+    from effnet.deploy.quantize import Int8Refused
 
     black = tmp_path / "black"
     black.mkdir()

@@ -154,7 +154,7 @@ def test_torchvision_backbone_with_fpn_and_faster_rcnn():
 def test_pretrained_records_carry_torchvision_style_meta():
     from torchvision.models import EfficientNet_B0_Weights
 
-    from effnet.pretrained import get_pretrained
+    from effnet.weights.pretrained import get_pretrained
 
     record = get_pretrained("efficientnet_b0", "tf_in1k")
     meta, theirs = record.meta, EfficientNet_B0_Weights.IMAGENET1K_V1.meta

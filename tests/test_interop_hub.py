@@ -11,7 +11,7 @@ import effnet
 from effnet.preprocess import LITE_MEAN
 from interop_util import assert_same_logits, calibrate_norms
 
-hub = pytest.importorskip("effnet.hub")
+hub = pytest.importorskip("effnet.weights.hf")
 
 
 def _timm_from_folder(folder) -> torch.nn.Module:

@@ -5,7 +5,7 @@ import timm.layers
 import torch
 
 import effnet
-from effnet.layers import Conv2dSame, DropPath, create_conv2d, same_padding
+from effnet.models.layers import Conv2dSame, DropPath, create_conv2d, same_padding
 
 
 def _tiny(num_classes=5, **overrides):

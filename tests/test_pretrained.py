@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import effnet
-from effnet.pretrained import (
+from effnet.weights.pretrained import (
     PRETRAINED,
     PretrainedRecord,
     get_pretrained,
@@ -117,7 +117,7 @@ def test_lite_weights_classify_skimage_pictures_at_their_own_resolution(record):
     data = pytest.importorskip("skimage.data")
     from PIL import Image
 
-    from effnet.predict import classify
+    from effnet.deploy.predict import classify
 
     if importlib.util.find_spec(record.package) is None:
         pytest.skip(f"pip install {record.pip_name}")
@@ -132,7 +132,7 @@ def test_lite0_classifies_skimage_pictures(lite0):
     data = pytest.importorskip("skimage.data")
     from PIL import Image
 
-    from effnet.predict import classify
+    from effnet.deploy.predict import classify
 
     cat, coffee = classify(lite0, [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())], 2)
     # Under the eval crop chelsea is a near-tie of two cats for Lite0: 282 tiger cat 0.395, 285 Egyptian cat 0.355

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 import effnet
-from effnet.pretrained import get_pretrained
+from effnet.weights.pretrained import get_pretrained
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 timm = pytest.importorskip("timm")

@@ -82,7 +82,7 @@ def _numeric_actions(parser: argparse.ArgumentParser, prefix: str = "effnet"):
 
 
 def test_no_numeric_flag_of_any_command_takes_a_bare_int_or_float():
-    # By construction: every number goes through a range-checking converter (effnet.validation), so a flag added
+    # By construction: every number goes through a range-checking converter (effnet._util.validation), so a flag added
     # later without one fails here instead of accepting NaN, 0 or 1e9. (`serve` is checked by its own tests.)
     unchecked = [name for name in _numeric_actions(build_parser()) if not name.startswith("effnet serve ")]
     assert unchecked == []
@@ -224,7 +224,7 @@ def test_a_killed_xml_bin_replacement_never_damages_the_previous_pair(tmp_path, 
     import subprocess
     import sys
 
-    import effnet.fileio as fileio
+    import effnet._util.fileio as fileio
 
     final = tmp_path / "m.xml"
     final.write_text("old xml")
@@ -315,7 +315,7 @@ def test_quantize_model_stages_beside_its_output_and_leaves_nothing_else(tmp_pat
     import numpy as np
 
     from effnet import create_model
-    from effnet.quantize import QuantizeConfig, quantize_model
+    from effnet.deploy.quantize import QuantizeConfig, quantize_model
     from test_faults_runs import tiny_spec
 
     images = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from effnet.cli import main
-from effnet.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend, split_photos
+from effnet.deploy.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend, split_photos
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"
 RESOLUTION = 128  # small enough for a fast test, large enough for Lite0 to recognise cats and dogs

@@ -5,9 +5,9 @@ import math
 import pytest
 
 import effnet
-from effnet.complexity import count_macs
-from effnet.scaling import PUBLISHED, check_coefficients, round_channels, round_repeats
-from effnet.specs import B0
+from effnet.models.complexity import count_macs
+from effnet.models.scaling import PUBLISHED, check_coefficients, round_channels, round_repeats
+from effnet.models.specs import B0
 
 
 def test_round_channels_rules():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import effnet
-from effnet.complexity import count_macs, profile
+from effnet.models.complexity import count_macs, profile
 from effnet.search import (
     METHODS,
     GridConfig,

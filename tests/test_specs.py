@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import effnet
-from effnet.specs import B0, B0_STAGES, NetSpec, StageSpec
+from effnet.models.specs import B0, B0_STAGES, NetSpec, StageSpec
 
 # ../shared/REFERENCE.md, 1000 classes, to the unit.
 REFERENCE_PARAMS = {

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from effnet.specs import NetSpec, StageSpec
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.train import load_checkpoint
 
 

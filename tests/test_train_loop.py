@@ -15,7 +15,7 @@ import torch
 
 from effnet.cli import main
 from effnet.data import DataConfig, render_sample
-from effnet.specs import NetSpec, StageSpec
+from effnet.models.specs import NetSpec, StageSpec
 from effnet.train import TrainConfig, TrainingDiverged, fit, load_checkpoint
 
 TIMING_KEYS = {"img_per_s", "epoch_time_s"}

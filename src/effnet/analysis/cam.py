@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from effnet.data.transforms import full_view_transform
-from effnet.net import EfficientNet
+from effnet.models.net import EfficientNet
 from effnet.preprocess import Preprocess
 
 CAM_METHODS = ("cam", "gradcam")
@@ -188,7 +188,7 @@ def save_grid(
                 rotation=90,
             )
     figure.tight_layout()
-    from effnet.fileio import atomic_write
+    from effnet._util.fileio import atomic_write
 
     try:
         return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))

@@ -205,7 +205,7 @@ def _anchor_candidates(name: str, resolution: int, model: nn.Module, twins: bool
     """What a user would otherwise deploy: the torchvision twin (timm's where torchvision has none) exported to
     onnxruntime, and effnet's own export on OpenVINO."""
     from effnet.analysis.backends import onnx_runtime_runner
-    from effnet.runtimes import runtime_available
+    from effnet.deploy.runtimes import runtime_available
 
     rows = []
     if twins and runtime_available("onnxruntime"):
@@ -237,7 +237,7 @@ def build_candidates(
     """effnet models (eager; the optimized path with `optimize`; the int8 export with `int8`, calibrated on
     photos from `calibration`), their installed twins, the exported-runtime `anchors`, and ResNets."""
     from effnet.analysis.backends import int8_runner, optimized_runner
-    from effnet.zoo import create_model, resolve_spec
+    from effnet.models.registry import create_model, resolve_spec
 
     candidates: list[Candidate] = []
     for name in models:

@@ -58,7 +58,7 @@ MODEL_FLAGS = ("--model", "--base")  # a registry name or a spec file
 def bash_script(parser: argparse.ArgumentParser) -> str:
     """A bash completion function for `parser`'s program: subcommands, each one's flags, the flags' choices, model
     names after --model / --base, files elsewhere."""
-    from effnet.zoo import list_models
+    from effnet.models.registry import list_models
 
     prog = parser.prog
     commands = _subcommands(parser)

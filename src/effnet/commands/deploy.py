@@ -11,19 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from effnet.console import print_json, show_bar
-from effnet.fileio import atomic_write, replace_files, staging_dir
-from effnet.net import EfficientNet
-from effnet.runtimes import is_exported, open_exported
-from effnet.validation import MAX_SIDE, finite_number, image_side, probability, thread_count, whole_number
+from effnet._util.console import print_json, show_bar
+from effnet._util.fileio import atomic_write, replace_files, staging_dir
+from effnet._util.validation import MAX_SIDE, finite_number, image_side, probability, thread_count, whole_number
+from effnet.deploy.runtimes import is_exported, open_exported
+from effnet.models.net import EfficientNet
+from effnet.models.registry import create_model
 from effnet.weights import load_model
-from effnet.zoo import create_model
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
 _HELP_MODEL = "registry name or spec file (see `effnet models`)"
 
-# Every numeric flag is finite and in range when parsed (effnet.validation): a value no command can use is a
+# Every numeric flag is finite and in range when parsed (effnet._util.validation): a value no command can use is a
 # one-line error naming the flag, never a silent default, a NaN result or a huge allocation.
 _NORM_EPS = finite_number(0.0, 1.0, above=True)
 _FRACTION = finite_number(0.0, 1.0, above=True)
@@ -74,7 +74,7 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, name: str | None, weights: Path | None, need_weights: bool) -> EfficientNet:
     """The model the flags describe, with the preprocessing and class names its weights carry (an exported .onnx
-    or OpenVINO .xml comes back as an `effnet.runtimes.ExportedModel`, which computes logits only)."""
+    or OpenVINO .xml comes back as an `effnet.deploy.runtimes.ExportedModel`, which computes logits only)."""
     if args.pretrained and weights is not None:
         raise ValueError("give either --pretrained or --weights, not both")
     if args.pretrained:
@@ -129,7 +129,7 @@ def _check_finite(model: Any, weights: Path | None) -> None:
 
 def _class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | None:
     """--classes-file, else the names the weights carry, else ImageNet-1k's for 1000 outputs."""
-    from effnet.pretrained import imagenet_classes
+    from effnet.weights.pretrained import imagenet_classes
 
     num_classes = model.num_classes
     if getattr(args, "classes_file", None):
@@ -229,7 +229,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_int8_args(parser: argparse.ArgumentParser) -> None:
-    from effnet.quantize import CALIBRATION_METHODS, FLOAT_OPS, QUANT_BACKENDS, ROUNDINGS, QuantizeConfig
+    from effnet.deploy.quantize import CALIBRATION_METHODS, FLOAT_OPS, QUANT_BACKENDS, ROUNDINGS, QuantizeConfig
 
     default = QuantizeConfig()
     group = parser.add_argument_group("int8 (post-training static quantization, judged on held-out photos)")
@@ -273,7 +273,7 @@ def _add_int8_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_int8(args: argparse.Namespace, model: Any) -> int:
-    from effnet.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend
+    from effnet.deploy.quantize import Int8Refused, QuantizeConfig, export_int8, resolve_backend
 
     if args.calibration is None:
         raise ValueError("--int8 needs --calibration DIR: a folder of real photos like the ones the model will see")
@@ -356,7 +356,7 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from effnet.predict import collect_images, predict_files
+    from effnet.deploy.predict import collect_images, predict_files
 
     paths = collect_images(args.inputs)
     model = _load(args, args.model, args.weights, need_weights=True)
@@ -390,7 +390,7 @@ def _cam(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from effnet.analysis.cam import image_cam, overlay, save_grid
-    from effnet.predict import collect_images, load_image
+    from effnet.deploy.predict import collect_images, load_image
 
     names = args.model or [None] * max(1, len(args.weights or []))
     weights = args.weights or [None] * len(names)
@@ -466,7 +466,7 @@ def _unique(path: Path, used: set[Path]) -> Path:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from effnet.export import count_batchnorms, export_model, fold_batchnorm
+    from effnet.deploy.export import count_batchnorms, export_model, fold_batchnorm
 
     if is_exported(args.weights):
         raise ValueError(
@@ -574,7 +574,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from effnet.analysis.cpuinfo import cpu_info
     from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
-    from effnet.runtimes import runtime_versions
+    from effnet.deploy.runtimes import runtime_versions
 
     if not 1 <= args.batch_size <= 4096:
         raise ValueError(f"--batch-size must be in [1, 4096], got {args.batch_size}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from effnet.console import print_json
-from effnet.net import EfficientNet
+from effnet._util.console import print_json
+from effnet.models.net import EfficientNet
 
 
 def export_state_dict(args: argparse.Namespace, model: EfficientNet) -> int:

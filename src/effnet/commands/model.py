@@ -7,12 +7,12 @@ import json
 import math
 from pathlib import Path
 
-from effnet.complexity import PAPER_FIGURES, Complexity, profile
-from effnet.console import print_json
-from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA, compound_scale, scale
-from effnet.specs import NetSpec
-from effnet.validation import finite_number, image_side
-from effnet.zoo import list_models, resolve_spec
+from effnet._util.console import print_json
+from effnet._util.validation import finite_number, image_side
+from effnet.models.complexity import PAPER_FIGURES, Complexity, profile
+from effnet.models.registry import list_models, resolve_spec
+from effnet.models.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA, compound_scale, scale
+from effnet.models.specs import NetSpec
 
 # Finite at parse time; the scaling engine then says which range each value must lie in (and why).
 _REAL = finite_number(-math.inf, math.inf)
@@ -69,7 +69,7 @@ def _models(args: argparse.Namespace) -> int:
     if not args.pretrained:
         print(json.dumps(list_models()) if args.json else "\n".join(list_models()))
         return 0
-    from effnet.pretrained import describe_pretrained
+    from effnet.weights.pretrained import describe_pretrained
 
     rows = describe_pretrained()
     if args.json:

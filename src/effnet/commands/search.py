@@ -9,20 +9,20 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from effnet.console import print_json, show_bar
+from effnet._util.console import print_json, show_bar
+from effnet._util.validation import finite_number, image_side, positive_int, thread_count, whole_number
 from effnet.data import DATASET_NAMES
-from effnet.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA
+from effnet.models.registry import get_spec, list_models, resolve_spec
+from effnet.models.scaling import ALPHA, BETA, DEPTH_ROUNDING, GAMMA
+from effnet.models.specs import NetSpec
 from effnet.search.grid import GridConfig, make_grid
 from effnet.search.grid_search import SearchConfig, SearchResult, run_search
 from effnet.search.runner import BACKENDS, NO_RAY_NOTE, RunnerConfig, resolve_backend
 from effnet.search.study import METHODS, StudyConfig, StudyResult, run_study
 from effnet.search.trial import proxy_spec, proxy_train_config
-from effnet.specs import NetSpec
 from effnet.train import TrainConfig
-from effnet.validation import finite_number, image_side, positive_int, thread_count, whole_number
-from effnet.zoo import get_spec, list_models, resolve_spec
 
-# Every numeric flag is finite and in range when parsed (effnet.validation); the grid and study configs then check
+# Every numeric flag is finite and in range when parsed (effnet._util.validation); the grid and study configs then check
 # how the values fit together (a range reversed, a grid too fine).
 _COEFFICIENT = finite_number(0.0, 100.0, above=True)
 _STEP = finite_number(0.001, 10.0)

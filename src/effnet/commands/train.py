@@ -12,10 +12,10 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from effnet.console import print_json
+from effnet._util.console import print_json
+from effnet._util.validation import MAX_THREADS, finite_number, image_side, positive_int, whole_number
 from effnet.data import DATASET_NAMES
 from effnet.train.config import RECIPES
-from effnet.validation import MAX_THREADS, finite_number, image_side, positive_int, whole_number
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
 # 80 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.

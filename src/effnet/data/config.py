@@ -8,10 +8,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from effnet._util.validation import check_field_types
 from effnet.data.cifar import load_cifar
 from effnet.data.folder import ImageFolderDataset, list_classes, scan_class_folders, split_samples
 from effnet.data.procedural import CLASS_NAMES, ProceduralShapes
-from effnet.validation import check_field_types
 
 logger = logging.getLogger(__name__)
 

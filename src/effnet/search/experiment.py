@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from effnet.data import build_datasets
+from effnet.models.specs import NetSpec
 from effnet.search.journal import Journal, OutFolderLock
 from effnet.search.runner import RunnerConfig, TrialFn, TrialTask, run_trials
-from effnet.specs import NetSpec
 from effnet.train import TrainConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from effnet.scaling import check_coefficients
+from effnet.models.scaling import check_coefficients
 
 
 @dataclass(frozen=True)

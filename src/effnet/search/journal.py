@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from effnet.fileio import LockHeld, lock_exclusively, prepare_folder
+from effnet._util.fileio import LockHeld, lock_exclusively, prepare_folder
 
 
 class Journal:

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from effnet.fileio import atomic_write  # noqa: E402
+from effnet._util.fileio import atomic_write  # noqa: E402
 
 if TYPE_CHECKING:
     from effnet.search.grid_search import SearchRow

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from effnet.fileio import write_text_atomic
+from effnet._util.fileio import write_text_atomic
 
 
 def write_atomic(path: str | Path, text: str) -> Path:

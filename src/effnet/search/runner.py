@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from effnet.models.specs import NetSpec
 from effnet.search.journal import Journal
-from effnet.specs import NetSpec
 
 BACKENDS = ("auto", "ray", "sequential")
 NO_RAY_NOTE = 'Ray is not installed: running trials one after another (pip install "effnet[ray]" to parallelize)'

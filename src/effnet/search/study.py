@@ -7,14 +7,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.complexity import count_macs, profile
-from effnet.scaling import ALPHA, BETA, GAMMA, check_coefficients, scale
+from effnet.models.complexity import count_macs, profile
+from effnet.models.scaling import ALPHA, BETA, GAMMA, check_coefficients, scale
+from effnet.models.specs import NetSpec
 from effnet.search.experiment import check_seeds, data_sizes, run_experiment
 from effnet.search.noise import Scored, Verdict, judge
 from effnet.search.results import write_csv, write_json
 from effnet.search.runner import RunnerConfig, TrialFn
 from effnet.search.trial import fingerprint, proxy_spec, proxy_train_config, render_for, train_trial
-from effnet.specs import NetSpec
 from effnet.train import TrainConfig
 
 METHODS = ("width", "depth", "resolution", "compound")

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 
 from effnet.data import DataConfig, build_datasets
 from effnet.data.transforms import preprocess_transform
-from effnet.scaling import scale
+from effnet.models.scaling import scale
+from effnet.models.specs import B0, NetSpec, ScalingRules
 from effnet.search.runner import TrialTask
-from effnet.specs import B0, NetSpec, ScalingRules
 from effnet.train import TrainConfig, fit
 from effnet.train.config import RECIPES, SHORT_RUN
 from effnet.weights import load_model

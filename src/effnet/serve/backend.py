@@ -69,7 +69,7 @@ class TorchClassifier(Classifier):
     runtime = "pytorch"
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None):
-        from effnet.export import fold_batchnorm
+        from effnet.deploy.export import fold_batchnorm
 
         super().__init__(model.spec.name, model.preprocess, model.num_classes, class_names)
         self.model = fold_batchnorm(model.eval()).to(memory_format=torch.channels_last)
@@ -101,7 +101,7 @@ class OnnxClassifier(Classifier):
     def __init__(
         self, path: Path, preprocess: Preprocess, class_names: Sequence[str] | None, threads: int, name: str = ""
     ):
-        from effnet.export import onnx_session
+        from effnet.deploy.export import onnx_session
 
         self.session = onnx_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -188,8 +188,8 @@ class ExportedClassifier(TorchClassifier):
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None, threads: int):
         import tempfile
 
-        from effnet.export import onnx_session
-        from effnet.runtimes import export_deploy_graph
+        from effnet.deploy.export import onnx_session
+        from effnet.deploy.runtimes import export_deploy_graph
 
         super().__init__(model, class_names)
         size = self.preprocess.input_size
@@ -226,7 +226,7 @@ def _read_classes_file(path: str) -> list[str]:
 
 
 def _class_names(source: ModelSource, num_classes: int, recorded: Sequence[str] | None) -> list[str] | None:
-    from effnet.pretrained import imagenet_classes
+    from effnet.weights.pretrained import imagenet_classes
 
     if source.classes_file:
         names = _read_classes_file(source.classes_file)
@@ -248,10 +248,10 @@ def _apply_overrides(preprocess: Preprocess, source: ModelSource) -> Preprocess:
 def _fallback_preprocess(source: ModelSource) -> Preprocess:
     """For an ONNX file without recorded preprocessing: the --pretrained record's, else the model's defaults."""
     if source.pretrained:
-        from effnet.pretrained import get_pretrained
+        from effnet.weights.pretrained import get_pretrained
 
         return get_pretrained(source.model_name).preprocess
-    from effnet.zoo import resolve_spec
+    from effnet.models.registry import resolve_spec
 
     return default_preprocess(resolve_spec(source.model_name))
 
@@ -268,8 +268,8 @@ def _check_exported_file(path: Path) -> None:
 
 def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifier:
     """An ONNX graph (onnxruntime) or OpenVINO IR (OpenVINO), int8 ones included, with the preprocessing, class
-    names and architecture its export recorded (`effnet.runtimes.read_exported_metadata`)."""
-    from effnet.runtimes import read_exported_metadata, runtime_available
+    names and architecture its export recorded (`effnet.deploy.runtimes.read_exported_metadata`)."""
+    from effnet.deploy.runtimes import read_exported_metadata, runtime_available
 
     assert source.weights is not None
     path = Path(source.weights)
@@ -294,7 +294,7 @@ def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifie
 def _load_folder(folder: Path) -> torch.nn.Module:
     """A folder written by `save_pretrained` (effnet's or timm's); any other folder is a one-line mistake."""
     if (folder / "config.json").is_file():
-        from effnet.hub import from_pretrained
+        from effnet.weights.hf import from_pretrained
 
         return from_pretrained(folder)
     inside = sorted(
@@ -328,7 +328,7 @@ def load_classifier(source: ModelSource, threads: int = 1, runtime: str = "auto"
     runtime = resolve_runtime(runtime, source)
     if source.is_exported:
         return _load_exported(source, threads, streams)
-    from effnet.zoo import create_model
+    from effnet.models.registry import create_model
 
     if source.pretrained:
         model = create_model(source.model_name, pretrained=True)
@@ -340,8 +340,8 @@ def load_classifier(source: ModelSource, threads: int = 1, runtime: str = "auto"
         model = load_model(source.weights, source.model, padding=source.padding, norm_eps=source.norm_eps)
     else:
         raise ValueError(
-            f"{source.model_name} has random weights: pass --pretrained (offline records: see effnet.pretrained) "
-            "or --weights FILE (weights, checkpoint or .onnx)"
+            f"{source.model_name} has random weights: pass --pretrained (offline records: see "
+            "effnet.weights.pretrained) or --weights FILE (weights, checkpoint or .onnx)"
         )
     model.preprocess = _apply_overrides(model.preprocess, source)
     names = _class_names(source, model.num_classes, getattr(model, "class_names", None))

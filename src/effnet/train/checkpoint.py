@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from effnet.fileio import atomic_write
+from effnet._util.fileio import atomic_write
 from effnet.weights.reader import CHECKPOINT_FORMAT, CorruptCheckpoint, content_checksum, read_file
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointManager", "CorruptCheckpoint", "atomic_save", "capture_rng",

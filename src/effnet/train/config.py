@@ -10,14 +10,14 @@ from typing import Any
 
 import yaml
 
+from effnet._util.fileio import write_text_atomic
+from effnet._util.validation import check_field_types, check_size
 from effnet.data import DataConfig
 from effnet.data.mixup import MIX_MODES
 from effnet.data.transforms import AUGMENTS
-from effnet.fileio import write_text_atomic
 from effnet.train.optim import OPTIMIZERS
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 from effnet.train.schedule import SCHEDULES
-from effnet.validation import check_field_types, check_size
 
 AMP_DTYPES = ("bf16", "fp16")
 DEPTHWISE_INITS = ("reference", "pytorch")

@@ -97,7 +97,7 @@ def evaluate_checkpoint(
     from dataclasses import replace
 
     from effnet.data import DataConfig, build_datasets
-    from effnet.runtimes import is_exported, open_exported
+    from effnet.deploy.runtimes import is_exported, open_exported
     from effnet.weights import load_model, read_file
 
     if batch_size < 1:

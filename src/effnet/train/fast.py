@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from effnet.hardware import cgroup_cpu_limit, cpu_flags, load_average, usable_cpus
+from effnet._util.hardware import cgroup_cpu_limit, cpu_flags, load_average, usable_cpus
 
 # The options `auto` can stand for, in the order the run header lists them.
 AUTO_OPTIONS = ("amp", "channels_last", "compile", "tf32", "threads", "num_workers")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from torch import nn
 
-from effnet.pretrained import PretrainedRecord, get_pretrained
 from effnet.weights import WeightFile, read_file
+from effnet.weights.pretrained import PretrainedRecord, get_pretrained
 
 
 def starting_weights(

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 from effnet.train.checkpoint import CheckpointManager
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from effnet.fileio import atomic_write, write_text_atomic
+from effnet._util.fileio import atomic_write, write_text_atomic
 
 
 class RunLogger:

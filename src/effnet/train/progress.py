@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from effnet.console import show_bar
+from effnet._util.console import show_bar
 from effnet.train.metrics import RunLogger
 
 

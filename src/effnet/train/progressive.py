@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 
 
 @dataclass(frozen=True)

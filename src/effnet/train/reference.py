@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from effnet.data.autoaugment import reference_augment
+from effnet.models.specs import NetSpec
 from effnet.preprocess import uses_v2_preprocessing
-from effnet.specs import NetSpec
 from effnet.train.config import TrainConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 from effnet.train.checkpoint import CheckpointManager, load_checkpoint
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from effnet.fileio import LockHeld, lock_exclusively
+from effnet._util.fileio import LockHeld, lock_exclusively
 
 LOCK_NAME = ".lock"
 # What `effnet train` writes into a run folder: what --overwrite removes, and what says "a run lives here".

@@ -15,15 +15,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from effnet._util.hardware import bf16_cpu_warning
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
 from effnet.data.folder import ImageFolderDataset, crop_draft_side
 from effnet.data.gpu import BatchEvalTransform, BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
 from effnet.data.transforms import preprocess_transform
-from effnet.hardware import bf16_cpu_warning
+from effnet.models.registry import create_model, resolve_spec
+from effnet.models.scaling import scale
+from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess, default_preprocess
-from effnet.pretrained import PretrainedRecord
-from effnet.scaling import scale
-from effnet.specs import NetSpec
 from effnet.train.checkpoint import capture_rng, restore_rng
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
@@ -47,7 +47,7 @@ from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
 from effnet.train.syncbn import convert_sync_batchnorm
 from effnet.weights import WeightFile, layer_settings, load_model
-from effnet.zoo import create_model, resolve_spec
+from effnet.weights.pretrained import PretrainedRecord
 
 
 @dataclass
@@ -206,7 +206,7 @@ def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
     if zero and replaced:
         zero_classifier(model)
     if cfg.memory_efficient_act:
-        from effnet.layers.activations import use_memory_efficient_activations
+        from effnet.models.layers.activations import use_memory_efficient_activations
 
         use_memory_efficient_activations(model)
     if cfg.grad_checkpointing:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
-from effnet.fileio import atomic_write
+from effnet._util.fileio import atomic_write
 from effnet.weights.layouts import detect_layout, rename_to_effnet
 from effnet.weights.reader import EFFNET_FORMAT
 from effnet.weights.twins import find_twin
@@ -17,7 +17,7 @@ from effnet.weights.twins import find_twin
 SAVE_LAYOUTS = ("effnet", "timm", "torchvision")
 
 if TYPE_CHECKING:
-    from effnet.net import EfficientNet
+    from effnet.models.net import EfficientNet
 
 
 def load_state_dict(

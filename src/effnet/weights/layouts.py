@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from effnet.layers import FusedMBConv, MBConv, SqueezeExcite
+from effnet.models.layers import FusedMBConv, MBConv, SqueezeExcite
 
 if TYPE_CHECKING:
-    from effnet.net import EfficientNet
+    from effnet.models.net import EfficientNet
 
 LAYOUT_MARKERS = {
     "effnet": "stem.conv.weight",

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
-from effnet.pretrained import PRETRAINED, PretrainedRecord, sha256sum
-from effnet.specs import NetSpec
 from effnet.weights.io import load_state_dict
+from effnet.weights.pretrained import PRETRAINED, PretrainedRecord, sha256sum
 from effnet.weights.reader import WeightFile, read_file
 
 if TYPE_CHECKING:
-    from effnet.net import EfficientNet
+    from effnet.models.net import EfficientNet
 
 # torchvision ported its B5-B7 weights from TensorFlow (BN eps 1e-3); its B0-B4 were trained in PyTorch (1e-5).
 _TORCHVISION_TF_PORTS = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
@@ -51,7 +51,7 @@ def _resolve(file: WeightFile, model: str | Path | NetSpec | None) -> NetSpec:
                 "file (load_model(path, 'efficientnet_b0'), create_model(name, weights=path), or --model)"
             )
         return file.spec
-    from effnet.zoo import resolve_spec  # the registry sits above the weights package
+    from effnet.models.registry import resolve_spec  # the registry sits above the weights package
 
     return resolve_spec(model)
 
@@ -78,7 +78,7 @@ def load_model(
     Explicit arguments override what the file (or a pretrained record) says; checkpoints load their EMA weights
     unless `use_ema=False`.
     """
-    from effnet.net import EfficientNet
+    from effnet.models.net import EfficientNet
 
     record = source if isinstance(source, PretrainedRecord) else None
     if record is not None:

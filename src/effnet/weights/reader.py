@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
-from effnet.specs import NetSpec
 from effnet.weights.layouts import CLASSIFIER_KEYS, detect_layout
 
 EFFNET_FORMAT = "effnet"  # the "format" metadata of effnet's safetensors files

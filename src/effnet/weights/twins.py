@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from effnet.net import EfficientNet
+    from effnet.models.net import EfficientNet
 
 TWIN_LAYOUTS = ("timm", "torchvision")
 TF_EPS, TORCH_EPS = 1e-3, 1e-5
@@ -70,7 +70,7 @@ class Twin:
 
 def _registered_name(spec: NetSpec) -> str | None:
     """The registry name whose architecture `spec` has (any padding, BN eps or regularization), else None."""
-    from effnet.zoo import get_spec, list_models  # the registry sits above the weights package
+    from effnet.models.registry import get_spec, list_models  # the registry sits above the weights package
 
     name = spec.name.split(".", 1)[0]
     if name not in list_models():

@@ -29,8 +29,8 @@ def runtime_available(runtime: str) -> bool:
 
 
 def onnxruntime_predictor(path: str | Path, threads: int = 0) -> Predictor:
-    """A batch -> logits function over `effnet.export.onnx_session` (threads=0 means all cores)."""
-    from effnet.export import onnx_session
+    """A batch -> logits function over `effnet.deploy.export.onnx_session` (threads=0 means all cores)."""
+    from effnet.deploy.export import onnx_session
 
     session = onnx_session(path, threads)
     input_name = session.get_inputs()[0].name
@@ -75,12 +75,12 @@ def is_exported(path: str | Path | None) -> bool:
 
 
 def read_exported_metadata(path: str | Path) -> Any:
-    """The preprocessing, class names and architecture effnet recorded in an exported file (effnet.export.OnnxMetadata).
+    """The preprocessing, class names and architecture effnet recorded in an exported file (`OnnxMetadata`).
 
     OpenVINO's converter keeps an ONNX file's metadata_props in the IR's rt_info under "framework", so an int8
     .xml made from effnet's ONNX export carries the same three entries.
     """
-    from effnet.export import OnnxMetadata, read_onnx_metadata
+    from effnet.deploy.export import OnnxMetadata, read_onnx_metadata
     from effnet.preprocess import Preprocess
 
     if Path(path).suffix.lower() == ".onnx":
@@ -138,7 +138,7 @@ class ExportedModel(nn.Module):
 def _graph_shapes(path: Path, runtime: str) -> tuple[int | None, tuple[int, int] | None]:
     """(number of classes, fixed (height, width) of the input or None when dynamic) of an exported graph."""
     if runtime == "onnxruntime":
-        from effnet.export import onnx_session
+        from effnet.deploy.export import onnx_session
 
         session = onnx_session(path, 1)
         dims, classes = session.get_inputs()[0].shape, session.get_outputs()[0].shape[1]
@@ -190,8 +190,8 @@ def _open_exported(path: Path, runtime: str, model: str | None, threads: int) ->
                 f"{path} records no preprocessing (it was not written by `effnet export`): pass "
                 "--model NAME, the architecture it was exported from, to use its preprocessing"
             )
+        from effnet.models.registry import resolve_spec
         from effnet.preprocess import default_preprocess
-        from effnet.zoo import resolve_spec
 
         preprocess = default_preprocess(resolve_spec(model))
     num_classes, input_hw = _graph_shapes(path, runtime)
@@ -295,7 +295,7 @@ def _fuse_pads_into_convs(path: Path) -> None:
 def export_deploy_graph(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """An effnet model as a fixed-size ONNX deployment graph at `path`: BatchNorm folded, TF "SAME" pads frozen
     for `example`'s size (fused into the convs by onnxruntime) and the input size fixed to it."""
-    from effnet.export import export_onnx, fold_batchnorm
+    from effnet.deploy.export import export_onnx, fold_batchnorm
 
     deployed = freeze_same_padding(fold_batchnorm(model), example)
     return fix_input_size(export_onnx(deployed, path, example), example.shape[-2], example.shape[-1])
@@ -311,7 +311,7 @@ def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
     import torch.nn.functional as F
 
-    from effnet.layers.padding import Conv2dSame, same_padding
+    from effnet.models.layers.padding import Conv2dSame, same_padding
 
     frozen = copy.deepcopy(model).eval()
     sizes: dict[nn.Module, tuple[int, int]] = {}

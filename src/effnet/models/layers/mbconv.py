@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from effnet.layers.conv_norm_act import ConvNormAct, LayerConfig, create_activation
-from effnet.layers.drop_path import DropPath
-from effnet.layers.squeeze_excite import SqueezeExcite
+from effnet.models.layers.conv_norm_act import ConvNormAct, LayerConfig, create_activation
+from effnet.models.layers.drop_path import DropPath
+from effnet.models.layers.squeeze_excite import SqueezeExcite
 
 
 def _squeeze_excite(in_channels: int, mid_channels: int, se_ratio: float, layer: LayerConfig) -> nn.Module:

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from effnet.features import FeatureInfo, select_levels, spec_feature_info, take_indices
-from effnet.layers import BLOCKS, ConvNormAct, LayerConfig
+from effnet.models.features import FeatureInfo, select_levels, spec_feature_info, take_indices
+from effnet.models.layers import BLOCKS, ConvNormAct, LayerConfig
+from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess, default_preprocess
-from effnet.specs import NetSpec
 
 OUTPUT_STRIDE = 32
 OUTPUT_STRIDES = (8, 16, 32)  # as timm: 8 / 16 replace the late strides by dilation (dense prediction)

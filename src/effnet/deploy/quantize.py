@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from effnet.fileio import replace_files, staging_dir
+from effnet._util.fileio import replace_files, staging_dir
 
 QUANT_BACKENDS = ("auto", "onnxruntime", "openvino")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -42,8 +42,8 @@ class QuantizeConfig:
     keep_float: tuple[str, ...] = ()  # ONNX node names, or prefixes like "/head", computed in float
     full_bias_correction: bool = True  # NNCF: correct each layer's output mean shift using real activations
     # Weights onto their int8 grid: "optimized" picks each weight's rounding for the layer's outputs on the
-    # calibration photos (effnet.rounding); "nearest" is plain PTQ; "auto" = optimized on openvino (measured,
-    # docs/deploy.md), nearest on onnxruntime (same symmetric [-127, 127] grid, but not measured there)
+    # calibration photos (effnet.deploy.int8_rounding); "nearest" is plain PTQ; "auto" = optimized on openvino
+    # (measured, docs/deploy.md), nearest on onnxruntime (same symmetric [-127, 127] grid, but not measured there)
     rounding: str = "auto"
     rounding_size: int = 256  # calibration photos whose layer inputs steer the rounding
     # Kinds of operation computed in float whatever the calibration says: "depthwise" convs (9 or 25 taps per
@@ -149,7 +149,7 @@ def resolve_backend(config: QuantizeConfig) -> QuantizeConfig:
 
 def load_arrays(model: nn.Module, paths: Sequence[Path], resolution: int | None = None) -> np.ndarray:
     """The photos at `paths` through the model's own eval preprocessing, as one float32 (N, 3, H, W) array."""
-    from effnet.predict import load_image, preprocess_image
+    from effnet.deploy.predict import load_image, preprocess_image
 
     preprocess = model.preprocess
     if resolution is not None:
@@ -159,7 +159,7 @@ def load_arrays(model: nn.Module, paths: Sequence[Path], resolution: int | None 
 
 def shuffled_images(folder: str | Path, seed: int = 0) -> list[Path]:
     """Every image under `folder`, in a seeded random order (so a prefix mixes the classes)."""
-    from effnet.predict import collect_images
+    from effnet.deploy.predict import collect_images
 
     if not Path(folder).is_dir():
         raise ValueError(f"calibration folder {folder} does not exist or is not a folder")
@@ -192,7 +192,7 @@ def split_photos(
 
 
 def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
-    from effnet.runtimes import export_deploy_graph
+    from effnet.deploy.runtimes import export_deploy_graph
 
     folder.mkdir(parents=True, exist_ok=True)
     return export_deploy_graph(model, folder / "fp32.onnx", torch.zeros(1, 3, resolution, resolution))
@@ -348,7 +348,7 @@ def prepare_weights(model: nn.Module, images: np.ndarray, config: QuantizeConfig
     config = resolve_backend(config)
     if config.rounding != "optimized":
         return model.eval()
-    from effnet.rounding import round_weights
+    from effnet.deploy.int8_rounding import round_weights
 
     return round_weights(model.eval(), images[: config.rounding_size], float_ops=config.float_ops)
 
@@ -394,7 +394,7 @@ def photo_labels(paths: Sequence[Path], class_names: Sequence[str] | None, num_c
     model: a WordNet id names the photo's folder or starts its file name (`n01440764/x.JPEG`,
     `n01440764_tench.JPEG`).
     """
-    from effnet.pretrained import imagenet_classes, imagenet_label
+    from effnet.weights.pretrained import imagenet_classes, imagenet_label
 
     if class_names is not None and tuple(class_names) != imagenet_classes():
         index = {name: i for i, name in enumerate(class_names)}
@@ -415,7 +415,7 @@ def compare_int8(
     labels: np.ndarray | None = None,
 ) -> Int8Comparison:
     """Top-1 agreement (and accuracy on `labels`) of the int8 file against the fp32 ONNX file; latency of both."""
-    from effnet.runtimes import predictor
+    from effnet.deploy.runtimes import predictor
 
     config = resolve_backend(config)
     fp32 = predictor(fp32_path, "onnxruntime", config.threads)
@@ -475,7 +475,7 @@ def export_int8(
 
 def _move_export(staged: Path, final: Path) -> None:
     """Move the staged file (and an OpenVINO .bin beside an .xml) into place: the .xml last, the old pair kept
-    whole until the new one is (effnet.fileio.replace_files)."""
+    whole until the new one is (effnet._util.fileio.replace_files)."""
     pair = staged.suffix == ".xml"
     replace_files([staged, staged.with_suffix(".bin")] if pair else [staged],
                   [final, final.with_suffix(".bin")] if pair else [final])  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from effnet.layers.conv_norm_act import create_activation
+from effnet.models.layers.conv_norm_act import create_activation
 
 
 class SqueezeExcite(nn.Module):

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from effnet.net import EfficientNet, EfficientNetFeatures, pool_type
-from effnet.pretrained import get_pretrained
-from effnet.scaling import PUBLISHED, Coefficients, published_scale
-from effnet.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
+from effnet.models.net import EfficientNet, EfficientNetFeatures, pool_type
+from effnet.models.scaling import PUBLISHED, Coefficients, published_scale
+from effnet.models.specs import B0, LITE0, MOBILENETV2, RESNET50, V2_BASE, V2_L, V2_M, V2_S, V2_XL, NetSpec
+from effnet.weights.pretrained import get_pretrained
 
 
 def _efficientnet(key: str) -> Callable[[], NetSpec]:

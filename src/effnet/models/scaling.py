@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid search at phi = 1 on B0
 # Beyond these a network has billions of parameters (building it runs out of memory) or a few-pixel input.

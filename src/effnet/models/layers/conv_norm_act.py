@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from effnet.layers.activations import batch_norm_silu, fused_path_applies
-from effnet.layers.padding import create_conv2d
+from effnet.models.layers.activations import batch_norm_silu, fused_path_applies
+from effnet.models.layers.padding import create_conv2d
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,  # the paper's Swish
@@ -55,7 +55,7 @@ class ConvNormAct(nn.Module):
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=layer.norm_eps, momentum=layer.norm_momentum)
         self.act = create_activation(layer.activation) if act else nn.Identity()
-        # Set by effnet.layers.activations.use_memory_efficient_activations (--memory-efficient-act).
+        # Set by effnet.models.layers.activations.use_memory_efficient_activations (--memory-efficient-act).
         self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

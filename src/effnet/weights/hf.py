@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from effnet.fileio import write_text_atomic
-from effnet.net import EfficientNet
+from effnet._util.fileio import write_text_atomic
+from effnet.models.net import EfficientNet
+from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
-from effnet.specs import NetSpec
 from effnet.weights import load_state_dict, read_file, save_weights
 from effnet.weights.timm_config import from_timm_config, timm_config
 from effnet.weights.twins import find_twin
@@ -27,7 +27,7 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 try:
     from huggingface_hub import ModelCard, PyTorchModelHubMixin
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("effnet.hub needs huggingface_hub; run: pip install 'effnet[hub]'") from err
+    raise ImportError("effnet.weights.hf needs huggingface_hub; run: pip install 'effnet[hub]'") from err
 
 _CARD = """---
 {{ card_data }}
@@ -41,7 +41,7 @@ An EfficientNet-family image classifier saved with effnet ({{ num_classes }} cla
 ## Use
 
 ```python
-from effnet.hub import EfficientNetHub
+from effnet.weights.hf import EfficientNetHub
 
 model = EfficientNetHub.from_pretrained("{{ repo_id }}")
 transform = model.preprocess.transforms()  # PIL image -> normalized tensor

@@ -64,7 +64,7 @@ def fused_path_applies(bn: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
 
 def use_memory_efficient_activations(model: nn.Module) -> int:
     """Let every conv-BN-SiLU unit of `model` use `batch_norm_silu` in training; returns how many were switched."""
-    from effnet.layers.conv_norm_act import ConvNormAct
+    from effnet.models.layers.conv_norm_act import ConvNormAct
 
     switched = 0
     for module in model.modules():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from effnet.data.folder import IMAGE_EXTENSIONS, load_rgb
 from effnet.data.transforms import normalize, preprocess_transform
-from effnet.net import EfficientNet
+from effnet.models.net import EfficientNet
 from effnet.preprocess import Preprocess
 
 
@@ -97,7 +97,7 @@ def classify(
 ) -> list[tuple[ClassScore, ...]]:
     """Top-k classes of in-memory PIL images, using `model.preprocess` (and `model.class_names` by default).
 
-    `model` is an EfficientNet or an exported file opened by `effnet.runtimes.open_exported`.
+    `model` is an EfficientNet or an exported file opened by `effnet.deploy.runtimes.open_exported`.
     """
     preprocess: Preprocess = model.preprocess
     class_names = class_names if class_names is not None else getattr(model, "class_names", None)

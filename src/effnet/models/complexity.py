@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from effnet.net import EfficientNet
-from effnet.specs import NetSpec
+from effnet.models.net import EfficientNet
+from effnet.models.specs import NetSpec
 
 # (params, multiply-adds at native resolution) as printed in the papers: EfficientNet Table 2 for B0..B7,
 # EfficientNetV2 Table 7 for S/M/L/XL (evaluated at 384/480/480/512).

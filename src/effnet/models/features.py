@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from effnet.specs import NetSpec
+from effnet.models.specs import NetSpec
 
 
 class FeatureInfo(list):

@@ -2,7 +2,7 @@
 
 ONNX goes through torch.onnx's TorchScript-based exporter (`dynamo=False`): in this environment the dynamo
 exporter needs the extra `onnxscript` package. Batch, height and width are dynamic: TF "SAME" padding is computed
-with size arithmetic the tracer records (effnet.layers.padding), so the graph pads correctly at any input size.
+with size arithmetic the tracer records (effnet.models.layers.padding), so the graph pads correctly at any input size.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from effnet.fileio import atomic_write
-from effnet.layers import ConvNormAct
+from effnet._util.fileio import atomic_write
+from effnet._util.validation import check_field_types
+from effnet.models.layers import ConvNormAct
 from effnet.preprocess import Preprocess
-from effnet.validation import check_field_types
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 MIN_OUTPUT_SCALE = 1e-6  # below this, float32 rounding of the intermediates swamps the outputs

@@ -1,0 +1,1 @@
+"""Plumbing shared by every package: atomic file writes and locks, console output, hardware facts, flag checks."""
