@@ -15,6 +15,10 @@ FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
 CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+# Repository files the pages name in prose or code (`/docs/assets` and the like are URLs, hence the look-behind).
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:src|tests|benchmarks|docs)/[\w./*-]*\w)")
+DOTTED = re.compile(r"(?<![\w.])effnet(?:\.[A-Za-z_]\w*)+")
+FROM_IMPORT = re.compile(r"^\s*from (effnet(?:\.\w+)*) import \(?([\w, ]+)", re.M)
 
 
 def _prose(text: str) -> str:
@@ -69,6 +73,40 @@ def test_readme_is_a_front_door() -> None:
     text = "\n".join(lines)
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"(docs/{page.name})" in text, f"README's Documentation list does not link docs/{page.name}"
+
+
+def _module_path(parts: list[str]) -> tuple[Path, int]:
+    """The deepest module or package file under src/ that a dotted name walks through, and how many parts it used."""
+    path, used = ROOT / "src" / parts[0], 1
+    for part in parts[1:]:
+        if (path / part / "__init__.py").is_file():
+            path = path / part
+        elif (path / f"{part}.py").is_file():
+            path = path / f"{part}.py"
+        else:
+            break
+        used += 1
+    return (path / "__init__.py" if path.is_dir() else path), used
+
+
+def _resolves(name: str) -> bool:
+    """Whether `effnet.a.b.name` is a module, or a name the module it lands in defines or imports (read, not run)."""
+    parts = name.split(".")
+    module, used = _module_path(parts)
+    if used == len(parts):
+        return True
+    return re.search(rf"\b{re.escape(parts[used])}\b", module.read_text(encoding="utf-8")) is not None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_named_files_and_modules_exist(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    missing = [path for path in set(REPO_PATH.findall(text)) if not list(ROOT.glob(path.rstrip("/")))]
+    names = set(DOTTED.findall(text))
+    for module, imported in FROM_IMPORT.findall(text):
+        names.update(f"{module}.{name.strip()}" for name in imported.split(",") if name.strip())
+    missing += sorted(name for name in names if not _resolves(name))
+    assert not missing, f"{page.name} names what the repository does not have: {sorted(missing)}"
 
 
 # The module map is a map, not an area with a command of its own.
