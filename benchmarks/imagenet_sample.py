@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from pathlib import Path
 import torch
 
 import effnet
+from effnet._util.fileio import write_section
 from effnet.analysis.cpuinfo import cpu_info
 from effnet.deploy.predict import collect_images, load_image
 from effnet.preprocess import LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct, tpu_crop_pct
@@ -239,19 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(header + table(results, reported) + notes)
     print(body)
     if args.record:
-        _replace_section(args.out, body)
+        write_section(args.out, MARKER, body)
     return 0
-
-
-def _replace_section(path: Path, body: str) -> None:
-    """Put `body` between MARKER and the next section marker of BENCHMARKS.md, leaving the rest alone."""
-    from effnet._util.fileio import write_text_atomic
-
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
-    section = f"{MARKER}\n{body.rstrip()}\n\n"
-    text = pattern.sub(lambda _: section, text) if MARKER in text else text.rstrip() + "\n\n" + section
-    write_text_atomic(path, text)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from effnet._util.fileio import write_section
 from effnet.analysis.cpuinfo import cpu_info
 from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 
@@ -43,16 +43,6 @@ def _table(results, ratios, speedups) -> list[str]:
 
 def _cpu_name() -> str:
     return cpu_info().short()
-
-
-def _replace_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
-    section = f"{MARKER}\n{body.rstrip()}\n\n"
-    text = pattern.sub(lambda _: section, text) if MARKER in text else text.rstrip() + "\n\n" + section
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.dry_run:
-        _replace_section(args.out, body)
+        write_section(args.out, MARKER, body)
         print(f"\nupdated {args.out}", file=sys.stderr)
     return 0
 

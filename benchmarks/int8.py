@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 from dataclasses import replace
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from effnet._util.fileio import write_section
 from effnet.analysis.cpuinfo import cpu_info
 from effnet.deploy.quantize import ROUNDINGS, QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
 from effnet.deploy.runtimes import predictor, runtime_versions
@@ -178,23 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(header + lines)
     print(body)
     if not args.dry_run:
-        _replace_section(args.out, body)
+        write_section(args.out, MARKER, body)
     return 0
 
 
 def _shown_path(path: Path) -> str:
     return str(path.relative_to(DATA.parent.parent)) if path.is_relative_to(DATA.parent.parent) else str(path)
-
-
-def _replace_section(path: Path, body: str) -> None:
-    """Put `body` between MARKER and the next section marker of BENCHMARKS.md, leaving the rest alone."""
-    from effnet._util.fileio import write_text_atomic
-
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(MARKER) + r".*?(?=<!-- section:|\Z)", re.S)
-    section = f"{MARKER}\n{body.rstrip()}\n\n"
-    text = pattern.sub(lambda _: section, text) if MARKER in text else text.rstrip() + "\n\n" + section
-    write_text_atomic(path, text)
 
 
 if __name__ == "__main__":

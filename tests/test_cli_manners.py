@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from effnet._util.console import show_bar
-from effnet._util.fileio import atomic_write, write_text_atomic
+from effnet._util.fileio import atomic_write, write_section, write_text_atomic
 from effnet._util.hardware import bf16_cpu_warning, cpu_flags, cpu_has_native_bf16
 from effnet.cli import main
 from effnet.models.specs import NetSpec, StageSpec
@@ -195,3 +195,14 @@ def test_train_warns_about_bf16_on_a_cpu_without_it(tmp_path, capsys, monkeypatc
     assert main(_train(tmp_path, "bf16", "--amp", "bf16", "--quiet")) == 0
     out = capsys.readouterr().out
     assert "without native bf16" in out and (tmp_path / "runs" / "bf16" / "train.log").read_text().count("bf16") >= 1
+
+
+def test_benchmarks_replace_their_own_section_of_the_record_only(tmp_path):
+    record = tmp_path / "BENCHMARKS.md"
+    write_section(record, "<!-- section: a -->", "table a")  # a missing file is started
+    write_section(record, "<!-- section: b -->", "table b")  # a missing marker is appended
+    write_section(record, "<!-- section: a -->", "table a, run 2\n\nwith a note")
+    text = record.read_text()
+    assert text == (
+        "# Benchmarks\n\n<!-- section: a -->\ntable a, run 2\n\nwith a note\n\n<!-- section: b -->\ntable b\n\n"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -62,6 +63,22 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_section(path: str | Path, marker: str, body: str) -> Path:
+    """Put `body` after `marker` in a markdown file (up to the next `<!-- section:` marker), leaving the rest alone.
+
+    Benchmarks record their tables this way in BENCHMARKS.md; a missing file or marker is appended to.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    section = f"{marker}\n{body.rstrip()}\n\n"
+    if marker in text:
+        pattern = re.compile(re.escape(marker) + r".*?(?=<!-- section:|\Z)", re.S)
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip() + "\n\n" + section
+    return write_text_atomic(path, text)
 
 
 def prepare_destination(path: str | Path) -> Path:
