@@ -101,3 +101,9 @@ def test_spec_file_errors(tmp_path):
         NetSpec.load(bad)
     with pytest.raises(ValueError, match="unknown NetSpec fields"):
         NetSpec.from_dict(B0.to_dict() | {"colour": "red"})
+
+
+@pytest.mark.parametrize("name", effnet.list_models())
+def test_v2_family_is_a_spec_property(name):
+    # The V2 family (its fused stages) decides preprocessing, known BN eps of weight files and bias decay.
+    assert effnet.get_spec(name).is_v2 == name.startswith("efficientnetv2_")

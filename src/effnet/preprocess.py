@@ -99,8 +99,7 @@ V2_CROP_BELOW = 320  # automl efficientnetv2 preprocessing.preprocess_for_eval: 
 def uses_v2_preprocessing(spec: NetSpec) -> bool:
     """Whether the spec is trained and evaluated with automl's EfficientNetV2 preprocessing: V2-S/M/L/XL and
     other fused-block specs. V2-B0..B3 (names efficientnetv2_b*) use the V1 path ('effnetv1_autoaug')."""
-    has_fused = any(stage.block == "fused" for stage in spec.stages)
-    return has_fused and not spec.name.startswith("efficientnetv2_b")
+    return spec.is_v2 and not spec.name.startswith("efficientnetv2_b")
 
 
 def tf_crop_pct(size: int) -> float:

@@ -122,6 +122,11 @@ class NetSpec:
         """Channels entering the classifier."""
         return self.head_channels or self.stages[-1].out_channels
 
+    @property
+    def is_v2(self) -> bool:
+        """Whether the spec is of the EfficientNetV2 family (V2-B0..B3 and S/M/L/XL): it has Fused-MBConv stages."""
+        return any(stage.block == "fused" for stage in self.stages)
+
     def replace(self, **changes: Any) -> NetSpec:
         """A copy with some fields changed (validated like a new spec)."""
         return replace(self, **changes)

@@ -80,7 +80,7 @@ def reference_decays_biases(model: nn.Module) -> bool:
     spec = getattr(model, "spec", None)
     if spec is None:
         return False
-    return not any(stage.block == "fused" for stage in spec.stages)
+    return not spec.is_v2
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, decay_biases: bool = False) -> list[dict]:

@@ -23,15 +23,14 @@ def layer_settings(file: WeightFile, spec: NetSpec) -> tuple[str, float]:
     """(padding, BN eps) the file's weights were trained with: recorded in the file, or known for its layout."""
     if file.spec is not None:
         return file.spec.padding, file.spec.norm_eps
-    is_v2 = any(stage.block == "fused" for stage in spec.stages)
     if file.layout == "efficientnet-pytorch":  # ports of the TF checkpoints
         return "same", 1e-3
     if file.layout == "torchvision":
-        return "symmetric", 1e-3 if is_v2 or spec.name in _TORCHVISION_TF_PORTS else 1e-5
+        return "symmetric", 1e-3 if spec.is_v2 or spec.name in _TORCHVISION_TF_PORTS else 1e-5
     if file.layout == "timm":
         # timm's own V1 / Lite weights use PyTorch's defaults; the only timm V2 weights for these specs are the
         # TF ports (tf_efficientnetv2_*). timm's tf_efficientnet_* V1 ports need padding="same", norm_eps=1e-3.
-        return ("same", 1e-3) if is_v2 else ("symmetric", 1e-5)
+        return ("same", 1e-3) if spec.is_v2 else ("symmetric", 1e-5)
     return spec.padding, spec.norm_eps
 
 
