@@ -22,6 +22,7 @@ from effnet.data import (
     TorchvisionRandAugment,
     build_datasets,
     eval_transform,
+    render_sample,
     train_transform,
 )
 from effnet.data.procedural import FINE_PERIODS, _stripes
@@ -57,6 +58,22 @@ def test_procedural_classes_are_balanced_and_named() -> None:
     labels = [pair.train[i][1] for i in range(50)]
     assert np.bincount(labels, minlength=10).tolist() == [5] * 10
     assert len(pair.train) == 50 and len(pair.val) == 24
+
+
+def test_procedural_keeps_rendered_images_unchanged_by_their_users() -> None:
+    from PIL import ImageDraw
+
+    from effnet.data.procedural import CACHE_BYTES
+
+    dataset = ProceduralShapes(6, seed=2)
+    first, label = dataset[4]
+    assert _digest(first) == _digest(render_sample(2, "train", 4)[0]) and label == render_sample(2, "train", 4)[1]
+    ImageDraw.Draw(first).rectangle([0, 0, 127, 127], fill=(0, 0, 0))  # a transform drawing on its image
+    assert _digest(dataset[4][0]) == _digest(render_sample(2, "train", 4)[0])  # the kept copy is intact
+    # Past the memory budget nothing is kept (every access renders again), with the same images.
+    huge = ProceduralShapes(CACHE_BYTES // (128 * 128 * 3) + 1, seed=2)
+    assert _digest(huge[4][0]) == _digest(render_sample(2, "train", 4)[0]) and huge._cache is None
+    assert dataset._cache is not None and sorted(dataset._cache) == [4]
 
 
 @pytest.mark.parametrize("render_size", [24, 77, 200])
