@@ -34,7 +34,7 @@ from skimage import data
 from torchvision.transforms import v2
 
 import effnet.data.autoaugment as current_autoaugment
-from effnet.analysis.cpuinfo import cpu_info
+from effnet._util.cpuinfo import cpu_info
 from effnet.data import TFAutoAugment, TFRandAugment, train_transform
 from effnet.data.folder import EncodedImage, load_rgb
 from effnet.data.gpu import BatchedAutoAugment, BatchedRandAugment, BatchTrainTransform, decode_batch

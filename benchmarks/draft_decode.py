@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from effnet.analysis.cpuinfo import cpu_info
+from effnet._util.cpuinfo import cpu_info
 from effnet.data import eval_transform, load_rgb, train_transform
 from effnet.data.folder import crop_draft_side, eval_draft_side
 

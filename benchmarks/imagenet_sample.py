@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 
 import effnet
+from effnet._util.cpuinfo import cpu_info
 from effnet._util.fileio import write_section
-from effnet.analysis.cpuinfo import cpu_info
 from effnet.deploy.predict import collect_images, load_image
 from effnet.preprocess import LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct, tpu_crop_pct
 from effnet.weights.pretrained import get_pretrained, imagenet_classes, imagenet_label

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from effnet._util.cpuinfo import cpu_info
 from effnet._util.fileio import write_section
-from effnet.analysis.cpuinfo import cpu_info
 from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
 
 MARKER = "<!-- section: inference-latency -->"

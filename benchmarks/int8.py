@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from effnet._util.cpuinfo import cpu_info
 from effnet._util.fileio import write_section
-from effnet.analysis.cpuinfo import cpu_info
 from effnet.deploy.quantize import ROUNDINGS, QuantizeConfig, export_int8, load_arrays, resolve_backend, shuffled_images
 from effnet.deploy.runtimes import predictor, runtime_versions
 

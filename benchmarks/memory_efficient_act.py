@@ -28,7 +28,7 @@ VARIANTS = {
 
 def _model(options: dict):
     import effnet
-    from effnet.models.layers.activations import use_memory_efficient_activations
+    from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
 
     model = effnet.create_model("efficientnet_b0").train()
     if options.get("memory_efficient_act"):
@@ -101,7 +101,7 @@ def main() -> None:
         return
     import torch
 
-    from effnet.analysis.cpuinfo import cpu_info
+    from effnet._util.cpuinfo import cpu_info
 
     print(cpu_info().short())
     print(f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; B0 at {args.size} px, batch {args.batch}")

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
+from effnet._util.cpuinfo import cpu_info
 from effnet._util.fileio import write_text_atomic
-from effnet.analysis.cpuinfo import cpu_info
 from effnet.data import DataConfig
 from effnet.train import TrainConfig, fit
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES

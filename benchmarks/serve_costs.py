@@ -78,7 +78,7 @@ def main() -> None:
     from PIL import Image
     from skimage import data
 
-    from effnet.analysis.cpuinfo import cpu_info
+    from effnet._util.cpuinfo import cpu_info
     from effnet.serve.backend import load_classifier
     from effnet.serve.config import ModelSource
     from effnet.serve.uploads import decode_image

@@ -64,7 +64,7 @@ class Tally:
 
 def cpu_summary() -> str:
     """CPU model and the instruction-set extensions that matter for inference speed."""
-    from effnet.analysis.cpuinfo import cpu_info
+    from effnet._util.cpuinfo import cpu_info
 
     return cpu_info().short()
 

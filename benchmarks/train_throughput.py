@@ -55,7 +55,7 @@ def _build(implementation: str, options: dict):
 
     model = effnet.create_model("efficientnet_b0", num_classes=1000)
     if options.get("memory_efficient_act"):
-        from effnet.models.layers.activations import use_memory_efficient_activations
+        from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
 
         use_memory_efficient_activations(model)
     if options.get("grad_checkpointing"):

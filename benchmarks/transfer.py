@@ -29,7 +29,7 @@ import torch
 
 def cpu_header(threads: int) -> str:
     """CPU model, the SIMD flags that matter for PyTorch kernels, cores, threads and the load average."""
-    from effnet.analysis.cpuinfo import cpu_info
+    from effnet._util.cpuinfo import cpu_info
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"CPU: {cpu_info().short()}; torch {torch.__version__}, "

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from effnet.analysis.cpuinfo import cpu_info, parse_cpuinfo
+from effnet._util.cpuinfo import cpu_info, parse_cpuinfo
 from effnet.cli import main
 
 

@@ -13,10 +13,18 @@ import torch
 from PIL import Image
 
 from effnet import get_spec
-from effnet.data.tf_image import tf_eval_image
-from effnet.data.transforms import full_view_transform, preprocess_transform
 from effnet.deploy.quantize import photo_labels
-from effnet.preprocess import LITE_MEAN, LITE_STD, Preprocess, default_preprocess, tf_crop_pct, tpu_crop_pct
+from effnet.preprocess import (
+    LITE_MEAN,
+    LITE_STD,
+    Preprocess,
+    default_preprocess,
+    full_view_transform,
+    preprocess_transform,
+    tf_crop_pct,
+    tpu_crop_pct,
+)
+from effnet.preprocess.tf_image import tf_eval_image
 from effnet.weights.pretrained import get_pretrained, imagenet_classes, imagenet_label, imagenet_wnids
 
 FIXTURES = np.load(Path(__file__).parent / "fixtures" / "tf" / "eval.npz")

@@ -76,7 +76,7 @@ def test_run_takes_padding_eps_and_preprocessing_from_the_weights():
 def test_replaced_head_starts_near_ln_num_classes_on_pretrained_features():
     from effnet.data import ImageFolderDataset
     from effnet.data.folder import scan_class_folders
-    from effnet.data.transforms import preprocess_transform
+    from effnet.preprocess import preprocess_transform
 
     config = TrainConfig.from_recipe("finetune", model="efficientnet_lite0", pretrained=True, image_size=160)
     start = starting_weights(config.pretrained, config.weights, config.model)

@@ -43,9 +43,9 @@ from effnet.data.gpu import (
 from effnet.data.gpu.crop import resized_crops
 from effnet.data.gpu.decode import orient, pil_to_uint8
 from effnet.data.gpu.ops import cutout
-from effnet.data.transforms import preprocess_transform, train_transform
+from effnet.data.transforms import train_transform
 from effnet.models.specs import NetSpec, StageSpec
-from effnet.preprocess import Preprocess
+from effnet.preprocess import Preprocess, preprocess_transform
 from effnet.train import TrainConfig, fit
 
 scipy_stats = pytest.importorskip("scipy.stats")

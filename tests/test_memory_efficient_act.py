@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import effnet
-from effnet.models.layers.activations import _BatchNormSiLU, batch_norm_silu, use_memory_efficient_activations
+from effnet.models.layers.activations import _BatchNormSiLU, batch_norm_silu
+from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
 
 
 def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:

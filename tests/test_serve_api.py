@@ -221,7 +221,7 @@ def test_token_guards_everything_but_health(secured_server, chelsea):
 
 
 def test_v2_preprocessed_fp32_tensors_give_the_logits_of_the_image_bytes(secured_server, chelsea):
-    from effnet.data.transforms import preprocess_transform
+    from effnet.preprocess import preprocess_transform
     from effnet.weights.pretrained import get_pretrained
 
     good = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from effnet.data.tf_image import (
+from effnet.preprocess.tf_image import (
     resize_bicubic_legacy,
     resize_bilinear_half_pixel,
     tf_center_crop_window,

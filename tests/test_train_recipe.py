@@ -177,7 +177,7 @@ def test_config_round_trip_and_errors(tmp_path):
 
 def test_memory_efficient_act_and_grad_checkpointing_keep_the_numbers():
     from effnet.models.layers import ConvNormAct
-    from effnet.models.layers.activations import use_memory_efficient_activations
+    from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
 
     torch.manual_seed(0)
     spec = effnet.scale(effnet.get_spec("efficientnet_b0"), width=0.25, depth=0.34)

@@ -10,9 +10,8 @@ from PIL import Image
 from effnet import create_model, list_models
 from effnet.data import MixupCutmix
 from effnet.data.mixup import per_sample_cutmix, per_sample_mixup, smooth_one_hot
-from effnet.data.transforms import preprocess_transform
 from effnet.models.registry import get_spec
-from effnet.preprocess import IMAGENET_MEAN, LITE_MEAN, default_preprocess, uses_v2_preprocessing
+from effnet.preprocess import IMAGENET_MEAN, LITE_MEAN, default_preprocess, preprocess_transform, uses_v2_preprocessing
 from effnet.train import TrainConfig
 from effnet.train.reference import with_reference_defaults
 

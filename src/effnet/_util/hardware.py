@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from effnet.analysis.cpuinfo import cpu_info
+from effnet._util.cpuinfo import cpu_info
 
 # x86 flags of CPUs whose instructions compute bf16 directly (AVX512-BF16: Cooper Lake, Zen 4+; AMX: Sapphire
 # Rapids+). Without them PyTorch emulates bf16 on CPU, several times slower than fp32.

@@ -6,6 +6,7 @@ expects; the export happens when the candidate's turn comes, into a temporary fo
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-Runner = Callable[[torch.Tensor], object]
+from effnet.analysis.timing import Runner, time_runner
+from effnet.deploy.export import export_onnx, fold_batchnorm
+from effnet.deploy.quantize import QuantizeConfig, calibration_arrays, quantize_model, resolve_backend
+from effnet.deploy.runtimes import export_deploy_graph, fix_input_size, predictor, runtime_available
+
 Build = Callable[[torch.Tensor, int], tuple[Runner, str]]
 
 
 def _export(model: nn.Module, x: torch.Tensor, fold: bool) -> Path:
-    from effnet.deploy.export import export_onnx
-    from effnet.deploy.runtimes import export_deploy_graph, fix_input_size
-
     folder = Path(tempfile.mkdtemp(prefix="effnet-bench-"))
     if fold:
         return export_deploy_graph(model, folder / "model.onnx", x[:1])
@@ -40,8 +42,6 @@ def onnx_runtime_runner(factory: Callable[[], nn.Module], runtime: str, fold: bo
     """
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.deploy.runtimes import predictor
-
         path = _export(factory(), x, fold)
         label = "onnxruntime" if runtime == "onnxruntime" else "openvino f32"
         return _numpy_runner(predictor(path, runtime, threads)), label
@@ -58,12 +58,6 @@ def optimized_runner(model: nn.Module, trial_rounds: int = 10) -> Build:
     """
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        import statistics
-
-        from effnet.analysis.latency import time_runner
-        from effnet.deploy.export import fold_batchnorm
-        from effnet.deploy.runtimes import predictor, runtime_available
-
         folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
         options: dict[str, Runner] = {
             "folded+channels_last": lambda batch: folded(batch.contiguous(memory_format=torch.channels_last))
@@ -88,9 +82,6 @@ def int8_runner(model: nn.Module, calibration: str | Path | None = None, backend
     random inputs: enough to time it, not to judge its accuracy (`effnet export --int8` does that)."""
 
     def build(x: torch.Tensor, threads: int) -> tuple[Runner, str]:
-        from effnet.deploy.quantize import QuantizeConfig, calibration_arrays, quantize_model, resolve_backend
-        from effnet.deploy.runtimes import predictor
-
         folder = Path(tempfile.mkdtemp(prefix="effnet-bench-int8-"))
         # Random inputs only time the file: skip the slow full bias correction, which changes values, not speed.
         config = resolve_backend(QuantizeConfig(backend=backend, full_bias_correction=calibration is not None))

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from effnet.data.transforms import full_view_transform
 from effnet.models.net import EfficientNet
-from effnet.preprocess import Preprocess
+from effnet.preprocess import Preprocess, full_view_transform
 
 CAM_METHODS = ("cam", "gradcam")
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,7 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-Runner = Callable[[torch.Tensor], object]
+from effnet.analysis.backends import int8_runner, onnx_runtime_runner, optimized_runner
+from effnet.analysis.timing import Runner, time_runner, torch_threads
+from effnet.deploy.runtimes import runtime_available
+from effnet.models.registry import create_model, resolve_spec
+
 BENCH_MODES = ("latency", "throughput")
 
 
@@ -78,30 +80,6 @@ class BenchResult:
     def images_per_s(self) -> float:
         """Throughput implied by the median batch time."""
         return self.batch_size * 1000.0 / self.median_ms
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def time_runner(runner: Runner, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
-    """Wall-clock seconds of each of `runs` calls, after `warmup` untimed calls (caches, allocator, JIT)."""
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            runner(x)
-        for _ in range(runs):
-            start = time.perf_counter()
-            runner(x)
-            times.append(time.perf_counter() - start)
-    return times
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -204,9 +182,6 @@ def _lazy(factory: Callable[[str], nn.Module], name: str) -> Callable[[torch.Ten
 def _anchor_candidates(name: str, resolution: int, model: nn.Module, twins: bool) -> list[Candidate]:
     """What a user would otherwise deploy: the torchvision twin (timm's where torchvision has none) exported to
     onnxruntime, and effnet's own export on OpenVINO."""
-    from effnet.analysis.backends import onnx_runtime_runner
-    from effnet.deploy.runtimes import runtime_available
-
     rows = []
     if twins and runtime_available("onnxruntime"):
         if name in TORCHVISION_TWINS and _available("torchvision", TORCHVISION_TWINS[name]):
@@ -236,9 +211,6 @@ def build_candidates(
 ) -> list[Candidate]:
     """effnet models (eager; the optimized path with `optimize`; the int8 export with `int8`, calibrated on
     photos from `calibration`), their installed twins, the exported-runtime `anchors`, and ResNets."""
-    from effnet.analysis.backends import int8_runner, optimized_runner
-    from effnet.models.registry import create_model, resolve_spec
-
     candidates: list[Candidate] = []
     for name in models:
         resolution = resolve_spec(name).resolution

@@ -572,7 +572,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from effnet.analysis.cpuinfo import cpu_info
+    from effnet._util.cpuinfo import cpu_info
     from effnet.analysis.latency import BenchConfig, baseline_ratios, build_candidates, run_benchmark, speedups_over
     from effnet.deploy.runtimes import runtime_versions
 

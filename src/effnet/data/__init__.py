@@ -6,13 +6,8 @@ from effnet.data.config import DATASET_NAMES, DataConfig, DatasetPair, build_dat
 from effnet.data.folder import ImageFolderDataset, load_rgb
 from effnet.data.mixup import MixupCutmix, smooth_one_hot
 from effnet.data.procedural import CLASS_NAMES, ProceduralShapes, render_sample
-from effnet.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TorchvisionRandAugment,
-    eval_transform,
-    train_transform,
-)
+from effnet.data.transforms import TorchvisionRandAugment, train_transform
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
 __all__ = [
     "ArrayImageDataset",

@@ -11,9 +11,8 @@ import torch
 from PIL import Image
 
 from effnet.data.folder import IMAGE_EXTENSIONS, load_rgb
-from effnet.data.transforms import normalize, preprocess_transform
 from effnet.models.net import EfficientNet
-from effnet.preprocess import Preprocess
+from effnet.preprocess import Preprocess, normalize, preprocess_transform
 
 
 @dataclass(frozen=True)

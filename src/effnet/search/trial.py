@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from effnet.data import DataConfig, build_datasets
-from effnet.data.transforms import preprocess_transform
 from effnet.models.scaling import scale
 from effnet.models.specs import B0, NetSpec, ScalingRules
+from effnet.preprocess import preprocess_transform
 from effnet.search.runner import TrialTask
 from effnet.train import TrainConfig, fit
 from effnet.train.config import RECIPES, SHORT_RUN

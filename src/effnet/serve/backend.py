@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from effnet.data.transforms import preprocess_transform
-from effnet.preprocess import Preprocess, default_preprocess
+from effnet.preprocess import Preprocess, default_preprocess, preprocess_transform
 from effnet.serve.config import RUNTIMES, ModelSource
 
 

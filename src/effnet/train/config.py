@@ -15,6 +15,7 @@ from effnet._util.validation import check_field_types, check_size
 from effnet.data import DataConfig
 from effnet.data.mixup import MIX_MODES
 from effnet.data.transforms import AUGMENTS
+from effnet.preprocess import interpolation_mode
 from effnet.train.optim import OPTIMIZERS
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 from effnet.train.schedule import SCHEDULES
@@ -29,9 +30,19 @@ DEPTHWISE_INITS = ("reference", "pytorch")
 # TF head init (uniform +-1/sqrt(K)) starts above a loss of ln K, and AdamW needs ~100 steps just to shrink it.
 # The one short-run recipe: the `quick` preset and the search/study trials (effnet.search.trial) both use it.
 SHORT_RUN: dict[str, Any] = {
-    "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
-    "label_smoothing": 0.1, "ema_decay": 0.0, "augment": None, "crop_scale": (0.8, 1.0), "eval_crop_pct": 1.0,
-    "drop_path_rate": 0.0, "bn_momentum": 0.1, "zero_init_classifier": True,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "weight_decay": 0.05,
+    "schedule": "cosine",
+    "warmup_epochs": 0.5,
+    "label_smoothing": 0.1,
+    "ema_decay": 0.0,
+    "augment": None,
+    "crop_scale": (0.8, 1.0),
+    "eval_crop_pct": 1.0,
+    "drop_path_rate": 0.0,
+    "bn_momentum": 0.1,
+    "zero_init_classifier": True,
 }
 
 # Named presets: a starting point that flags and YAML values override.
@@ -45,16 +56,34 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the backbone stays frozen with its BN statistics (more accurate than training it on this little data, and
     # no backward pass through it: a third of the time); `--frozen-stages 0` trains everything.
     "finetune": {
-        "epochs": 10, "batch_size": 32, "min_steps": 60, "optimizer": "sgd", "lr_per_256": 0.08,
-        "weight_decay": 1e-5, "schedule": "cosine", "warmup_epochs": None, "label_smoothing": 0.1,
-        "drop_path_rate": 0.1, "augment": None, "crop_scale": (0.35, 1.0), "ema_decay": 0.0, "frozen_stages": -1,
+        "epochs": 10,
+        "batch_size": 32,
+        "min_steps": 60,
+        "optimizer": "sgd",
+        "lr_per_256": 0.08,
+        "weight_decay": 1e-5,
+        "schedule": "cosine",
+        "warmup_epochs": None,
+        "label_smoothing": 0.1,
+        "drop_path_rate": 0.1,
+        "augment": None,
+        "crop_scale": (0.35, 1.0),
+        "ema_decay": 0.0,
+        "frozen_stages": -1,
     },
     # A few epochs on a small CPU: B0 at half width/depth and 80 px (64 px reached 50.6 +- 3.2% over 3 seeds; the
     # outlines need the resolution), with the short-run choices above and the reference depthwise init (PyTorch's
     # helped one seed in three: docs/training.md). `effnet train` without options uses it; search and study
     # trials use SHORT_RUN on their own 64 px proxy.
-    "quick": {"width": 0.5, "depth": 0.5, "image_size": 80, "epochs": 6, "batch_size": 50, **SHORT_RUN,
-              "depthwise_init": "reference"},
+    "quick": {
+        "width": 0.5,
+        "depth": 0.5,
+        "image_size": 80,
+        "epochs": 6,
+        "batch_size": 50,
+        **SHORT_RUN,
+        "depthwise_init": "reference",
+    },
 }
 
 
@@ -162,14 +191,23 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.min_steps >= 0, f"min_steps must be >= 0 (0 = off), got {self.min_steps}"),
-            (not (self.pretrained and self.weights), "give either pretrained (--pretrained) or weights "
-             "(--weights FILE), not both"),
+            (
+                not (self.pretrained and self.weights),
+                "give either pretrained (--pretrained) or weights (--weights FILE), not both",
+            ),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.amp in (None, "auto", *AMP_DTYPES),
-             f"amp must be auto, {', '.join(AMP_DTYPES)} or off, got {self.amp!r}"),
-            *[(getattr(self, name) in (True, False, "auto"), f"{name} must be auto, on or off, got "
-               f"{getattr(self, name)!r}") for name in ("channels_last", "compile", "tf32")],
+            (
+                self.amp in (None, "auto", *AMP_DTYPES),
+                f"amp must be auto, {', '.join(AMP_DTYPES)} or off, got {self.amp!r}",
+            ),
+            *[
+                (
+                    getattr(self, name) in (True, False, "auto"),
+                    f"{name} must be auto, on or off, got {getattr(self, name)!r}",
+                )
+                for name in ("channels_last", "compile", "tf32")
+            ],
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.bn_momentum is None or 0 < self.bn_momentum <= 1, "bn_momentum must be in (0, 1]"),
             (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}"),
@@ -178,19 +216,29 @@ class TrainConfig:
             (self.frozen_stages >= -1, f"frozen_stages must be >= -1 (-1 = whole backbone), got {self.frozen_stages}"),
             (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0 = per epoch only)"),
-            (self.num_workers == "auto" or (isinstance(self.num_workers, int) and self.num_workers >= 0),
-             f"num_workers must be auto or a number >= 0, got {self.num_workers!r}"),
-            (self.threads in (None, "auto") or (isinstance(self.threads, int) and self.threads >= 1),
-             f"threads must be auto or a number >= 1, got {self.threads!r}"),
-            (self.progressive_schedule in PROGRESSIVE_SCHEDULES,
-             f"progressive_schedule must be one of {PROGRESSIVE_SCHEDULES}, got {self.progressive_schedule!r}"),
+            (
+                self.num_workers == "auto" or (isinstance(self.num_workers, int) and self.num_workers >= 0),
+                f"num_workers must be auto or a number >= 0, got {self.num_workers!r}",
+            ),
+            (
+                self.threads in (None, "auto") or (isinstance(self.threads, int) and self.threads >= 1),
+                f"threads must be auto or a number >= 1, got {self.threads!r}",
+            ),
+            (
+                self.progressive_schedule in PROGRESSIVE_SCHEDULES,
+                f"progressive_schedule must be one of {PROGRESSIVE_SCHEDULES}, got {self.progressive_schedule!r}",
+            ),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.image_size is None or self.image_size >= 32, "image_size must be >= 32 (the network's stride)"),
             (self.eval_size is None or self.eval_size >= 32, "eval_size must be >= 32 (the network's stride)"),
-            (self.augment in (None, "none", "reference", *AUGMENTS),
-             f"augment must be one of reference, {', '.join(AUGMENTS)} or none, got {self.augment!r}"),
-            (self.depthwise_init in DEPTHWISE_INITS,
-             f"depthwise_init must be one of {DEPTHWISE_INITS}, got {self.depthwise_init!r}"),
+            (
+                self.augment in (None, "none", "reference", *AUGMENTS),
+                f"augment must be one of reference, {', '.join(AUGMENTS)} or none, got {self.augment!r}",
+            ),
+            (
+                self.depthwise_init in DEPTHWISE_INITS,
+                f"depthwise_init must be one of {DEPTHWISE_INITS}, got {self.depthwise_init!r}",
+            ),
             (self.mix_mode in (None, *MIX_MODES), f"mix_mode must be one of {MIX_MODES}, got {self.mix_mode!r}"),
             *_range_checks(self),
         ]
@@ -230,8 +278,14 @@ class TrainConfig:
             if bad:
                 raise ValueError(f"unknown data option(s) {bad}; valid ones: {', '.join(sorted(data_known))}")
             kwargs["data"] = DataConfig(**kwargs["data"])
-        for name in ("crop_scale", "progressive_image_size", "progressive_magnitude", "progressive_mixup",
-                     "progressive_dropout", "progressive_cutmix"):
+        for name in (
+            "crop_scale",
+            "progressive_image_size",
+            "progressive_magnitude",
+            "progressive_mixup",
+            "progressive_dropout",
+            "progressive_cutmix",
+        ):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
@@ -265,8 +319,9 @@ class TrainConfig:
         if resume_dir is not None:
             resume_dir = Path(resume_dir)
             if not (resume_dir / "config.yaml").is_file():
-                raise ValueError(f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` "
-                                 "made")
+                raise ValueError(
+                    f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` made"
+                )
             values = read_yaml(resume_dir / "config.yaml")
             values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name, "resume": True}
         elif config_file is not None:
@@ -344,8 +399,6 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """(ok, message) for the values __post_init__'s own list does not cover."""
-    from effnet.data.transforms import interpolation_mode
-
     if cfg.interpolation is not None:  # None: the model's own
         interpolation_mode(cfg.interpolation)  # raises with the valid names
     low, high = cfg.crop_scale
@@ -372,11 +425,19 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         ((cfg.randaugment_magnitude or 0) >= 0 and cfg.randaugment_ops >= 0, "randaugment magnitude/ops must be >= 0"),
         (cfg.progressive_stages >= 1, f"progressive_stages must be >= 1, got {cfg.progressive_stages}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
-        (run_name is None or _safe_name(run_name),
-         f"run_name must be a plain folder name (no '/', '..' or leading '.'), got {run_name!r}"),
+        (
+            run_name is None or _safe_name(run_name),
+            f"run_name must be a plain folder name (no '/', '..' or leading '.'), got {run_name!r}",
+        ),
     ]
 
 
 def _safe_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and not name.startswith(".") and "/" not in name \
-        and "\\" not in name and "\0" not in name
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )

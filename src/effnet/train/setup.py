@@ -19,11 +19,11 @@ from effnet._util.hardware import bf16_cpu_warning
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
 from effnet.data.folder import ImageFolderDataset, crop_draft_side
 from effnet.data.gpu import BatchEvalTransform, BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
-from effnet.data.transforms import preprocess_transform
+from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
 from effnet.models.registry import create_model, resolve_spec
 from effnet.models.scaling import scale
 from effnet.models.specs import NetSpec
-from effnet.preprocess import Preprocess, default_preprocess
+from effnet.preprocess import Preprocess, default_preprocess, preprocess_transform
 from effnet.train.checkpoint import capture_rng, restore_rng
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
@@ -83,9 +83,17 @@ class RunSetup:
 
     def _augment_options(self, stage: ProgressiveStage) -> dict[str, Any]:
         cfg, pre = self.config, self.preprocess
-        return {"interpolation": pre.interpolation, "mean": tuple(pre.mean), "std": tuple(pre.std),
-                "scale": cfg.crop_scale, "hflip": cfg.hflip, "augment": cfg.augment, "magnitude": stage.magnitude,
-                "num_ops": cfg.randaugment_ops, "re_prob": cfg.random_erasing}
+        return {
+            "interpolation": pre.interpolation,
+            "mean": tuple(pre.mean),
+            "std": tuple(pre.std),
+            "scale": cfg.crop_scale,
+            "hflip": cfg.hflip,
+            "augment": cfg.augment,
+            "magnitude": stage.magnitude,
+            "num_ops": cfg.randaugment_ops,
+            "re_prob": cfg.random_erasing,
+        }
 
     def train_transform(self, stage: ProgressiveStage) -> Callable | None:
         """The training preprocessing at a stage's size and RandAugment magnitude (with the GPU input pipeline:
@@ -101,26 +109,45 @@ class RunSetup:
         (called with the batch's (epoch, step), from which its augmentation is drawn)."""
         if self.gpu_input is not None:
             return partial(self.gpu_input.batch, BatchTrainTransform(stage.image_size, **self._augment_options(stage)))
-        return lambda images, targets, position=None: (images.to(self.device, non_blocking=True),
-                                                       targets.to(self.device, non_blocking=True))
+        return lambda images, targets, position=None: (
+            images.to(self.device, non_blocking=True),
+            targets.to(self.device, non_blocking=True),
+        )
 
     def mixer(self, stage: ProgressiveStage) -> MixupCutmix:
         """Mixup/cutmix at the stage's alphas, with label smoothing folded into the targets."""
-        return MixupCutmix(self.data.num_classes, mixup_alpha=stage.mixup_alpha,
-                           cutmix_alpha=stage.cutmix_alpha, label_smoothing=self.config.label_smoothing,
-                           mode=self.config.mix_mode or "batch")
+        return MixupCutmix(
+            self.data.num_classes,
+            mixup_alpha=stage.mixup_alpha,
+            cutmix_alpha=stage.cutmix_alpha,
+            label_smoothing=self.config.label_smoothing,
+            mode=self.config.mix_mode or "batch",
+        )
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss / top-1 / top-5 on the validation set (all processes together)."""
         prepare = partial(self.gpu_input.batch, BatchEvalTransform(self.preprocess)) if self.gpu_input else None
-        return evaluate(model, self.val_loader, self.device, amp=self.fast.amp,
-                        channels_last=self.fast.channels_last, info=self.info, prepare=prepare)
+        return evaluate(
+            model,
+            self.val_loader,
+            self.device,
+            amp=self.fast.amp,
+            channels_last=self.fast.channels_last,
+            info=self.info,
+            prepare=prepare,
+        )
 
     def static_state(self) -> dict[str, Any]:
         """Checkpoint entries that never change during a run."""
-        return {"config": self.config.to_dict(), "spec": self.spec.to_dict(), "num_classes": self.data.num_classes,
-                "class_names": list(self.data.class_names), "preprocess": asdict(self.preprocess),
-                "steps_per_epoch": self.steps_per_epoch, "fast_settings": self.fast.to_dict()}
+        return {
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "num_classes": self.data.num_classes,
+            "class_names": list(self.data.class_names),
+            "preprocess": asdict(self.preprocess),
+            "steps_per_epoch": self.steps_per_epoch,
+            "fast_settings": self.fast.to_dict(),
+        }
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -148,8 +175,10 @@ def collect_rng(info: DistInfo) -> list[dict[str, Any]]:
 def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
     """Restore this process's entry of `collect_rng`'s list."""
     if len(states) != info.world_size:
-        raise ValueError(f"the checkpoint was written by {len(states)} process(es) but this run has "
-                         f"{info.world_size}; resume with the same --nproc_per_node")
+        raise ValueError(
+            f"the checkpoint was written by {len(states)} process(es) but this run has "
+            f"{info.world_size}; resume with the same --nproc_per_node"
+        )
     restore_rng(states[info.rank])
 
 
@@ -167,8 +196,13 @@ def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> Ne
         padding, norm_eps = start.padding, start.norm_eps
     elif start is not None:
         padding, norm_eps = layer_settings(start, spec)
-    overrides = {"padding": padding, "norm_eps": norm_eps, "dropout": cfg.dropout,
-                 "drop_path_rate": cfg.drop_path_rate, "norm_momentum": cfg.bn_momentum}
+    overrides = {
+        "padding": padding,
+        "norm_eps": norm_eps,
+        "dropout": cfg.dropout,
+        "drop_path_rate": cfg.drop_path_rate,
+        "norm_momentum": cfg.bn_momentum,
+    }
     return spec.replace(**{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -177,15 +211,20 @@ def resolve_preprocess(cfg: TrainConfig, spec: NetSpec, weights: Preprocess) -> 
     (V2-S/M/L/XL: no crop from 320 px; a crop when eval_crop_pct says so) with the weights' mean, std and
     interpolation."""
     eval_size = cfg.eval_size or cfg.image_size or spec.resolution
-    preprocess = replace(default_preprocess(spec, eval_size), mean=weights.mean, std=weights.std,
-                         interpolation=cfg.interpolation or weights.interpolation)
+    preprocess = replace(
+        default_preprocess(spec, eval_size),
+        mean=weights.mean,
+        std=weights.std,
+        interpolation=cfg.interpolation or weights.interpolation,
+    )
     if cfg.eval_crop_pct is not None:
         preprocess = replace(preprocess, crop_pct=cfg.eval_crop_pct, resize_mode="crop")
     return preprocess
 
 
-def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
-                log: Callable[[str], None] = lambda line: None) -> nn.Module:
+def build_model(
+    cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start, log: Callable[[str], None] = lambda line: None
+) -> nn.Module:
     """The run's model from its finished spec: the starting weights (with their preprocessing) and, for a new
     classifier on loaded weights, zero logits (unless zero_init_classifier says otherwise)."""
     replaced = True  # whether the classifier is fresh (not loaded)
@@ -193,21 +232,28 @@ def build_model(cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start,
         model = create_model(spec, num_classes=num_classes)
     else:
         # The loader brings the weights' preprocessing; a different class count gets a fresh classifier.
-        model = load_model(start, spec, num_classes=num_classes, reset_classifier=True, use_ema=False,
-                           padding=spec.padding, norm_eps=spec.norm_eps)
+        model = load_model(
+            start,
+            spec,
+            num_classes=num_classes,
+            reset_classifier=True,
+            use_ema=False,
+            padding=spec.padding,
+            norm_eps=spec.norm_eps,
+        )
         assert model.spec == spec, "the loader must build the spec resolve_run_spec finished"
         source = start.name if isinstance(start, PretrainedRecord) else str(start.path)
         replaced = start.num_classes != num_classes
-        log(f"loaded weights from {source} (padding {spec.padding}, BN eps {spec.norm_eps:g})"
-            + (f"; new classifier for {num_classes} classes" if replaced else ""))
+        log(
+            f"loaded weights from {source} (padding {spec.padding}, BN eps {spec.norm_eps:g})"
+            + (f"; new classifier for {num_classes} classes" if replaced else "")
+        )
     if start is None and cfg.depthwise_init == "pytorch":
         pytorch_depthwise_init(model)
     zero = cfg.zero_init_classifier if cfg.zero_init_classifier is not None else start is not None
     if zero and replaced:
         zero_classifier(model)
     if cfg.memory_efficient_act:
-        from effnet.models.layers.activations import use_memory_efficient_activations
-
         use_memory_efficient_activations(model)
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
@@ -223,22 +269,26 @@ def pytorch_depthwise_init(model: nn.Module) -> None:
                 module.weight.mul_(module.out_channels**-0.5)
 
 
-def _apply_step_floor(cfg: TrainConfig, num_images: int, world_size: int,
-                      log: Callable[[str], None]) -> TrainConfig:
+def _apply_step_floor(cfg: TrainConfig, num_images: int, world_size: int, log: Callable[[str], None]) -> TrainConfig:
     """The config with its batch size lowered until the run takes `min_steps` optimizer steps (small data)."""
     batch_size = step_floor_batch_size(cfg.batch_size, num_images, cfg.epochs, cfg.min_steps, world_size)
     if batch_size == cfg.batch_size:
         return cfg
-    log(f"batch size {cfg.batch_size} -> {batch_size}: {num_images} images x {cfg.epochs} epochs then give "
-        f"{cfg.epochs * (num_images // batch_size)} optimizer steps (min_steps {cfg.min_steps}; 0 turns this off)")
+    log(
+        f"batch size {cfg.batch_size} -> {batch_size}: {num_images} images x {cfg.epochs} epochs then give "
+        f"{cfg.epochs * (num_images // batch_size)} optimizer steps (min_steps {cfg.min_steps}; 0 turns this off)"
+    )
     return cfg.replace(batch_size=batch_size)
 
 
 def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[ProgressiveStage]:
     if not cfg.progressive:
         dropout = cfg.dropout if cfg.dropout is not None else spec.dropout
-        return [ProgressiveStage(0, 0, cfg.epochs, image_size, cfg.randaugment_magnitude, cfg.mixup_alpha,
-                                 dropout, cfg.cutmix_alpha)]
+        return [
+            ProgressiveStage(
+                0, 0, cfg.epochs, image_size, cfg.randaugment_magnitude, cfg.mixup_alpha, dropout, cfg.cutmix_alpha
+            )
+        ]
     model_spec = spec if cfg.dropout is None else spec.replace(dropout=cfg.dropout)
     table = default_range(model_spec, image_size, cfg.progressive_schedule)
     chosen = replace(
@@ -252,8 +302,9 @@ def _stages(cfg: TrainConfig, spec: NetSpec, image_size: int) -> list[Progressiv
     return progressive_stages(chosen, cfg.epochs, cfg.progressive_stages)
 
 
-def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo,
-             overwrite: bool) -> tuple[Path, RunFolderLock | None, list[str]]:
+def _run_dir(
+    cfg: TrainConfig, spec: NetSpec, info: DistInfo, overwrite: bool
+) -> tuple[Path, RunFolderLock | None, list[str]]:
     """Create and lock the run folder on rank 0 (see `open_run_folder`); every rank gets its path."""
     if cfg.resume and not cfg.run_name:
         raise ValueError("resume needs the run's folder: set run_name (--run-name) or pass --resume RUN_DIR")
@@ -264,13 +315,19 @@ def _run_dir(cfg: TrainConfig, spec: NetSpec, info: DistInfo,
         path, suffix = base / name, 1
         while cfg.run_name is None and path.exists():  # many quick runs in one second get distinct folders
             path, suffix = base / f"{name}-{suffix}", suffix + 1
-        lock, notes = open_run_folder(path, named=cfg.run_name is not None, resume=cfg.resume,
-                                      overwrite=overwrite)
+        lock, notes = open_run_folder(path, named=cfg.run_name is not None, resume=cfg.resume, overwrite=overwrite)
     return Path(str(broadcast_object(str(path) if path else None, info))), lock, notes
 
 
-def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info: DistInfo,
-              progress: bool, overwrite: bool = False, bar: bool = True) -> RunSetup:
+def build_run(
+    cfg: TrainConfig,
+    spec: NetSpec | None,
+    device: torch.device,
+    info: DistInfo,
+    progress: bool,
+    overwrite: bool = False,
+    bar: bool = True,
+) -> RunSetup:
     """Seed, build data/model/optimizer/schedule/EMA, create the run folder and write the config.
 
     `progress`: the run's lines on the console; `bar`: also the live bar (drawn only on a terminal).
@@ -289,8 +346,9 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
     per_rank_samples = -(-len(data.train) // info.world_size)
     steps_per_epoch = per_rank_samples // batch_per_rank
     if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; "
-                         "lower --batch-size")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; lower --batch-size"
+        )
     fast = _fast_settings(cfg, spec, device, steps_per_epoch)
     apply_fast_settings(fast)
     model = build_model(cfg, spec, data.num_classes, start, lines.append)
@@ -305,8 +363,9 @@ def build_run(cfg: TrainConfig, spec: NetSpec | None, device: torch.device, info
             notes += resume_notes
             if resume_state is not None:  # before config.yaml is rewritten: a refused resume changes nothing
                 check_resumable(resume_state, cfg, spec, data.num_classes, steps_per_epoch)
-        setup = _assemble(cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress,
-                          fast, gpu_input)
+        setup = _assemble(
+            cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress, fast, gpu_input
+        )
     except BaseException:
         if lock is not None:
             lock.release()
@@ -344,13 +403,25 @@ def _fast_settings(cfg: TrainConfig, spec: NetSpec, device: torch.device, steps_
     """The config's `auto` runtime options resolved for `device` on this machine (see effnet.train.fast)."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     sizes = {stage.image_size for stage in _stages(cfg, spec, image_size)}
-    return resolve_fast_settings(cfg, device, probe_machine(device), total_steps=cfg.epochs * steps_per_epoch,
-                                 image_sizes=len(sizes))
+    return resolve_fast_settings(
+        cfg, device, probe_machine(device), total_steps=cfg.epochs * steps_per_epoch, image_sizes=len(sizes)
+    )
 
 
-def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetSpec, model: nn.Module,
-              data: DatasetPair, batch_per_rank: int, steps_per_epoch: int, run_dir: Path,
-              progress: bool, fast: FastSettings, gpu_input: GpuInputPipeline | None = None) -> RunSetup:
+def _assemble(
+    cfg: TrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    spec: NetSpec,
+    model: nn.Module,
+    data: DatasetPair,
+    batch_per_rank: int,
+    steps_per_epoch: int,
+    run_dir: Path,
+    progress: bool,
+    fast: FastSettings,
+    gpu_input: GpuInputPipeline | None = None,
+) -> RunSetup:
     """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
     image_size = cfg.image_size or spec.train_resolution or spec.resolution
     logger = None
@@ -360,10 +431,15 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
     # With the GPU input pipeline, val images are read in workers and resized on the device (BatchEvalTransform).
     data.val.transform = gpu_input.prepare_dataset(data.val) if gpu_input else preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
-    val_loader = DataLoader(val, batch_size=max(1, batch_per_rank), num_workers=fast.num_workers,
-                            pin_memory=fast.pin_memory, prefetch_factor=fast.prefetch_factor,
-                            persistent_workers=fast.persistent_workers,
-                            collate_fn=gpu_input.collate if gpu_input else None)
+    val_loader = DataLoader(
+        val,
+        batch_size=max(1, batch_per_rank),
+        num_workers=fast.num_workers,
+        pin_memory=fast.pin_memory,
+        prefetch_factor=fast.prefetch_factor,
+        persistent_workers=fast.persistent_workers,
+        collate_fn=gpu_input.collate if gpu_input else None,
+    )
 
     if cfg.sync_bn and info.enabled:
         model = convert_sync_batchnorm(model, device)
@@ -371,14 +447,52 @@ def _assemble(cfg: TrainConfig, info: DistInfo, device: torch.device, spec: NetS
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.peak_lr, weight_decay=cfg.weight_decay,
-                                momentum=cfg.momentum, rho=cfg.rmsprop_decay, eps=cfg.rmsprop_eps)
+    optimizer = build_optimizer(
+        model,
+        cfg.optimizer,
+        cfg.peak_lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+        rho=cfg.rmsprop_decay,
+        eps=cfg.rmsprop_eps,
+    )
     scaler = torch.amp.GradScaler(device.type) if fast.amp == "fp16" else None
-    schedule = LRSchedule(cfg.peak_lr, steps_per_epoch, steps_per_epoch * cfg.epochs,
-                          int(round(cfg.warmup * steps_per_epoch)), cfg.schedule, cfg.decay_rate,
-                          cfg.decay_epochs, cfg.min_lr)
+    schedule = LRSchedule(
+        cfg.peak_lr,
+        steps_per_epoch,
+        steps_per_epoch * cfg.epochs,
+        int(round(cfg.warmup * steps_per_epoch)),
+        cfg.schedule,
+        cfg.decay_rate,
+        cfg.decay_epochs,
+        cfg.min_lr,
+    )
     stages = _stages(cfg, spec, image_size)
-    reporter = ProgressReporter(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, global_batch=cfg.batch_size,
-                                is_main=info.is_main, show_progress=progress, logger=logger)
-    return RunSetup(cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader,
-                    preprocess, stages, batch_per_rank, steps_per_epoch, run_dir, reporter, fast)
+    reporter = ProgressReporter(
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        global_batch=cfg.batch_size,
+        is_main=info.is_main,
+        show_progress=progress,
+        logger=logger,
+    )
+    return RunSetup(
+        cfg,
+        info,
+        device,
+        spec,
+        model,
+        ema,
+        optimizer,
+        scaler,
+        schedule,
+        data,
+        val_loader,
+        preprocess,
+        stages,
+        batch_per_rank,
+        steps_per_epoch,
+        run_dir,
+        reporter,
+        fast,
+    )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms.v2 import functional as TF  # type: ignore[import-untyped]
 
-from effnet.data.transforms import interpolation_mode
+from effnet.preprocess import interpolation_mode
 
 _ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its central fallback
 

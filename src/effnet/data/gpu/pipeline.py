@@ -20,8 +20,8 @@ from effnet.data.folder import ImageFolderDataset
 from effnet.data.gpu.crop import center_crops, normalize, random_hflip, random_resized_crop, squash_resizes
 from effnet.data.gpu.decode import collate_images, decode_batch, pil_to_uint8
 from effnet.data.gpu.policy import BatchedAutoAugment, BatchedRandAugment
-from effnet.data.transforms import AUGMENTS, TorchvisionRandAugment, interpolation_mode
-from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from effnet.data.transforms import AUGMENTS, TorchvisionRandAugment
+from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, interpolation_mode
 
 INPUT_PIPELINES = ("auto", "cpu", "gpu")
 

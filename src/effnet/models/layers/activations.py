@@ -60,15 +60,3 @@ def fused_path_applies(bn: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
         and torch.is_grad_enabled()
         and not torch.is_autocast_enabled(x.device.type)  # autocast picks BN dtypes itself; keep its path
     )
-
-
-def use_memory_efficient_activations(model: nn.Module) -> int:
-    """Let every conv-BN-SiLU unit of `model` use `batch_norm_silu` in training; returns how many were switched."""
-    from effnet.models.layers.conv_norm_act import ConvNormAct
-
-    switched = 0
-    for module in model.modules():
-        if isinstance(module, ConvNormAct) and isinstance(module.act, nn.SiLU):
-            module.memory_efficient = True
-            switched += 1
-    return switched

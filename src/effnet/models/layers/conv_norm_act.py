@@ -55,7 +55,7 @@ class ConvNormAct(nn.Module):
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=layer.norm_eps, momentum=layer.norm_momentum)
         self.act = create_activation(layer.activation) if act else nn.Identity()
-        # Set by effnet.models.layers.activations.use_memory_efficient_activations (--memory-efficient-act).
+        # Set by use_memory_efficient_activations (--memory-efficient-act).
         self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,3 +63,13 @@ class ConvNormAct(nn.Module):
         if self.memory_efficient and fused_path_applies(self.bn, self.act, x):
             return batch_norm_silu(x, self.bn)  # type: ignore[arg-type]
         return self.act(self.bn(x))
+
+
+def use_memory_efficient_activations(model: nn.Module) -> int:
+    """Let every conv-BN-SiLU unit of `model` use `batch_norm_silu` in training; returns how many were switched."""
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, ConvNormAct) and isinstance(module.act, nn.SiLU):
+            module.memory_efficient = True
+            switched += 1
+    return switched
