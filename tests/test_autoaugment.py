@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from effnet.data import TFAutoAugment, TFRandAugment, autoaugment, reference_augment, train_transform
+from effnet.data import TFAutoAugment, TFRandAugment, augment_ops, autoaugment, reference_augment, train_transform
 from effnet.data.autoaugment import (
     AUTOAUGMENT_CONSTANTS,
     POLICY_V0,
@@ -269,7 +269,7 @@ def test_cached_geometry_indices_follow_the_image_size_and_matrix() -> None:
     cases = [(name, sign * arg) for name in SIGNED_OPS for sign in (1, -1) for arg in (0.27, 13.5, 30.0)]
 
     def cold(image: np.ndarray, name: str, arg: float) -> np.ndarray:
-        autoaugment._source_index.cache_clear()
+        augment_ops._source_index.cache_clear()
         return apply_op(image, name, arg)
 
     expected = [cold(image, name, arg) for image in images for name, arg in cases]

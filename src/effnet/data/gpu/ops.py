@@ -1,4 +1,4 @@
-"""Batched twins of the reference RandAugment / AutoAugment ops (effnet.data.autoaugment) on uint8 [N, 3, H, W].
+"""Batched twins of the reference RandAugment / AutoAugment ops (effnet.data.augment_ops) on uint8 [N, 3, H, W].
 
 Every op takes the batch and one argument per sample (a CPU tensor [N], already signed) and works on any device.
 The ops repeat the CPU ops' uint8 / float32 / float64 arithmetic step by step (the CPU ops reproduce TF's), so they
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from effnet.data.autoaugment import _GEOMETRY, FILL  # the CPU ops' transform matrices
+from effnet.data.augment_ops import _GEOMETRY, FILL  # the CPU ops' transform matrices
 
 OpFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale's weights, as the CPU Color op uses them
