@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -24,10 +26,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclasses.dataclass
+class Server:
+    """A running `effnet serve` process: its base URL, the process and its combined stdout / stderr."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: IO[bytes]
+
+    def log_text(self) -> str:
+        """Everything the server printed so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
 @contextlib.contextmanager
 def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`effnet serve ARGS` in a subprocess on a free port (extra environment `env`); yields its base URL once it
     reports ready, and stops it afterwards."""
+    with server_process(*args, env=env) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def server_process(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Like `running_server`, yielding the Server itself (for signals, the process and its log)."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     src = Path(__file__).resolve().parents[1] / "src"
@@ -38,9 +62,10 @@ def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[st
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(process, url, log)
-            yield url
+            yield Server(url, port, process, log)
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from effnet.serve.backend import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.batcher import DynamicBatcher
-from effnet.serve.config import ServeConfig
+from effnet.serve.config import DEFAULT_TOP_K, ServeConfig
 from effnet.serve.docs import add_docs, install_openapi
 from effnet.serve.limits import BodyTooLargeError, LimitsAndMetrics
 from effnet.serve.metrics import ServeMetrics
@@ -33,6 +33,7 @@ from effnet.serve.protocol import add_protocol_routes
 from effnet.serve.schemas import ErrorBody, Health, InferenceRequest, ModelInfo, PredictInstances, PredictResponse
 from effnet.serve.security import BearerToken
 from effnet.serve.uploads import UploadError, check_content_type, decode_image, parse_instances
+from effnet.serve.workers import die_with_parent
 
 CONFIG_ENV = "EFFNET_SERVE_CONFIG"
 _HOW_TO_SEND = (
@@ -59,14 +60,18 @@ _PREDICT_BODY = {
 }
 
 
-async def _read_uploads(request: Request, config: ServeConfig) -> Uploads:
+async def _read_uploads(request: Request, max_images: int) -> Uploads:
     """What the request holds, as a function returning (name, bytes) of every image: multipart files (content
-    types checked), a raw image body, or base64 images in JSON (decoded by the function, off the event loop)."""
+    types checked), a raw image body, or base64 images in JSON (decoded by the function, off the event loop).
+    More than `max_images` images is refused as they are counted, before any is decoded."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=config.max_images, max_fields=config.max_images + 16)
+        try:  # the parser stops at file max_images + 1, so memory stays bounded by the limit, not the request
+            form = await request.form(max_files=max_images, max_fields=max_images + 16)
         except HTTPException as err:  # starlette's answer to a malformed or over-full multipart body
+            if "Too many files" in str(err.detail):
+                plural = "s" if max_images > 1 else ""
+                raise UploadError(400, f"more than {max_images} image{plural} in one request; send fewer") from err
             raise UploadError(400, f"bad multipart body: {err.detail}") from err
         try:
             files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
@@ -85,14 +90,8 @@ async def _read_uploads(request: Request, config: ServeConfig) -> Uploads:
         return lambda: [("request body", body)]
     if kind == "application/json":
         body = await request.body()
-        return lambda: parse_instances(body, config.max_images)
+        return lambda: parse_instances(body, max_images)
     raise UploadError(415, f"content type {kind or '(none)'!r} is not accepted; {_HOW_TO_SEND}")
-
-
-async def _read_images(request: Request, config: ServeConfig) -> list[tuple[str, Image.Image]]:
-    uploads = await _read_uploads(request, config)
-    decode = lambda: [(name, decode_image(data, name, config.max_pixels)) for name, data in uploads()]  # noqa: E731
-    return await run_in_threadpool(decode)  # decoding is CPU work: keep the event loop answering
 
 
 def _top_k(classifier: Classifier, logits: torch.Tensor, k: int) -> list[dict[str, object]]:
@@ -186,11 +185,12 @@ class Endpoints:
     async def predict(self, request: Request, top_k: int | None = None) -> dict[str, object]:
         """Top-k classes with probabilities for each image: multipart files, a raw image body or base64 JSON."""
         classifier = self.classifier
-        k = self.config.top_k if top_k is None else top_k
-        if not 1 <= k <= classifier.num_classes:
+        k = top_k if top_k is not None else self.config.top_k or DEFAULT_TOP_K
+        if k < 1:
             raise UploadError(400, f"top_k must be in 1..{classifier.num_classes}, got {k}")
+        k = min(k, classifier.num_classes)  # top 5 of a 3-class model: all 3, as `effnet predict` answers
         with self.batcher.expecting():
-            uploads = await _read_uploads(request, self.config)
+            uploads = await _read_uploads(request, self.config.max_images)
             names, tensors = await run_in_threadpool(self._decode_and_prepare, uploads)
         rows = await self.batcher.submit(tensors)
         predictions = [
@@ -216,10 +216,13 @@ class Endpoints:
             raise CamUnavailableError(f"CAM needs a PyTorch model with a classifier; {classifier.name} has none")
         if not 0.0 <= alpha <= 1.0:
             raise UploadError(400, f"alpha must be in [0, 1], got {alpha}")
-        images = await _read_images(request, self.config)
-        if len(images) != 1:
-            raise UploadError(400, f"/cam explains one image per request, got {len(images)}")
-        image = images[0][1]
+        uploads = await _read_uploads(request, max_images=1)  # a second image is refused before any is decoded
+
+        def decode() -> Image.Image:
+            ((name, data),) = uploads()
+            return decode_image(data, name, self.config.max_pixels)
+
+        image = await run_in_threadpool(decode)  # decoding is CPU work: keep the event loop answering
         image.thumbnail((self.config.cam_max_side, self.config.cam_max_side), Image.Resampling.BICUBIC)
         result = await self.batcher.run_on_model_thread(lambda: classifier.cam(image))
 
@@ -314,5 +317,6 @@ def app_from_environment() -> FastAPI:
     if not text:
         raise RuntimeError(f"{CONFIG_ENV} is not set; start the server with `effnet serve`")
     config = ServeConfig.from_json(text)
+    die_with_parent(config.drain_seconds)  # no orphan keeps serving, or holds the port, after a SIGKILL
     torch.set_num_threads(config.intra_op_threads)
     return create_app(config)

@@ -219,6 +219,8 @@ class ExportedClassifier(TorchClassifier):
 
 def _read_classes_file(path: str) -> list[str]:
     file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"classes file {file} is a folder; give a text file with one class name per line")
     if not file.is_file():
         raise ValueError(f"classes file {file} does not exist; give a text file with one class name per line")
     return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]

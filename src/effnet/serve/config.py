@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 
 DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_TOP_K = 5
 RUNTIMES = ("auto", "onnxruntime", "pytorch")  # auto: onnxruntime when installed
 PREPROCESS_OVERRIDES = ("input_size", "crop_pct", "resize_mode", "interpolation", "mean", "std")
 
@@ -74,7 +76,8 @@ class ServeConfig:
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
     max_pixels: int = 40_000_000  # per image, checked from the header before decoding (decompression bombs)
     max_images: int = 16  # per request
-    top_k: int = 5
+    top_k: int | None = None  # classes per image unless a request asks; None: 5, or every class of a smaller model
+    drain_seconds: float = 10.0  # on SIGTERM: how long requests in flight may take before they are cut off
     cam_max_side: int = 640  # CAM overlays are drawn on the image shrunk to this longer side
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any)
     token: str | None = field(default=None, repr=False)  # bearer token every non-health endpoint asks for
@@ -87,11 +90,12 @@ class ServeConfig:
             "runtime": self.runtime in RUNTIMES,
             "streams": self.streams >= 1,
             "max_batch": self.max_batch >= 1,
-            "max_wait_ms": self.max_wait_ms >= 0,
+            "max_wait_ms": math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0,
             "max_upload_bytes": self.max_upload_bytes >= 1024,
             "max_pixels": self.max_pixels >= 1,
             "max_images": self.max_images >= 1,
-            "top_k": self.top_k >= 1,
+            "top_k": self.top_k is None or self.top_k >= 1,
+            "drain_seconds": math.isfinite(self.drain_seconds) and self.drain_seconds >= 0,
             "cam_max_side": self.cam_max_side >= 32,
             "token": self.token is None or (bool(self.token) and self.token.isprintable() and " " not in self.token),
             "cors_origins": all(origin == "*" or "://" in origin for origin in self.cors_origins),
@@ -100,7 +104,7 @@ class ServeConfig:
         if bad:
             values = ", ".join(f"{name}={'(hidden)' if name == 'token' else repr(getattr(self, name))}" for name in bad)
             raise ValueError(
-                f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive, "
+                f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive and finite, "
                 f"runtime one of {RUNTIMES}, a token printable without spaces, origins like https://example.com"
             )
 

@@ -10,6 +10,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+CLIENT_CLOSED = 499  # nginx's code for a client that hung up before the answer: counted, but not as an error
 
 
 class ServeMetrics:
@@ -55,9 +56,9 @@ class ServeMetrics:
         self.images = Counter("effnet_serve_images", "Images classified", registry=self.registry)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
-        """Count one answered request."""
+        """Count one request (CLIENT_CLOSED: the client left before the answer)."""
         self.requests.labels(endpoint, str(status)).inc()
-        if status >= 400:
+        if status >= 400 and status != CLIENT_CLOSED:
             self.errors.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import tempfile
+from typing import TYPE_CHECKING, Any
 
 from effnet.serve.app import CONFIG_ENV, create_app
 from effnet.serve.config import ServeConfig
+from effnet.serve.http11 import RefusingH11Protocol
 from effnet.serve.metrics import MULTIPROCESS_ENV
+from effnet.serve.workers import PARENT_ENV, metrics_folder
+
+if TYPE_CHECKING:
+    from effnet.serve.backend import Classifier
 
 WORKER_HEALTHCHECK_S = 120
 
@@ -36,16 +41,18 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
     threads = config.intra_op_threads
     if config.workers == 1:
         classifier = load_classifier(config.source, threads, config.runtime, config.streams)
+        check_against_model(config, classifier)
         torch.set_num_threads(threads)
         app = create_app(config, classifier)
-        uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, **_server_options(config))
         return
     # Each worker builds its own app from the settings in the environment; metrics files are shared so that
     # /metrics on any worker reports all of them.
-    load_classifier(config.source, 1, config.runtime)  # fail now, in one clear line, rather than in every worker
-    metrics_dir = tempfile.mkdtemp(prefix="effnet-serve-metrics-")
+    check_against_model(config, load_classifier(config.source, 1, config.runtime))  # fail now, in one line
+    metrics_dir = metrics_folder()
     os.environ[CONFIG_ENV] = config.to_json()
     os.environ[MULTIPROCESS_ENV] = metrics_dir
+    os.environ[PARENT_ENV] = str(os.getpid())  # the workers exit when this process dies, however it dies
     try:
         uvicorn.run(
             "effnet.serve.app:app_from_environment",
@@ -57,6 +64,22 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
             # uvicorn kills a worker that does not answer its health ping within this time; starting Python and
             # torch in a fresh process takes longer than the 5 s default on a busy machine.
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            **_server_options(config),
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def check_against_model(config: ServeConfig, classifier: Classifier) -> None:
+    """ValueError for settings the loaded model cannot honour (checked before the port opens)."""
+    if config.top_k is not None and config.top_k > classifier.num_classes:
+        raise ValueError(
+            f"--top-k {config.top_k} is more than the {classifier.num_classes} classes of {classifier.name}; "
+            f"pass --top-k {classifier.num_classes} or less"
+        )
+
+
+def _server_options(config: ServeConfig) -> dict[str, Any]:
+    # h11 everywhere (httptools too, when installed, would answer long headers with a reset, not 431); the drain
+    # deadline bounds a shutdown however slowly a client sends (uvicorn waits for every connection otherwise).
+    return {"http": RefusingH11Protocol, "timeout_graceful_shutdown": config.drain_seconds}

@@ -15,6 +15,9 @@ from effnet.data.folder import load_rgb
 # other programs (EPS runs Ghostscript).
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "MPO")
 _GENERIC_TYPES = ("application/octet-stream", "")
+# Longer side over shorter side. Preprocessing scales the shorter side to the model's size, so a 1 x 40M-pixel strip
+# (within the pixel limit) would become 256 x 10G pixels; panoramas and receipts stay far below 64:1.
+MAX_ASPECT = 64
 JSON_SHAPE = 'send {"instances": [{"image_b64": "<base64 of the image file>"}]}'
 
 
@@ -37,7 +40,8 @@ def check_content_type(content_type: str | None, filename: str) -> None:
 
 
 def decode_image(data: bytes, filename: str, max_pixels: int) -> Image.Image:
-    """The upload as an RGB image; UploadError (400 or 413) for empty, unknown, oversized or corrupt files."""
+    """The upload as an RGB image; UploadError (400 or 413) for empty, unknown, oversized, too elongated or corrupt
+    files. Size and shape are checked from the header, before any pixel is decompressed."""
     if not data:
         raise UploadError(400, f"{filename}: the file is empty")
     Image.init()  # registers every format plugin; opening with `formats=` looks them up without loading them
@@ -55,6 +59,10 @@ def decode_image(data: bytes, filename: str, max_pixels: int) -> Image.Image:
             413,
             f"{filename}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
             "(decompression bomb?); send a smaller image",
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise UploadError(
+            400, f"{filename}: {width}x{height} is longer than {MAX_ASPECT}:1; crop it to the part to classify"
         )
     try:
         return load_rgb(io.BytesIO(data))  # type: ignore[arg-type]  # PIL opens file objects as well as paths
