@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from effnet.commands.deploy import _NORM_EPS, _TOP_K, _add_preprocess_args
 from effnet._util.validation import finite_number, thread_count, whole_number
+from effnet.commands.deploy import _NORM_EPS, _TOP_K, _add_preprocess_args
 
 TOKEN_ENV = "EFFNET_SERVE_TOKEN"  # the same name as effnet.serve.security.TOKEN_ENV, without importing FastAPI
 
