@@ -378,7 +378,7 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
     [
         (["--model", "efficientnet_b0"], "random weights"),
         (["--weights", "missing.onnx"], "does not exist"),
-        (["--pretrained", "--max-batch", "0"], "max_batch=0"),
+        (["--pretrained", "--max-batch", "0"], "argument --max-batch"),
         (["--model", "efficientnet_b9", "--pretrained"], "efficientnet_b9"),
     ],
 )
