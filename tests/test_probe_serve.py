@@ -122,6 +122,16 @@ def test_image_shape_is_bounded_before_decoding(tiny_server, width, height, stat
         assert "longer than 64:1" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e39"])
+def test_non_finite_fp32_tensors_are_refused_not_answered_with_nulls(tiny_server, value):
+    data = ",".join([value] + ["0.5"] * (3 * 32 * 32 - 1))
+    head = '{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": ['
+    body = head + data + "]}]}"  # JSON as Python's json module writes NaN / Infinity
+    url = f"{tiny_server.url}/v2/models/tiny/infer"
+    answer = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=60)
+    assert answer.status_code == 400 and "must be finite" in answer.json()["error"], answer.text
+
+
 def test_top_k_defaults_to_every_class_of_a_small_model(tiny_server):
     files = {"file": ("a.png", _png(40, 40), "image/png")}
     assert len(httpx.post(f"{tiny_server.url}/predict", files=files).json()["predictions"][0]["top"]) == 3
@@ -285,3 +295,18 @@ def test_sigkilled_server_leaves_no_worker_serving_and_frees_the_port(tiny_weigh
         assert _wait_gone(pids, 30) == [], "workers kept running after their parent was SIGKILLed"
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", server.port))
+
+
+def test_a_killed_servers_metrics_folder_is_removed_by_the_next_start(tmp_path):
+    from effnet.serve.workers import METRICS_PREFIX, remove_dead_metrics_folders
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process: the folder of a server that was SIGKILLed
+    dead = tmp_path / f"{METRICS_PREFIX}{gone.pid}-abc"
+    live = tmp_path / f"{METRICS_PREFIX}{os.getpid()}-def"  # a running server's: kept
+    unnamed = tmp_path / f"{METRICS_PREFIX}x7k2"  # no pid in the name: not ours to judge
+    for folder in (dead, live, unnamed):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"\0" * 64)
+    assert remove_dead_metrics_folders(str(tmp_path)) == [dead]
+    assert not dead.exists() and live.is_dir() and unnamed.is_dir()

@@ -98,9 +98,12 @@ def _tensors(endpoints: Endpoints, tensor: RequestInput) -> list[torch.Tensor]:
     if shape[0] > endpoints.config.max_images:
         raise ProtocolError(400, f"{shape[0]} images, over the limit of {endpoints.config.max_images} per request")
     try:
-        array = np.asarray(tensor.data, dtype=np.float32)
+        with np.errstate(over="ignore"):  # 1e39 overflows float32 to inf: refused below, not logged as a warning
+            array = np.asarray(tensor.data, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise ProtocolError(400, f"input {tensor.name!r}: FP32 data must be numbers ({err})") from err
+    if not np.isfinite(array).all():  # NaN in, NaN out: answered as nulls with status 200 before
+        raise ProtocolError(400, f"input {tensor.name!r}: FP32 data must be finite float32 numbers (NaN, inf, 1e39)")
     if array.size != int(np.prod(shape)):
         raise ProtocolError(400, f"input {tensor.name!r}: {array.size} values for shape {shape}")
     return list(torch.from_numpy(array.reshape(shape)))
