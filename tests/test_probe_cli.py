@@ -385,9 +385,9 @@ def test_exported_files_the_runtime_refuses_are_one_line(tiny_weights, tmp_path,
     ("key", "value", "needle"),
     [
         ("preprocess", "INPUT_SIZE_BIG", "input_size must be a whole number"),
-        ("preprocess", "[1, 2]", "metadata is invalid"),
+        ("preprocess", "[1, 2]", "must be a mapping"),
         ("preprocess", '{"colour": 1}', "unknown preprocessing fields"),
-        ("class_names", '{"a": 1}', "class_names must be a list of strings"),
+        ("class_names", '{"a": 1}', "must be a list of class names"),
     ],
 )
 def test_tampered_onnx_metadata_is_one_line_naming_the_file(tiny_weights, tmp_path, capsys, key, value, needle):
@@ -407,4 +407,4 @@ def test_tampered_onnx_metadata_is_one_line_naming_the_file(tiny_weights, tmp_pa
     onnx.save(model, str(tmp_path / "bad.onnx"))
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "red.png"), "--weights", str(tmp_path / "bad.onnx")]) == 2
-    one_error_line(capsys, f"{tmp_path / 'bad.onnx'}: its recorded effnet metadata is invalid", needle)
+    one_error_line(capsys, f"{tmp_path / 'bad.onnx'}: metadata '{key}'", needle, "export it again")

@@ -70,7 +70,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return tuple(_coerce(name, item, args[0]) for item in value)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{name} must be a list of {len(args)} numbers [min, max], got {value!r}")
+            shape = " [min, max]" if len(args) == 2 else ""
+            raise ValueError(f"{name} must be a list of {len(args)} numbers{shape}, got {value!r:.60}")
         items = tuple(_coerce(name, item, arg) for item, arg in zip(value, args, strict=True))
         return items
     if dataclasses.is_dataclass(hint) and not isinstance(value, hint):
@@ -151,3 +152,14 @@ MAX_THREADS = 1024
 positive_int = whole_number(1, 2**31 - 1)
 image_side = whole_number(16, MAX_SIDE)
 thread_count = whole_number(1, MAX_THREADS)
+fraction = finite_number(0.0, 1.0, above=True)  # a crop fraction, a tolerance: (0, 1]
+pixel_std = finite_number(0.0, 100.0, above=True)  # a normalization std of [0, 1] pixels
+
+
+def check_range(value: Any, name: str, convert: Callable[[str], Any]) -> None:
+    """Refuse a value (from a file or from Python) that `convert`, a flag's converter, would refuse: one source of
+    truth for each range, whether the value comes from a flag, a config file or a weight file's metadata."""
+    try:
+        convert(repr(value) if isinstance(value, float) else str(value))
+    except FlagValueError as err:
+        raise ValueError(f"{name} {err}") from None

@@ -13,7 +13,16 @@ from typing import Any
 
 from effnet._util.console import print_json, show_bar
 from effnet._util.fileio import atomic_write, replace_files, staging_dir
-from effnet._util.validation import MAX_SIDE, finite_number, image_side, probability, thread_count, whole_number
+from effnet._util.validation import (
+    MAX_SIDE,
+    finite_number,
+    fraction,
+    image_side,
+    pixel_std,
+    probability,
+    thread_count,
+    whole_number,
+)
 from effnet.deploy.runtimes import is_exported, open_exported
 from effnet.models.net import EfficientNet
 from effnet.models.registry import create_model
@@ -26,8 +35,8 @@ _HELP_MODEL = "registry name or spec file (see `effnet models`)"
 # Every numeric flag is finite and in range when parsed (effnet._util.validation): a value no command can use is a
 # one-line error naming the flag, never a silent default, a NaN result or a huge allocation.
 _NORM_EPS = finite_number(0.0, 1.0, above=True)
-_FRACTION = finite_number(0.0, 1.0, above=True)
-_STD = finite_number(0.0, 100.0, above=True)
+_FRACTION = fraction
+_STD = pixel_std
 _ATOL = finite_number(0.0, 1e6, above=True)
 _TOP_K = whole_number(1, 100_000)
 _BATCH = whole_number(1, 4096)

@@ -15,7 +15,7 @@ from typing import Any
 from effnet._util.console import print_json
 from effnet._util.validation import MAX_THREADS, finite_number, image_side, positive_int, whole_number
 from effnet.data import DATASET_NAMES
-from effnet.train.config import RECIPES
+from effnet.train.config import OPTION_BOUNDS, RECIPES, WHOLE
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
 # 80 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
@@ -120,14 +120,8 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 # Runtime options whose default `auto` picks the fastest setting for the device (effnet.train.fast).
 _SWITCHES = ("channels_last", "compile", "tf32")  # auto | on | off; the bare flag means on
 _COUNTS = {"threads": 1, "num_workers": 0}  # auto | N >= the value
-# Upper bounds the config's own checks leave open: a value past them hangs (RandAugment applying a million ops to
-# each image) or allocates without limit (a 100k px image) long before it can fail. Other numbers: finite.
-_BOUNDS = {"image_size": image_side, "eval_size": image_side, "randaugment_magnitude": whole_number(0, 30),
-           "randaugment_ops": whole_number(0, 16), "epochs": whole_number(1, 100_000),
-           "batch_size": whole_number(1, 65_536)}
 _FINITE = finite_number(-float("inf"), float("inf"))
-_WHOLE = whole_number(-(2**31), 2**31 - 1)  # the config's own checks say which part of this range each takes
-_NUMBERS = {int: _WHOLE, float: _FINITE}
+_NUMBERS = {int: WHOLE, float: _FINITE}
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
@@ -154,7 +148,7 @@ def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
         parser.add_argument(flag, type=_NUMBERS.get(item, item), nargs=2, metavar=("MIN", "MAX"), default=None,
                             help=help_text)
     else:
-        convert = _BOUNDS.get(option.name) or _NUMBERS.get(kind, kind)
+        convert = OPTION_BOUNDS.get(option.name) or _NUMBERS.get(kind, kind)
         convert = convert if not optional else _optional(convert)
         parser.add_argument(flag, type=convert, default=None, help=help_text)
 

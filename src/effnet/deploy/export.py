@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from effnet._util.filecheck import FileValueError, build, parse_json, require_class_names, require_name
 from effnet._util.fileio import atomic_write
-from effnet._util.validation import check_field_types
 from effnet.models.layers import ConvNormAct
 from effnet.preprocess import Preprocess
 
@@ -120,22 +120,24 @@ class OnnxMetadata:
 def read_onnx_metadata(source: str | Path | Any) -> OnnxMetadata:
     """The preprocessing, class names and architecture of an ONNX file (a path or an onnxruntime session)."""
     session = onnx_session(source) if isinstance(source, (str, Path)) else source
-    props = session.get_modelmeta().custom_metadata_map
-    pre, names = props.get("preprocess"), props.get("class_names")
-    try:  # values from a file: checked by type before anything uses them
-        preprocess = Preprocess.from_dict(json.loads(pre)) if pre else None
-        if preprocess is not None:
-            check_field_types(preprocess)
-        classes = json.loads(names) if names else None
-        if classes is not None and not (isinstance(classes, list) and all(isinstance(n, str) for n in classes)):
-            raise ValueError(f"class_names must be a list of strings, got {names[:80]!r}")
-    except (ValueError, TypeError, AttributeError, RecursionError) as err:
-        where = source if isinstance(source, (str, Path)) else "the ONNX file"
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise ValueError(
-            f"{where}: its recorded effnet metadata is invalid ({reason}); export it again with `effnet export`"
-        ) from None
-    return OnnxMetadata(preprocess, tuple(classes) if classes else None, props.get("architecture"))
+    where = source if isinstance(source, (str, Path)) else "the ONNX file"
+    return recorded_metadata(session.get_modelmeta().custom_metadata_map, where)
+
+
+def recorded_metadata(props: dict[str, str], where: str | Path) -> OnnxMetadata:
+    """effnet's entries in an exported file's metadata (ONNX metadata_props, OpenVINO rt_info), each checked as
+    any value from a file is (effnet._util.filecheck) before anything uses it."""
+    pre, names, architecture = props.get("preprocess"), props.get("class_names"), props.get("architecture")
+    try:
+        field = "metadata 'preprocess'"
+        preprocess = build(Preprocess.from_dict, parse_json(pre, field, where), where, field) if pre else None
+        field = "metadata 'class_names'"
+        classes = require_class_names(parse_json(names, field, where), field, where, None) if names else None
+        if architecture is not None:
+            require_name(architecture, "metadata 'architecture'", where)
+    except FileValueError as err:
+        raise FileValueError(err.file, err.field, f"{err.problem}; export it again with `effnet export`") from None
+    return OnnxMetadata(preprocess, classes, architecture)
 
 
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:

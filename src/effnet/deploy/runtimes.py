@@ -8,7 +8,6 @@ predictions of Lite0 move), so effnet asks for f32 unless told otherwise.
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,8 +79,7 @@ def read_exported_metadata(path: str | Path) -> Any:
     OpenVINO's converter keeps an ONNX file's metadata_props in the IR's rt_info under "framework", so an int8
     .xml made from effnet's ONNX export carries the same three entries.
     """
-    from effnet.deploy.export import OnnxMetadata, read_onnx_metadata
-    from effnet.preprocess import Preprocess
+    from effnet.deploy.export import read_onnx_metadata, recorded_metadata
 
     if Path(path).suffix.lower() == ".onnx":
         return read_onnx_metadata(path)
@@ -93,12 +91,7 @@ def read_exported_metadata(path: str | Path) -> Any:
         for key in ("preprocess", "class_names", "architecture")
         if model.has_rt_info(["framework", key])
     }
-    pre, names = props.get("preprocess"), props.get("class_names")
-    return OnnxMetadata(
-        Preprocess.from_dict(json.loads(pre)) if pre else None,
-        tuple(json.loads(names)) if names else None,
-        props.get("architecture"),
-    )
+    return recorded_metadata(props, path)
 
 
 class ExportedModel(nn.Module):
@@ -197,6 +190,11 @@ def _open_exported(path: Path, runtime: str, model: str | None, threads: int) ->
     num_classes, input_hw = _graph_shapes(path, runtime)
     if num_classes is None:
         raise ValueError(f"{path}: the output's class axis has no fixed size; is it a classifier?")
+    if metadata.class_names is not None and len(metadata.class_names) != num_classes:
+        raise ValueError(
+            f"{path}: metadata 'class_names' lists {len(metadata.class_names)} names for the "
+            f"{num_classes} classes of its graph; export it again with `effnet export`"
+        )
     run = onnxruntime_predictor(path, threads) if runtime == "onnxruntime" else openvino_predictor(path, threads)
     return ExportedModel(path, runtime, run, num_classes, input_hw, metadata, preprocess)
 

@@ -14,6 +14,12 @@ from typing import Any
 from effnet._util.validation import check_field_types
 
 BLOCK_TYPES = ("mbconv", "fused", "bottleneck")
+# Bounds on a spec read from data (a file): the largest published networks have 7 stages, 92 blocks and 2560
+# channels; a spec past these is a mistake or an attack that would allocate without limit or build for hours.
+MAX_STAGES = 64
+MAX_BLOCKS = 4096
+MAX_CHANNELS = 65_536
+MAX_EXPAND_RATIO = 64
 
 
 @dataclass(frozen=True)
@@ -162,15 +168,19 @@ class NetSpec:
         if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, dict) for stage in stages):
             raise ValueError("a spec's stages must be a list of stage mappings (block, expand_ratio, kernel_size, "
                              f"stride, out_channels, num_layers, se_ratio), got {stages!r:.80}")
+        if len(stages) > MAX_STAGES:
+            raise ValueError(f"a spec has at most {MAX_STAGES} stages, got {len(stages)}")
         try:
             values["stages"] = tuple(StageSpec(**stage) for stage in stages)
             if "rules" in values:
                 rules = dict(values["rules"])
                 rules["fixed_depth_stages"] = tuple(rules.get("fixed_depth_stages", ()))
                 values["rules"] = ScalingRules(**rules)
-            return cls(**values)
+            spec = cls(**values)
         except TypeError as err:  # a missing or misspelled field
             raise ValueError(f"invalid spec: {err}") from None
+        _check_bounds(spec)
+        return spec
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON (what `effnet scale` produces and `create_model` builds from)."""
@@ -181,14 +191,33 @@ class NetSpec:
     @classmethod
     def load(cls, path: str | Path) -> NetSpec:
         """Read a spec written by `save`."""
+        from effnet._util.filecheck import build, parse_json, read_text
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read spec file {path}: {err}") from err
+        data = parse_json(read_text(path, "spec file"), "(its JSON)", path)
         if not isinstance(data, dict) or not isinstance(data.get("effnet_spec"), dict):
             raise ValueError(f"{path} is not an effnet spec file (write one with `effnet scale ... --out`)")
-        return cls.from_dict(data["effnet_spec"])
+        return build(cls.from_dict, data["effnet_spec"], path, "effnet_spec")
+
+
+def _check_bounds(spec: NetSpec) -> None:
+    """Refuse a spec whose size no machine could build (see MAX_BLOCKS); checked before any layer exists."""
+    widths = {
+        "stem_channels": spec.stem_channels,
+        "head_channels": spec.head_channels or 1,
+        "in_channels": spec.in_channels,
+    }
+    widths |= {f"stages[{i}].out_channels": stage.out_channels for i, stage in enumerate(spec.stages)}
+    for name, width in widths.items():
+        if width > MAX_CHANNELS:
+            raise ValueError(f"{name} must be at most {MAX_CHANNELS}, got {width}")
+    if spec.num_blocks > MAX_BLOCKS:
+        raise ValueError(f"a spec has at most {MAX_BLOCKS} blocks in all, got {spec.num_blocks}")
+    ratio = max(stage.expand_ratio for stage in spec.stages)
+    if ratio > MAX_EXPAND_RATIO:
+        raise ValueError(f"expand_ratio must be at most {MAX_EXPAND_RATIO}, got {ratio:g}")
+    if spec.resolution > 16_384 or (spec.train_resolution or 0) > 16_384:
+        raise ValueError(f"resolutions must be at most 16384 pixels, got {spec.resolution}")
 
 
 # EfficientNet-B0, paper Table 1 (the NAS-found baseline).

@@ -14,6 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from effnet._util.validation import (
+    MAX_SIDE,
+    check_field_types,
+    check_range,
+    fraction,
+    pixel_std,
+    probability,
+    whole_number,
+)
 from effnet.preprocess.tf_image import resize_bicubic_legacy, resize_bilinear_half_pixel, tf_center_crop_window
 
 if TYPE_CHECKING:  # names for annotations only: the record needs no model code, reading a spec needs no import
@@ -30,6 +39,7 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 RESIZE_MODES = ("crop", "squash", "tf")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+_INPUT_SIDE = whole_number(1, MAX_SIDE)
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,18 @@ class Preprocess:
     resize_mode: str = "crop"
 
     def __post_init__(self) -> None:
+        # Every Preprocess is usable, wherever its values come from (flags, a weight file's or an ONNX file's
+        # metadata, Python): the ranges are the flags' own (effnet._util.validation), checked by type first.
+        check_field_types(self)
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        check_range(self.input_size, "input_size", _INPUT_SIDE)
+        check_range(self.crop_pct, "crop_pct", fraction)
+        for channel in range(3):
+            check_range(self.mean[channel], "mean", probability)
+            check_range(self.std[channel], "std", pixel_std)
 
     @property
     def resize_size(self) -> int:
@@ -61,15 +81,18 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocess:
-        """Inverse of `to_dict` (lists from JSON become tuples); unknown keys are an error."""
-        unknown = set(data) - {f.name for f in fields(cls)}
+        """Inverse of `to_dict` (lists from JSON become tuples); unknown or missing keys and wrong types or ranges
+        are a ValueError naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"preprocessing must be a mapping of {[f.name for f in fields(cls)]}, got {data!r:.60}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names, key=str)
         if unknown:
-            raise ValueError(f"unknown preprocessing fields {sorted(unknown)}")
-        values = dict(data)
-        for key in ("mean", "std"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        return cls(**values)
+            raise ValueError(f"unknown preprocessing fields {unknown[:5]}; expected some of {sorted(names)}")
+        missing = [name for name in ("input_size", "crop_pct") if name not in data]
+        if missing:
+            raise ValueError(f"preprocessing without {missing}")
+        return cls(**data)  # __post_init__ checks types (lists of 3 numbers become tuples) and ranges
 
     def timm_cfg(self) -> dict[str, Any]:
         """The same preprocessing as timm's data-config keys, so timm's transforms reproduce it exactly."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from effnet._util.filecheck import MAX_NAME_CHARS, control_character, load_yaml
 from effnet._util.fileio import write_text_atomic
-from effnet._util.validation import check_field_types, check_size
+from effnet._util.validation import MAX_THREADS, check_field_types, check_range, image_side, thread_count, whole_number
 from effnet.data import DataConfig
 from effnet.data.mixup import MIX_MODES
 from effnet.data.transforms import AUGMENTS
@@ -21,6 +23,21 @@ from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 from effnet.train.schedule import SCHEDULES
 
 AMP_DTYPES = ("bf16", "fp16")
+
+# Upper bounds the checks below leave open: a value past them hangs (RandAugment applying a million ops to each
+# image) or allocates without limit (a 100k px image) long before it can fail. The flags of `effnet train` use
+# these same converters, so a value is refused alike from a flag, a YAML file or Python.
+OPTION_BOUNDS: dict[str, Callable[[str], Any]] = {
+    "image_size": image_side,
+    "eval_size": image_side,
+    "randaugment_magnitude": whole_number(0, 30),
+    "randaugment_ops": whole_number(0, 16),
+    "epochs": whole_number(1, 100_000),
+    "batch_size": whole_number(1, 65_536),
+    "threads": thread_count,
+    "num_workers": whole_number(0, MAX_THREADS),
+}
+WHOLE = whole_number(-(2**31), 2**31 - 1)  # any other whole number: its own check says which part it takes
 DEPTHWISE_INITS = ("reference", "pytorch")
 
 # What a run of a few epochs wants that a 350-epoch recipe does not: no EMA (0.9999 would still be the initial
@@ -316,16 +333,21 @@ class TrainConfig:
         data options and option values (None values are ignored). `resume_dir` also sets resume, output_dir and
         run_name so that the run continues in its own folder."""
         values: dict[str, Any] = {}
+        source = None
         if resume_dir is not None:
             resume_dir = Path(resume_dir)
             if not (resume_dir / "config.yaml").is_file():
                 raise ValueError(
                     f"{resume_dir} is not a run folder (no config.yaml); pass the folder `effnet train` made"
                 )
-            values = read_yaml(resume_dir / "config.yaml")
-            values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name, "resume": True}
+            source = resume_dir / "config.yaml"
+            values = read_yaml(source)
         elif config_file is not None:
-            values = read_yaml(config_file)
+            source = Path(config_file)
+            values = read_yaml(source)
+        from_file = set(values) | set(values.get("data") or {})
+        if resume_dir is not None:
+            values |= {"output_dir": str(resume_dir.parent), "run_name": resume_dir.name, "resume": True}
         merged_data = values.pop("data", None) or {}
         if not isinstance(merged_data, dict):
             raise ValueError(f"data must be a mapping of data options (name, root, ...), got {merged_data!r}")
@@ -337,7 +359,13 @@ class TrainConfig:
             values = {**values, **preset}
         merged_data |= {key: value for key, value in (data or {}).items() if value is not None}
         values |= {key: value for key, value in options.items() if value is not None}
-        return cls.from_dict({**values, "data": merged_data})
+        given = {key for key, value in [*options.items(), *(data or {}).items()] if value is not None}
+        try:
+            return cls.from_dict({**values, "data": merged_data})
+        except ValueError as err:  # a value the file gave (and no flag replaced): name the file
+            if source is None or _option_named(str(err), from_file - given) is None:
+                raise
+            raise ValueError(f"{source}: {err}") from None
 
     def save_yaml(self, path: str | Path, fast_settings: dict[str, Any] | None = None) -> Path:
         """Write the config as YAML; `fast_settings` (what `auto` resolved to on the run's device) is recorded
@@ -353,17 +381,9 @@ class TrainConfig:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file (a `recipe:` key selects a preset underneath it)."""
     path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except OSError as err:
-        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ValueError(f"cannot read config file {path}: {getattr(err, 'problem', None) or err}{where}") from None
+    values = load_yaml(path) or {}  # UTF-8, no duplicate keys, bounded size and nesting (effnet._util.filecheck)
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of option: value, got {type(values).__name__}")
-    check_size(values, str(path))
     values.pop("fast_settings", None)  # a record of a past run's device, not an option (see save_yaml)
     recipe = values.pop("recipe", None)
     if recipe is not None:
@@ -371,6 +391,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
         values = {**RECIPES[recipe], **values}
     return values
+
+
+def _option_named(message: str, names: set[str]) -> str | None:
+    """The option among `names` an error message is about (its first word, or listed as unknown)."""
+    first = message.split(" ", 1)[0].rstrip(":,")
+    if first in names:
+        return first
+    return next((name for name in sorted(names) if f"'{name}'" in message), None)
 
 
 _ON, _OFF = ("on", "true", "yes"), ("off", "false", "no")
@@ -401,6 +429,14 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """(ok, message) for the values __post_init__'s own list does not cover."""
     if cfg.interpolation is not None:  # None: the model's own
         interpolation_mode(cfg.interpolation)  # raises with the valid names
+    for option in fields(cfg):
+        value = getattr(cfg, option.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if isinstance(item, int) and not isinstance(item, bool):
+                check_range(item, option.name, OPTION_BOUNDS.get(option.name, WHOLE))
+    for item in cfg.progressive_image_size or ():
+        check_range(item, "progressive_image_size", image_side)
     low, high = cfg.crop_scale
     run_name = cfg.run_name
     return [
@@ -427,17 +463,19 @@ def _range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
         (
             run_name is None or _safe_name(run_name),
-            f"run_name must be a plain folder name (no '/', '..' or leading '.'), got {run_name!r}",
+            f"run_name must be a plain folder name (no '/', '..', leading '.' or control characters), got {run_name!r}",
         ),
     ]
 
 
 def _safe_name(name: str) -> bool:
+    # A newline or escape sequence in a run name would forge lines in every listing and log that prints it.
     return (
         bool(name)
         and name not in (".", "..")
         and not name.startswith(".")
         and "/" not in name
         and "\\" not in name
-        and "\0" not in name
+        and control_character(name) is None
+        and len(name) <= MAX_NAME_CHARS
     )

@@ -55,6 +55,17 @@ def load_state_dict(
             f"{len(missing)} missing (first: {missing[:3]}), {len(unexpected)} unexpected (first: {unexpected[:3]}); "
             "check the model name, or pass strict=False to load what fits"
         )
+    # copy_ would cast an int8 (quantized) or bool tensor into a float parameter without a word: refuse it.
+    cast = [
+        theirs
+        for ours, theirs in names.items()
+        if theirs in state and own[ours].is_floating_point() and not state[theirs].is_floating_point()
+    ]
+    if cast:
+        raise ValueError(
+            f"{len(cast)} tensor(s){where} are {state[cast[0]].dtype} where the model has float weights (first: "
+            f"{cast[0]}); effnet loads float weights (a quantized model is made with `effnet export --int8`)"
+        )
     with torch.no_grad():
         for ours, theirs in names.items():
             if theirs in state:

@@ -8,7 +8,6 @@ Nothing is built here and no code is executed: safetensors, or `torch.load(weigh
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import re
 from dataclasses import dataclass
@@ -18,6 +17,15 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from effnet._util.filecheck import (
+    FileValueError,
+    build,
+    check_depth,
+    parse_json,
+    require_class_names,
+    require_int,
+    require_mapping,
+)
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
 from effnet.weights.layouts import CLASSIFIER_KEYS, detect_layout
@@ -107,20 +115,60 @@ def _read_safetensors(path: Path) -> WeightFile:
         raise CorruptCheckpoint(f"{path} is damaged and cannot be read as safetensors ({_first_line(err)})") from None
     if metadata.get("format") != EFFNET_FORMAT or "spec" not in metadata:
         return _state_dict_file(path, tensors)
-    names = metadata.get("class_names")
-    pre = metadata.get("preprocess")
     # effnet's metadata may sit beside timm's or torchvision's key names (save_weights(..., layout=...)).
     layout = detect_layout(set(tensors))
-    return WeightFile(
-        path=path,
-        kind="effnet",
-        layout=layout,
-        tensors=tensors,
-        num_classes=_classifier_rows(tensors, layout),
-        spec=NetSpec.from_dict(json.loads(metadata["spec"])),
-        class_names=tuple(json.loads(names)) if names else None,
-        preprocess=Preprocess.from_dict(json.loads(pre)) if pre else None,
+    num_classes = _classifier_rows(tensors, layout)
+    names, pre = metadata.get("class_names"), metadata.get("preprocess")
+    spec, class_names, preprocess = _recorded(
+        path,
+        tensors,
+        num_classes,
+        parse_json(metadata["spec"], "metadata 'spec'", path),
+        parse_json(names, "metadata 'class_names'", path) if names else None,
+        parse_json(pre, "metadata 'preprocess'", path) if pre else None,
+        "metadata ",
     )
+    return WeightFile(path, "effnet", layout, tensors, num_classes, spec, class_names, preprocess)
+
+
+def _recorded(
+    path: Path, tensors: dict[str, torch.Tensor], num_classes: int, spec: Any, names: Any, pre: Any, where: str
+) -> tuple[NetSpec, tuple[str, ...] | None, Preprocess | None]:
+    """The spec, class names and preprocessing a file records, each checked against the tensors beside it."""
+    built = build(NetSpec.from_dict, spec, path, f"{where}'spec'")
+    check_spec_fits(built, tensors, path, f"{where}'spec'")
+    class_names = require_class_names(names, f"{where}'class_names'", path, num_classes or None) if names else None
+    preprocess = build(Preprocess.from_dict, pre, path, f"{where}'preprocess'") if pre else None
+    return built, class_names, preprocess
+
+
+def check_spec_fits(spec: NetSpec, tensors: dict[str, torch.Tensor], path: Path, field: str) -> None:
+    """Refuse a recorded spec bigger than the weights beside it, before any layer is built: each width it names
+    is at most the largest tensor dimension in the file, and it has no more blocks than the file has tensors (a
+    tampered `head_channels: 50000000` would otherwise allocate gigabytes first and fail to load after)."""
+    widest = max((max(tensor.shape) for tensor in tensors.values() if tensor.dim()), default=0)
+    widths = [("stem_channels", spec.stem_channels), ("head_channels", spec.head_channels or 0)]
+    channels = spec.stem_channels
+    for index, stage in enumerate(spec.stages):
+        if stage.block != "bottleneck":  # a bottleneck's expand_ratio narrows
+            widths.append((f"stages[{index}] expanded channels", int(channels * stage.expand_ratio)))
+        widths.append((f"stages[{index}].out_channels", stage.out_channels))
+        channels = stage.out_channels
+    for name, width in widths:
+        if width > widest:
+            raise FileValueError(
+                path,
+                field,
+                f"says {name} {width}, but the widest tensor in the file has {widest}; the "
+                "metadata does not describe these weights (the file was altered or damaged)",
+            )
+    if spec.num_blocks > len(tensors):
+        raise FileValueError(
+            path,
+            field,
+            f"has {spec.num_blocks} blocks, more than the {len(tensors)} tensors in the file; the "
+            "metadata does not describe these weights (the file was altered or damaged)",
+        )
 
 
 def read_torch_file(path: Path) -> Any:
@@ -138,6 +186,7 @@ def read_torch_file(path: Path) -> Any:
         ) from None
     except Exception as err:  # truncated zip, garbage bytes: torch raises many types
         raise CorruptCheckpoint(f"{path} is damaged and cannot be read ({_first_line(err)})") from None
+    check_depth(state, "(its content)", path)  # before anything walks it (the checksum is recursive)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "checksum" in state:
         if state["checksum"] != content_checksum(state):
             raise CorruptCheckpoint(f"{path} is damaged: its content does not match the checksum written with it")
@@ -162,21 +211,38 @@ def _checkpoint_file(path: Path, state: dict[str, Any]) -> WeightFile:
         raise CorruptCheckpoint(
             f"{path} is an effnet checkpoint without {missing}; it is damaged or from another version of effnet"
         )
+    tensors = _tensor_dict(state["model"], "'model'", path)
+    rows = _classifier_rows(tensors, "effnet")
+    num_classes = require_int(state["num_classes"], "'num_classes'", path, 0, 10_000_000)
+    if num_classes != rows:
+        raise FileValueError(path, "'num_classes'", f"is {num_classes}, but its classifier has {rows} rows")
     ema = state.get("ema")
-    names, pre = state.get("class_names"), state.get("preprocess")
+    ema_tensors = _tensor_dict(ema["module"], "'ema'", path) if isinstance(ema, dict) and "module" in ema else None
+    config = state.get("config")
+    spec, class_names, preprocess = _recorded(
+        path, tensors, num_classes, state["spec"], state.get("class_names"), state.get("preprocess"), ""
+    )
     return WeightFile(
         path=path,
         kind="checkpoint",
         layout="effnet",
-        tensors=state["model"],
-        num_classes=int(state["num_classes"]),
-        spec=NetSpec.from_dict(state["spec"]),
-        class_names=tuple(names) if names else None,
-        preprocess=Preprocess.from_dict(pre) if pre else None,
-        ema_tensors=ema["module"] if isinstance(ema, dict) and "module" in ema else None,
-        config=state.get("config"),
+        tensors=tensors,
+        num_classes=num_classes,
+        spec=spec,
+        class_names=class_names,
+        preprocess=preprocess,
+        ema_tensors=ema_tensors,
+        config=require_mapping(config, "'config'", path) if config is not None else None,
         checkpoint=state,
     )
+
+
+def _tensor_dict(value: Any, field: str, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(value, dict) or not all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    ):
+        raise FileValueError(path, field, "must be a mapping of parameter names to tensors")
+    return value
 
 
 def _state_dict_file(path: Path, tensors: dict[str, torch.Tensor]) -> WeightFile:

@@ -1,0 +1,282 @@
+"""The file half of issue 21's probe: every value effnet reads from a file (weight and ONNX metadata, specs,
+configs, class lists, datasets) is checked before anything is allocated or created. Each case builds a hostile file
+in tmp_path and runs the real command: exit 2, one line of stderr naming the file and the field, no traceback,
+nothing created. Grouped by the promise each case checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from effnet.cli import main
+
+
+def refused(capsys, argv: list[str], folder: Path, *needles: str) -> str:
+    """Run `effnet argv`: exit 2, one stderr line holding every needle, nothing new in `folder`."""
+    before = sorted(path.relative_to(folder) for path in folder.rglob("*"))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    for needle in needles:
+        assert needle.lower() in err[0].lower(), err[0]
+    assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before  # nothing created
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A 3-class tiny model's weights, with its spec, class names and preprocessing as metadata."""
+    from effnet import create_model
+    from effnet.weights import save_weights
+    from test_faults_runs import tiny_spec
+
+    model = create_model(tiny_spec(), num_classes=3)
+    model.class_names = ("cat", "dog", "fox")
+    return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(path)
+    return path
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata())
+
+
+def _spec_with(tiny: Path, change: Callable[[dict], None]) -> str:
+    spec = json.loads(_metadata(tiny)["spec"])
+    change(spec)
+    return json.dumps(spec)
+
+
+def _stage0(key: str, value: object) -> Callable[[dict], None]:
+    return lambda spec: spec["stages"][0].__setitem__(key, value)
+
+
+# ------------------------------------------- promise: weight-file metadata is checked before anything is built
+# (metadata key, a function of the good file giving the hostile value, what the error line says)
+WEIGHT_METADATA = {
+    "preprocess-missing-field": ("preprocess", lambda t: json.dumps({"input_size": 224}), "without ['crop_pct']"),
+    "preprocess-list": ("preprocess", lambda t: "[1, 2]", "must be a mapping"),
+    "preprocess-std-zero": (
+        "preprocess",
+        lambda t: json.dumps({"input_size": 32, "crop_pct": 1.0, "std": [0, 1, 1]}),
+        "std must be in (0, 100]",
+    ),
+    "preprocess-huge-size": ("preprocess", lambda t: json.dumps({"input_size": 10**9, "crop_pct": 1}), "input_size"),
+    "preprocess-nan-mean": ("preprocess", lambda t: '{"input_size": 32, "crop_pct": 1, "mean": [NaN, 0, 0]}', "mean"),
+    "spec-not-json": ("spec", lambda t: "{not json", "'spec' is not valid JSON"),
+    "spec-deep-nesting": ("spec", lambda t: "[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
+    "spec-head-5e7": ("spec", lambda t: _spec_with(t, lambda s: s.update(head_channels=50_000_000)), "head_channels"),
+    "spec-head-beyond-tensors": (
+        "spec",
+        lambda t: _spec_with(t, lambda s: s.update(head_channels=60_000)),
+        "head_channels 60000, but the widest tensor in the file has",
+    ),
+    "spec-expand-beyond-tensors": (
+        "spec",
+        lambda t: _spec_with(t, _stage0("expand_ratio", 60)),
+        "expanded channels",
+    ),
+    "spec-out-channels-1e9": ("spec", lambda t: _spec_with(t, _stage0("out_channels", 10**9)), "out_channels"),
+    "spec-1M-layers": ("spec", lambda t: _spec_with(t, _stage0("num_layers", 10**6)), "at most 4096 blocks"),
+    "spec-more-blocks-than-tensors": (
+        "spec",
+        lambda t: _spec_with(t, _stage0("num_layers", 400)),
+        "more than the",
+    ),
+    "spec-100k-stages": (
+        "spec",
+        lambda t: _spec_with(t, lambda s: s.update(stages=s["stages"] * 30)),
+        "at most 64 stages",
+    ),
+    "spec-string-width": ("spec", lambda t: _spec_with(t, lambda s: s.update(stem_channels="8")), "stem_channels"),
+    "class-names-too-many": ("class_names", lambda t: json.dumps(["a", "b", "c", "d"]), "4 names for 3 classes"),
+    "class-names-dict": ("class_names", lambda t: json.dumps({"0": "a", "1": "b", "2": "c"}), "a list of class"),
+    "class-names-newline": ("class_names", lambda t: json.dumps(["a", "b\nfake line", "c"]), "control character"),
+    "class-names-not-strings": (
+        "class_names",
+        lambda t: json.dumps([1, 2, 3]),
+        "'class_names'[0] must be a non-empty string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_METADATA))
+def test_tampered_weight_metadata_is_one_line_naming_file_and_field(tiny, photo, tmp_path, capsys, case):
+    key, value, needle = WEIGHT_METADATA[case]
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(tiny), str(bad), metadata=_metadata(tiny) | {key: value(tiny)})
+    refused(capsys, ["predict", str(photo), "--weights", str(bad)], tmp_path, f"{bad}: metadata '{key}'", needle)
+
+
+def test_int8_tensors_are_refused_not_cast_to_float(tiny, photo, tmp_path, capsys):
+    tensors = {
+        key: value.to(torch.int8) if value.is_floating_point() else value for key, value in load_file(tiny).items()
+    }
+    bad = tmp_path / "int8.safetensors"
+    save_file(tensors, str(bad), metadata=_metadata(tiny))
+    refused(capsys, ["predict", str(photo), "--weights", str(bad)], tmp_path, str(bad), "torch.int8", "float")
+
+
+def _checkpoint(tiny: Path, **changes: object) -> dict:
+    """A minimal effnet train checkpoint of the tiny weights (no checksum: an older-style file)."""
+    from effnet.weights import read_file
+    from effnet.weights.reader import CHECKPOINT_FORMAT
+
+    file = read_file(tiny)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": file.tensors,
+        "spec": file.spec.to_dict(),
+        "num_classes": 3,
+        "class_names": list(file.class_names),
+        "preprocess": file.preprocess.to_dict(),
+    }
+    return state | changes
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+CHECKPOINT_CASES = {
+    "num-classes-1e9": ({"num_classes": 10**9}, "'num_classes' must be in [0, 10000000]"),
+    "num-classes-not-the-rows": ({"num_classes": 7}, "'num_classes' is 7, but its classifier has 3 rows"),
+    "class-names-wrong-count": ({"class_names": ["a", "b"]}, "'class_names' lists 2 names for 3 classes"),
+    "preprocess-missing-field": ({"preprocess": {"input_size": 32}}, "'preprocess' is invalid"),
+    "model-not-tensors": ({"model": {"stem.conv.weight": [1, 2]}}, "'model' must be a mapping"),
+    "deep-nesting": ({"extra": _nested(200)}, "nested deeper than 32"),
+    "config-not-a-mapping": ({"config": [1, 2]}, "'config' must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINT_CASES))
+def test_tampered_checkpoint_values_are_one_line_naming_file_and_field(tiny, photo, tmp_path, capsys, case):
+    changes, needle = CHECKPOINT_CASES[case]
+    bad = tmp_path / "last.pt"
+    torch.save(_checkpoint(tiny, **changes), bad)
+    refused(capsys, ["predict", str(photo), "--weights", str(bad)], tmp_path, str(bad), needle)
+
+
+def test_a_sound_checkpoint_still_loads(tiny, photo, tmp_path, capsys):
+    good = tmp_path / "last.pt"
+    torch.save(_checkpoint(tiny), good)
+    assert main(["predict", str(photo), "--weights", str(good), "--top-k", "1"]) == 0
+    assert capsys.readouterr().out.split()[-1] in ("cat", "dog", "fox")
+
+
+def test_serve_refuses_tampered_metadata_before_it_listens(tiny, tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    def listen(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server started on tampered weights")
+
+    monkeypatch.setattr(uvicorn, "run", listen)
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(tiny), str(bad), metadata=_metadata(tiny) | {"preprocess": json.dumps({"input_size": 3})})
+    argv = ["serve", "--weights", str(bad), "--port", "0"]
+    refused(capsys, argv, tmp_path, f"{bad}: metadata 'preprocess' is invalid: preprocessing without ['crop_pct']")
+
+
+# ---------------------------------------------------------------- promise: spec files are checked like metadata
+SPEC_FILES = {
+    "not-json": ("{nope", "is not valid JSON"),
+    "deep": ('{"effnet_spec": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested deeper than 32"),
+    "head-5e7": ("HEAD", "head_channels must be at most 65536"),
+    "1M-layers": ("LAYERS", "at most 4096 blocks"),
+    "latin-1": (b"\xe9t\xe9", "is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPEC_FILES))
+def test_hostile_spec_files_are_one_line_naming_the_file(tmp_path, capsys, case):
+    from test_faults_runs import tiny_spec
+
+    content, needle = SPEC_FILES[case]
+    spec = tiny_spec().to_dict()
+    if content == "HEAD":
+        content = json.dumps({"effnet_spec": spec | {"head_channels": 50_000_000}})
+    elif content == "LAYERS":
+        spec["stages"][0]["num_layers"] = 10**6
+        content = json.dumps({"effnet_spec": spec})
+    path = tmp_path / "spec.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    refused(capsys, ["profile", str(path)], tmp_path, str(path), needle)
+
+
+# ------------------------------------- promise: config files are read strictly and ranged like the flags they set
+CONFIG_FILES = {
+    "duplicate-key": (b"epochs: 2\nimage_size: 64\nepochs: 500\n", "duplicate key 'epochs' (first on line 1)"),
+    "latin-1": (b"epochs: 2  # caf\xe9\n", "is not UTF-8 text (byte 0xe9 on line 1)"),
+    "deep-nesting": (b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested deeper than 32 levels"),
+    "nested-32-plus": (b"data: " + b"[" * 40 + b"]" * 40 + b"\n", "nested deeper than 32 levels"),
+    "alias-bomb": (
+        b"a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b]\n"
+        b"d: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n",
+        "more than 10000 values",
+    ),
+    "image-size-huge": (b"image_size: 100000\n", "image_size must be in [16, 4096], got 100000"),
+    "randaugment-ops": (b"randaugment_ops: 100000\n", "randaugment_ops must be in [0, 16]"),
+    "threads-huge": (b"threads: 99999999\n", "threads must be in [1, 1024]"),
+    "seed-huge": (b"seed: 100000000000000000000000\n", "seed must be in [-2147483648, 2147483647]"),
+    "epochs-zero": (b"epochs: 0\n", "epochs must be in [1, 100000]"),
+    "lr-nan": (b"lr: .nan\n", "lr must be a finite number"),
+    "run-name-newline": (b'run_name: "a\\nb"\n', "run_name must be a plain folder name"),
+    "run-name-escape": (b'run_name: "a\\x1b[31mred"\n', "control characters"),
+    "unknown-option": (b"epochz: 5\n", "unknown training option(s) ['epochz']"),
+    "not-a-mapping": (b"- 1\n- 2\n", "must hold a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_FILES))
+def test_hostile_config_files_are_one_line_naming_the_file_before_any_run_folder(tmp_path, capsys, case):
+    content, needle = CONFIG_FILES[case]
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    refused(
+        capsys,
+        ["train", "--config", str(config), "--output-dir", str(tmp_path / "runs")],
+        tmp_path,
+        str(config),
+        needle,
+    )
+
+
+def test_a_flag_that_replaces_a_bad_file_value_is_what_counts(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"image_size: 100000\nepochs: 0\n")
+    line = refused(
+        capsys,
+        ["train", "--config", str(config), "--image-size", "64", "--output-dir", str(tmp_path / "runs")],
+        tmp_path,
+        "epochs must be in [1, 100000]",
+    )
+    assert "image_size" not in line
+
+
+def test_run_names_with_control_characters_are_refused_from_the_flag(tmp_path, capsys):
+    refused(
+        capsys,
+        ["train", "--run-name", "x\ny", "--output-dir", str(tmp_path / "runs")],
+        tmp_path,
+        "run_name must be a plain folder name",
+        "control characters",
+    )
