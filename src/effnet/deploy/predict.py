@@ -76,7 +76,9 @@ def preprocess_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor
     return preprocess_transform(preprocess)(image)
 
 
-def _top_k(logits: torch.Tensor, k: int, class_names: Sequence[str] | None) -> list[tuple[ClassScore, ...]]:
+def top_classes(logits: torch.Tensor, k: int, class_names: Sequence[str] | None = None) -> list[tuple[ClassScore, ...]]:
+    """The `k` most probable classes of each row of (N, classes) logits, highest first, with softmax
+    probabilities and names (the index as text where none is known): the one top-k of predict and the server."""
     probs = logits.float().softmax(dim=1)
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     rows = []
@@ -102,7 +104,7 @@ def classify(
     class_names = class_names if class_names is not None else getattr(model, "class_names", None)
     device = next(model.parameters(), torch.empty(0)).device  # an exported graph (runtimes.ExportedModel) has none
     batch = torch.stack([preprocess_image(image.convert("RGB"), preprocess) for image in images]).to(device)
-    return _top_k(model.eval()(batch), top_k, class_names)
+    return top_classes(model.eval()(batch), top_k, class_names)
 
 
 def predict_files(

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from effnet.deploy.predict import top_classes
 from effnet.serve.backend import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.batcher import DynamicBatcher
 from effnet.serve.config import DEFAULT_TOP_K, ServeConfig
@@ -95,11 +96,10 @@ async def _read_uploads(request: Request, max_images: int) -> Uploads:
 
 
 def _top_k(classifier: Classifier, logits: torch.Tensor, k: int) -> list[dict[str, object]]:
-    probabilities = logits.float().softmax(0)
-    values, indices = probabilities.topk(min(k, probabilities.numel()))
+    """/predict's "top" list: the library's top-k (effnet predict's too), probabilities to 6 decimals."""
     return [
-        {"index": int(i), "name": classifier.class_name(int(i)), "probability": round(float(p), 6)}
-        for p, i in zip(values, indices, strict=True)
+        {"index": score.index, "name": score.name, "probability": round(score.probability, 6)}
+        for score in top_classes(logits[None], k, classifier.class_names)[0]
     ]
 
 

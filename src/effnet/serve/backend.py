@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from effnet.preprocess import Preprocess, default_preprocess, preprocess_transform
-from effnet.serve.config import RUNTIMES, ModelSource
+from effnet.preprocess import Preprocess, preprocess_transform
+from effnet.serve.config import RUNTIMES
+from effnet.weights.source import ModelSource, load_source
 
 
 class CamUnavailableError(ValueError):
@@ -217,46 +217,6 @@ class ExportedClassifier(TorchClassifier):
         return _run_session(self.session, self.input_name, batch)
 
 
-def _read_classes_file(path: str) -> list[str]:
-    file = Path(path)
-    if file.is_dir():
-        raise ValueError(f"classes file {file} is a folder; give a text file with one class name per line")
-    if not file.is_file():
-        raise ValueError(f"classes file {file} does not exist; give a text file with one class name per line")
-    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _class_names(source: ModelSource, num_classes: int, recorded: Sequence[str] | None) -> list[str] | None:
-    from effnet.weights.pretrained import imagenet_classes
-
-    if source.classes_file:
-        names = _read_classes_file(source.classes_file)
-    elif recorded:
-        names = list(recorded)
-    elif num_classes == 1000:
-        names = list(imagenet_classes())
-    else:
-        return None
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for a model with {num_classes} classes; fix --classes-file")
-    return names
-
-
-def _apply_overrides(preprocess: Preprocess, source: ModelSource) -> Preprocess:
-    return replace(preprocess, **dict(source.preprocess)) if source.preprocess else preprocess
-
-
-def _fallback_preprocess(source: ModelSource) -> Preprocess:
-    """For an ONNX file without recorded preprocessing: the --pretrained record's, else the model's defaults."""
-    if source.pretrained:
-        from effnet.weights.pretrained import get_pretrained
-
-        return get_pretrained(source.model_name).preprocess
-    from effnet.models.registry import resolve_spec
-
-    return default_preprocess(resolve_spec(source.model_name))
-
-
 def _check_exported_file(path: Path) -> None:
     """One clear line for a graph file that is missing, a folder, or an IR without its .bin."""
     if path.is_dir():
@@ -280,32 +240,16 @@ def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifie
         extra = "export" if source.is_onnx else "openvino"
         raise ValueError(f"serving {path} needs {runtime}: pip install 'effnet[{extra}]'")
     metadata = read_exported_metadata(path)
-    preprocess = _apply_overrides(metadata.preprocess or _fallback_preprocess(source), source)
+    preprocess = source.apply_preprocess(metadata.preprocess or source.fallback_preprocess())
     name = _exported_name(path, metadata.architecture)
     classifier: Classifier
     if source.is_onnx:
         classifier = OnnxClassifier(path, preprocess, None, threads, name)
     else:
         classifier = OpenVinoClassifier(path, preprocess, None, threads, streams, name)
-    names = _class_names(source, classifier.num_classes, metadata.class_names)
+    names = source.class_names(classifier.num_classes, metadata.class_names)
     classifier.class_names = tuple(names) if names else None
     return classifier
-
-
-def _load_folder(folder: Path) -> torch.nn.Module:
-    """A folder written by `save_pretrained` (effnet's or timm's); any other folder is a one-line mistake."""
-    if (folder / "config.json").is_file():
-        from effnet.weights.hf import from_pretrained
-
-        return from_pretrained(folder)
-    inside = sorted(
-        p.name for p in folder.iterdir() if p.suffix.lower() in (".safetensors", ".pt", ".pth", ".onnx", ".xml")
-    )
-    hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
-    raise ValueError(
-        f"{folder} is a folder, not a weight file{hint}: pass the file itself, or a folder written by "
-        "save_pretrained (config.json + model.safetensors)"
-    )
 
 
 def resolve_runtime(runtime: str, source: ModelSource) -> str:
@@ -329,23 +273,8 @@ def load_classifier(source: ModelSource, threads: int = 1, runtime: str = "auto"
     runtime = resolve_runtime(runtime, source)
     if source.is_exported:
         return _load_exported(source, threads, streams)
-    from effnet.models.registry import create_model
-
-    if source.pretrained:
-        model = create_model(source.model_name, pretrained=True)
-    elif source.weights is not None and Path(source.weights).is_dir():
-        model = _load_folder(Path(source.weights))
-    elif source.weights is not None:
-        from effnet.weights import load_model
-
-        model = load_model(source.weights, source.model, padding=source.padding, norm_eps=source.norm_eps)
-    else:
-        raise ValueError(
-            f"{source.model_name} has random weights: pass --pretrained (offline records: see "
-            "effnet.weights.pretrained) or --weights FILE (weights, checkpoint or .onnx)"
-        )
-    model.preprocess = _apply_overrides(model.preprocess, source)
-    names = _class_names(source, model.num_classes, getattr(model, "class_names", None))
+    model = load_source(source)  # the one resolution of --model / --pretrained / --weights (preprocessing too)
+    names = source.class_names(model.num_classes, model.class_names)
     if runtime == "onnxruntime":
         return ExportedClassifier(model, names, threads)
     return TorchClassifier(model, names)

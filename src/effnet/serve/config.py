@@ -1,4 +1,5 @@
-"""What `effnet serve` serves and how: the model source and the server's limits, as frozen dataclasses."""
+"""What `effnet serve` serves and how: the model source (`effnet.weights.ModelSource`) and the server's limits,
+as frozen dataclasses."""
 
 from __future__ import annotations
 
@@ -7,57 +8,11 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 
-DEFAULT_MODEL = "efficientnet_lite0"
+# Which model to serve is the library's one ModelSource (re-exported here and from effnet.serve).
+from effnet.weights.source import DEFAULT_MODEL, PREPROCESS_OVERRIDES, ModelSource
+
 DEFAULT_TOP_K = 5
 RUNTIMES = ("auto", "onnxruntime", "pytorch")  # auto: onnxruntime when installed
-PREPROCESS_OVERRIDES = ("input_size", "crop_pct", "resize_mode", "interpolation", "mean", "std")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Which model to serve: a registry name or spec file, plus pretrained weights, a weight/checkpoint file or ONNX."""
-
-    model: str | None = None  # None: the file's own architecture, or efficientnet_lite0
-    pretrained: bool = False  # with an .onnx file: only the record's preprocessing
-    weights: str | None = None  # effnet .safetensors, `effnet train` checkpoint, timm/torchvision file, or .onnx
-    classes_file: str | None = None  # class names, one per line
-    padding: str | None = None  # "same" / norm_eps 1e-3 for TF-trained files that do not record them
-    norm_eps: float | None = None
-    # Preprocessing overrides as (field, value) pairs, e.g. (("input_size", 256),); the model's own otherwise.
-    preprocess: tuple[tuple[str, object], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.pretrained and self.weights is not None and not self.is_exported:
-            raise ValueError("give either --pretrained or --weights FILE, not both")
-        unknown = [key for key, _ in self.preprocess if key not in PREPROCESS_OVERRIDES]
-        if unknown:
-            raise ValueError(f"unknown preprocessing override(s) {unknown}; choose from {PREPROCESS_OVERRIDES}")
-
-    @property
-    def model_name(self) -> str:
-        """The registry name or spec file to build (efficientnet_lite0 unless given)."""
-        return self.model or DEFAULT_MODEL
-
-    @property
-    def is_onnx(self) -> bool:
-        """True when the weights file is an ONNX graph (served with onnxruntime)."""
-        return self.weights is not None and self.weights.lower().endswith(".onnx")
-
-    @property
-    def is_openvino(self) -> bool:
-        """True when the weights file is an OpenVINO IR .xml (served with OpenVINO)."""
-        return self.weights is not None and self.weights.lower().endswith(".xml")
-
-    @property
-    def is_exported(self) -> bool:
-        """True for a graph `effnet export` wrote (ONNX or OpenVINO IR), which carries its own preprocessing."""
-        return self.is_onnx or self.is_openvino
-
-    def describe(self) -> str:
-        """Where the weights come from, in a few words (a file's name, not the server's folders)."""
-        if self.weights is not None:
-            return os.path.basename(os.path.normpath(self.weights))
-        return f"{self.model_name} pretrained" if self.pretrained else f"{self.model_name} random weights"
 
 
 @dataclass(frozen=True)
@@ -131,3 +86,6 @@ class ServeConfig:
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         known = {f.name for f in fields(cls)}
         return cls(source=ModelSource(**source), **{key: value for key, value in data.items() if key in known})
+
+
+__all__ = ["DEFAULT_MODEL", "PREPROCESS_OVERRIDES", "RUNTIMES", "ModelSource", "ServeConfig"]

@@ -21,6 +21,7 @@ from effnet.preprocess import interpolation_mode
 from effnet.train.optim import OPTIMIZERS
 from effnet.train.progressive import PROGRESSIVE_SCHEDULES
 from effnet.train.schedule import SCHEDULES
+from effnet.weights.source import check_one_source
 
 AMP_DTYPES = ("bf16", "fp16")
 
@@ -203,15 +204,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_field_types(self)  # first: the range checks below compare numbers
         _normalize_switches(self)
+        check_one_source(self.pretrained, self.weights)
         checks = [
             (self.width > 0 and self.depth > 0, f"width and depth must be > 0, got {self.width}, {self.depth}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.min_steps >= 0, f"min_steps must be >= 0 (0 = off), got {self.min_steps}"),
-            (
-                not (self.pretrained and self.weights),
-                "give either pretrained (--pretrained) or weights (--weights FILE), not both",
-            ),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (

@@ -10,20 +10,17 @@ from pathlib import Path
 
 from torch import nn
 
-from effnet.weights import WeightFile, read_file
-from effnet.weights.pretrained import PretrainedRecord, get_pretrained
+from effnet.weights import ModelSource, WeightFile
+from effnet.weights.pretrained import PretrainedRecord
 
 
 def starting_weights(
     pretrained: bool | str, weights: str | None, model: str | Path
 ) -> WeightFile | PretrainedRecord | None:
-    """What `TrainConfig.pretrained` / `.weights` point at: the model's pretrained record (its default one, or
-    the tag given) or the weight file read once; None to start from scratch."""
-    if pretrained and weights:
-        raise ValueError("give either pretrained (--pretrained) or weights (--weights FILE), not both")
-    if pretrained:
-        return get_pretrained(str(model), pretrained)
-    return read_file(weights) if weights else None
+    """What `TrainConfig.pretrained` / `.weights` point at, resolved as every command resolves its flags
+    (`effnet.weights.ModelSource`): the model's pretrained record (its default one, or the tag given) or the
+    weight file read once; None to start from scratch."""
+    return ModelSource(model=str(model), pretrained=pretrained, weights=weights).starting_weights()
 
 
 def step_floor_batch_size(batch_size: int, num_images: int, epochs: int, min_steps: int, world_size: int = 1,

@@ -185,17 +185,15 @@ def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
 Start = WeightFile | PretrainedRecord | None  # what a run starts from (see `finetune.starting_weights`)
 
 
-def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> NetSpec:
-    """The run's spec, finished once before building: name -> spec -> scaled -> the padding and BN eps the
-    starting weights need -> the config's dropout, drop path and BN momentum. Nothing edits the model later."""
+def resolve_run(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> tuple[TrainConfig, NetSpec]:
+    """The run's config and spec, finished once before building: name -> spec -> the family's reference recipe
+    (read from the name, before scaling renames the spec) -> scaled -> the padding and BN eps the starting
+    weights need -> the config's dropout, drop path and BN momentum. Nothing edits the model later."""
     spec = spec if spec is not None else resolve_spec(cfg.model)
+    cfg = with_reference_defaults(cfg, spec)
     if cfg.width != 1.0 or cfg.depth != 1.0:
         spec = scale(spec, width=cfg.width, depth=cfg.depth)
-    padding, norm_eps = None, None
-    if isinstance(start, PretrainedRecord):
-        padding, norm_eps = start.padding, start.norm_eps
-    elif start is not None:
-        padding, norm_eps = layer_settings(start, spec)
+    padding, norm_eps = layer_settings(start, spec) if start is not None else (None, None)
     overrides = {
         "padding": padding,
         "norm_eps": norm_eps,
@@ -203,7 +201,12 @@ def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> Ne
         "drop_path_rate": cfg.drop_path_rate,
         "norm_momentum": cfg.bn_momentum,
     }
-    return spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+    return cfg, spec.replace(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> NetSpec:
+    """The run's finished spec (see `resolve_run`)."""
+    return resolve_run(cfg, spec, start)[1]
 
 
 def resolve_preprocess(cfg: TrainConfig, spec: NetSpec, weights: Preprocess) -> Preprocess:
@@ -231,7 +234,8 @@ def build_model(
     if start is None:
         model = create_model(spec, num_classes=num_classes)
     else:
-        # The loader brings the weights' preprocessing; a different class count gets a fresh classifier.
+        # The spec has the settings the weights need already (resolve_run): the loader builds it as it is and
+        # brings the weights' preprocessing; a different class count gets a fresh classifier.
         model = load_model(
             start,
             spec,
@@ -241,7 +245,6 @@ def build_model(
             padding=spec.padding,
             norm_eps=spec.norm_eps,
         )
-        assert model.spec == spec, "the loader must build the spec resolve_run_spec finished"
         source = start.name if isinstance(start, PretrainedRecord) else str(start.path)
         replaced = start.num_classes != num_classes
         log(
@@ -334,21 +337,11 @@ def build_run(
     """
     seed_everything(cfg.seed, cfg.deterministic)
     start = starting_weights(cfg.pretrained, cfg.weights, cfg.model)
-    spec = spec if spec is not None else resolve_spec(cfg.model)
-    cfg = with_reference_defaults(cfg, spec)  # before scaling renames the spec
-    spec = resolve_run_spec(cfg, spec, start)
-    if cfg.batch_size % info.world_size:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
+    cfg, spec = resolve_run(cfg, spec, start)
     lines: list[str] = []
     data = build_datasets(cfg.data)
     cfg = _apply_step_floor(cfg, len(data.train), info.world_size, lines.append)
-    batch_per_rank = cfg.batch_size // info.world_size
-    per_rank_samples = -(-len(data.train) // info.world_size)
-    steps_per_epoch = per_rank_samples // batch_per_rank
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images; lower --batch-size"
-        )
+    batch_per_rank, steps_per_epoch = _steps(cfg, len(data.train), info.world_size)
     fast = _fast_settings(cfg, spec, device, steps_per_epoch)
     apply_fast_settings(fast)
     model = build_model(cfg, spec, data.num_classes, start, lines.append)
@@ -357,12 +350,7 @@ def build_run(
     # After the data and weights load: a bad path leaves no empty folder. From here the folder is locked.
     run_dir, lock, notes = _run_dir(cfg, spec, info, overwrite)
     try:
-        resume_state = None
-        if cfg.resume:
-            resume_state, resume_notes = find_resume_checkpoint(run_dir, cfg.keep_last, info)
-            notes += resume_notes
-            if resume_state is not None:  # before config.yaml is rewritten: a refused resume changes nothing
-                check_resumable(resume_state, cfg, spec, data.num_classes, steps_per_epoch)
+        resume_state = _resume_state(cfg, spec, info, run_dir, data.num_classes, steps_per_epoch, notes)
         setup = _assemble(
             cfg, info, device, spec, model, data, batch_per_rank, steps_per_epoch, run_dir, progress, fast, gpu_input
         )
@@ -377,12 +365,50 @@ def build_run(
     if info.is_main:
         cfg.replace(resume=False).save_yaml(run_dir / "config.yaml", fast_settings=fast.to_dict())
         spec.save(run_dir / "spec.json")
-    for line in [*_describe(setup), *lines, *notes]:
+    for line in [*_describe(setup), *lines, *notes, *_frozen_note(cfg)]:
         setup.reporter.log(line)
-    if cfg.frozen_stages:
-        frozen = "the whole backbone" if cfg.frozen_stages == -1 else f"the stem and {cfg.frozen_stages} stage(s)"
-        setup.reporter.log(f"{frozen} frozen for the whole run (BN statistics too); --frozen-stages 0 trains all")
     return setup
+
+
+def _frozen_note(cfg: TrainConfig) -> list[str]:
+    """The line saying which layers stay frozen for the whole run, if any do."""
+    if not cfg.frozen_stages:
+        return []
+    frozen = "the whole backbone" if cfg.frozen_stages == -1 else f"the stem and {cfg.frozen_stages} stage(s)"
+    return [f"{frozen} frozen for the whole run (BN statistics too); --frozen-stages 0 trains all"]
+
+
+def _steps(cfg: TrainConfig, num_images: int, world_size: int) -> tuple[int, int]:
+    """(images per process per step, steps per epoch) of the config's batch size on `world_size` processes."""
+    if cfg.batch_size % world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world_size} processes")
+    batch_per_rank = cfg.batch_size // world_size
+    steps_per_epoch = -(-num_images // world_size) // batch_per_rank
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {num_images} training images; lower --batch-size"
+        )
+    return batch_per_rank, steps_per_epoch
+
+
+def _resume_state(
+    cfg: TrainConfig,
+    spec: NetSpec,
+    info: DistInfo,
+    run_dir: Path,
+    num_classes: int,
+    steps_per_epoch: int,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """The checkpoint a --resume run continues from (None: none yet, or not resuming), checked to belong to this
+    run before config.yaml is rewritten, so that a refused resume changes nothing."""
+    if not cfg.resume:
+        return None
+    state, resume_notes = find_resume_checkpoint(run_dir, cfg.keep_last, info)
+    notes += resume_notes
+    if state is not None:
+        check_resumable(state, cfg, spec, num_classes, steps_per_epoch)
+    return state
 
 
 def _describe(setup: RunSetup) -> list[str]:

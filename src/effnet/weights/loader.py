@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from effnet.models.catalog import resolve_spec
+from effnet.models.net import EfficientNet
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
 from effnet.weights.io import load_state_dict
 from effnet.weights.pretrained import PRETRAINED, PretrainedRecord, sha256sum
 from effnet.weights.reader import WeightFile, read_file
 
-if TYPE_CHECKING:
-    from effnet.models.net import EfficientNet
-
 # torchvision ported its B5-B7 weights from TensorFlow (BN eps 1e-3); its B0-B4 were trained in PyTorch (1e-5).
 _TORCHVISION_TF_PORTS = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
 
 
-def layer_settings(file: WeightFile, spec: NetSpec) -> tuple[str, float]:
-    """(padding, BN eps) the file's weights were trained with: recorded in the file, or known for its layout."""
+def layer_settings(weights: WeightFile | PretrainedRecord, spec: NetSpec) -> tuple[str, float]:
+    """(padding, BN eps) the weights were trained with: a pretrained record's, recorded in the file, or known for
+    the file's layout. The one place these are decided, for the loader and for training's spec."""
+    if isinstance(weights, PretrainedRecord):
+        return weights.padding, weights.norm_eps
+    file = weights
     if file.spec is not None:
         return file.spec.padding, file.spec.norm_eps
     if file.layout == "efficientnet-pytorch":  # ports of the TF checkpoints
@@ -50,9 +52,29 @@ def _resolve(file: WeightFile, model: str | Path | NetSpec | None) -> NetSpec:
                 "file (load_model(path, 'efficientnet_b0'), create_model(name, weights=path), or --model)"
             )
         return file.spec
-    from effnet.models.registry import resolve_spec  # the registry sits above the weights package
-
     return resolve_spec(model)
+
+
+def _finished_spec(
+    file: WeightFile,
+    record: PretrainedRecord | None,
+    model: str | Path | NetSpec | None,
+    padding: str | None,
+    norm_eps: float | None,
+    drop_rate: float | None,
+    drop_path_rate: float | None,
+) -> NetSpec:
+    """The spec the weights load into: `model`'s or the file's, with the padding and BN eps the weights were
+    trained with unless given, and the dropout and drop path rate given."""
+    spec = _resolve(file, model)
+    saved_padding, saved_eps = layer_settings(record or file, spec)
+    changes = {
+        "padding": padding or saved_padding,
+        "norm_eps": saved_eps if norm_eps is None else norm_eps,
+        "dropout": drop_rate,
+        "drop_path_rate": drop_path_rate,
+    }
+    return spec.replace(**{key: value for key, value in changes.items() if value is not None})
 
 
 def load_model(
@@ -77,26 +99,15 @@ def load_model(
     Explicit arguments override what the file (or a pretrained record) says; checkpoints load their EMA weights
     unless `use_ema=False`.
     """
-    from effnet.models.net import EfficientNet
-
     record = source if isinstance(source, PretrainedRecord) else None
     if record is not None:
         source, model = record.local_path(), model if model is not None else record.model
     file = source if isinstance(source, WeightFile) else read_file(source)
     record = record or _known_record(file)
-    if record is not None:  # the file with the settings the record gives it
-        padding, norm_eps = padding or record.padding, record.norm_eps if norm_eps is None else norm_eps
+    if record is not None:  # the file with the preprocessing and class names the record gives it
         preprocess = preprocess or record.preprocess
         class_names = record.class_names if class_names is None else class_names
-    spec = _resolve(file, model)
-    saved_padding, saved_eps = layer_settings(file, spec)
-    changes = {
-        "padding": padding or saved_padding,
-        "norm_eps": norm_eps if norm_eps is not None else saved_eps,
-        "dropout": drop_rate,
-        "drop_path_rate": drop_path_rate,
-    }
-    spec = spec.replace(**{key: value for key, value in changes.items() if value is not None})
+    spec = _finished_spec(file, record, model, padding, norm_eps, drop_rate, drop_path_rate)
     wanted = file.num_classes if num_classes is None else num_classes
     built = file.num_classes if reset_classifier else wanted
     names = tuple(class_names) if class_names is not None else file.class_names

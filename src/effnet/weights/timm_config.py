@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from effnet.models.catalog import get_spec
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
 from effnet.weights.twins import effnet_settings_of_timm, find_twin
@@ -60,8 +61,6 @@ def preprocess_from_timm(cfg: dict[str, Any]) -> Preprocess:
 
 def from_timm_config(config: dict[str, Any]) -> tuple[NetSpec, int, Preprocess, tuple[str, ...] | None]:
     """(spec, num_classes, preprocessing, class names) of a folder timm wrote; ValueError for a non-EfficientNet."""
-    from effnet.models.registry import get_spec  # the registry sits above the weights package
-
     if "architecture" not in config:
         raise ValueError("config.json names no architecture: neither an effnet nor a timm folder")
     model_args = dict(config.get("model_args") or {})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from effnet.models.catalog import get_spec, list_models
 from effnet.models.specs import NetSpec
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ class Twin:
 
 def _registered_name(spec: NetSpec) -> str | None:
     """The registry name whose architecture `spec` has (any padding, BN eps or regularization), else None."""
-    from effnet.models.registry import get_spec, list_models  # the registry sits above the weights package
-
     name = spec.name.split(".", 1)[0]
     if name not in list_models():
         return None
