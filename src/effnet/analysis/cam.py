@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from effnet._util.fileio import atomic_write
 from effnet.models.net import EfficientNet
 from effnet.preprocess import Preprocess, full_view_transform
 
@@ -187,8 +188,6 @@ def save_grid(
                 rotation=90,
             )
     figure.tight_layout()
-    from effnet._util.fileio import atomic_write
-
     try:
         return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
     finally:

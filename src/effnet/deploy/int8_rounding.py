@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from effnet.deploy.export import fold_batchnorm
+from effnet.models.layers.padding import Conv2dSame, same_padding
 
 WEIGHT_LEVELS = 127  # symmetric narrow range [-127, 127], one scale per output channel (NNCF's weight default)
 
@@ -47,8 +48,6 @@ def _patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The layer's input as (groups, features, samples): what each output channel's weights multiply."""
     if isinstance(layer, nn.Linear):
         return x.reshape(-1, x.shape[-1]).T[None]
-    from effnet.models.layers.padding import Conv2dSame, same_padding
-
     padding: tuple[int, ...] | str = layer.padding
     if isinstance(layer, Conv2dSame) and layer.needs_padding:
         top, bottom = same_padding(x.shape[-2], layer.kernel_size[0], layer.stride[0], layer.dilation[0])

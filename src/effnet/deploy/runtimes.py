@@ -237,6 +237,25 @@ def fix_input_size(path: str | Path, height: int, width: int) -> Path:
     return Path(path)
 
 
+def _foldable_pads(pad: Any, users: list, constants: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The 8 pads of an ONNX Pad node that a Conv can take over: constant zero padding of the spatial axes only,
+    read by that one Conv; None for any other Pad."""
+    pads = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+    value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+    mode = [a.s for a in pad.attribute if a.name == "mode"]
+    if (
+        len(users) != 1
+        or users[0].op_type != "Conv"
+        or pads is None
+        or len(pads) != 8
+        or mode not in ([], [b"constant"])
+    ):
+        return None
+    if pads[[0, 1, 4, 5]].any() or np.asarray(value).any():
+        return None  # only spatial zero padding folds into a conv
+    return pads
+
+
 def _fuse_pads_into_convs(path: Path) -> None:
     """Fold constant zero Pads (frozen TF "SAME" padding) into the pads attribute of the Conv they feed.
 
@@ -260,19 +279,9 @@ def _fuse_pads_into_convs(path: Path) -> None:
     fused = []
     for pad in [node for node in model.graph.node if node.op_type == "Pad"]:
         users = consumers.get(pad.output[0], [])
-        pads = constants.get(pad.input[1]) if len(pad.input) > 1 else None
-        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
-        mode = [a.s for a in pad.attribute if a.name == "mode"]
-        if (
-            len(users) != 1
-            or users[0].op_type != "Conv"
-            or pads is None
-            or len(pads) != 8
-            or mode not in ([], [b"constant"])
-        ):
+        pads = _foldable_pads(pad, users, constants)
+        if pads is None:
             continue
-        if pads[[0, 1, 4, 5]].any() or np.asarray(value).any():
-            continue  # only spatial zero padding folds into a conv
         conv = users[0]
         current = [list(a.ints) for a in conv.attribute if a.name == "pads"] or [[0, 0, 0, 0]]
         merged = [int(p) + int(q) for p, q in zip(current[0], (pads[2], pads[3], pads[6], pads[7]), strict=True)]

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from effnet._util.fileio import write_text_atomic
 from effnet._util.validation import check_field_types
 
 BLOCK_TYPES = ("mbconv", "fused", "bottleneck")
@@ -184,8 +185,6 @@ class NetSpec:
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON (what `effnet scale` produces and `create_model` builds from)."""
-        from effnet._util.fileio import write_text_atomic
-
         return write_text_atomic(path, json.dumps({"effnet_spec": self.to_dict()}, indent=2) + "\n")
 
     @classmethod

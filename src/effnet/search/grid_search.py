@@ -137,16 +137,14 @@ def run_search(
     on_record: Callable[[dict[str, Any], bool], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) the search; writes results.json, results.csv and search.png under `config.out_dir`."""
+    # Imported when a search runs: importing plots sets matplotlib's file-only backend, which importing this module
+    # must not do to a notebook's session.
     from effnet.search.plots import plot_search
 
     out = Path(config.out_dir)
     num_classes, n_val = data_sizes(config.train)
     base_macs = count_macs(config.base, num_classes=num_classes)
-    entries: list[tuple[str, Candidate, NetSpec]] = []
-    if config.include_base:
-        entries.append((BASE_ID, Candidate(1.0, 1.0, 1.0), config.base))
-    entries += [(c.trial_id, c, candidate_spec(config.base, c, config.depth_rounding)) for c in make_grid(config.grid)]
-
+    entries = _entries(config)
     train = render_for(config.train, [spec for _, _, spec in entries])
     summaries, resumed = run_experiment(
         [(trial_id, spec) for trial_id, _, spec in entries],
@@ -159,22 +157,10 @@ def run_search(
         on_record=on_record,
         fingerprint=fingerprint(config.base, train, {"depth_rounding": config.depth_rounding}),
     )
-    rows = {}
-    for trial_id, candidate, spec in entries:
-        macs = count_macs(spec, num_classes=num_classes)
-        rows[trial_id] = SearchRow(
-            trial_id,
-            candidate.alpha,
-            candidate.beta,
-            candidate.gamma,
-            round(candidate.ratio, 4),
-            macs,
-            round(macs / base_macs, 4),
-            profile(spec, num_classes=num_classes).params,
-            spec.resolution,
-            spec.num_blocks,
-            **summaries[trial_id].fields(),
-        )
+    rows = {
+        trial_id: _search_row(trial_id, candidate, spec, num_classes, base_macs, summaries[trial_id].fields())
+        for trial_id, candidate, spec in entries
+    }
     base_row = rows.pop(BASE_ID, None) if config.include_base else None
     ranked = rank_rows(list(rows.values()))
     verdict = judge_rows(ranked, n_val, num_classes)
@@ -183,29 +169,67 @@ def run_search(
     config.base.save(out / "base.json")
     command = scale_command(config, best, out / "base.json")
     table = [asdict(row) for row in ([base_row] if base_row else []) + ranked]
-    files = {
-        "json": write_json(
-            out / "results.json",
-            {
-                "base": config.base.name,
-                "base_macs": base_macs,
-                "num_classes": num_classes,
-                "grid": asdict(config.grid),
-                "train": config.train.to_dict(),
-                "seeds": list(config.training_seeds()),
-                "depth_rounding": config.depth_rounding,
-                "rows": table,
-                "best": asdict(best) if best else None,
-                "scale_command": command,
-                "verdict": asdict(verdict) if verdict else None,
-                "num_val": n_val,
-            },
-        ),
-        "csv": write_csv(out / "results.csv", table),
-    }
+    record = _results_record(config, base_macs, num_classes, n_val, table, best, command, verdict)
+    files = {"json": write_json(out / "results.json", record), "csv": write_csv(out / "results.csv", table)}
     files["plot"] = plot_search(ranked, base_row, out / "search.png", title=f"search on {config.base.name}")
     failed = tuple(row.trial_id for row in ([base_row] if base_row else []) + ranked if row.status != "ok")
     return SearchResult(ranked, base_row, best, files, resumed, command, verdict, failed)
+
+
+def _entries(config: SearchConfig) -> list[tuple[str, Candidate, NetSpec]]:
+    """(trial id, candidate, its scaled spec) for the base (when included) and every grid point."""
+    entries: list[tuple[str, Candidate, NetSpec]] = []
+    if config.include_base:
+        entries.append((BASE_ID, Candidate(1.0, 1.0, 1.0), config.base))
+    entries += [(c.trial_id, c, candidate_spec(config.base, c, config.depth_rounding)) for c in make_grid(config.grid)]
+    return entries
+
+
+def _search_row(
+    trial_id: str, candidate: Candidate, spec: NetSpec, num_classes: int, base_macs: int, summary: dict[str, Any]
+) -> SearchRow:
+    """One candidate's row: its coefficients, measured cost, and its seeds' accuracy summary."""
+    macs = count_macs(spec, num_classes=num_classes)
+    return SearchRow(
+        trial_id,
+        candidate.alpha,
+        candidate.beta,
+        candidate.gamma,
+        round(candidate.ratio, 4),
+        macs,
+        round(macs / base_macs, 4),
+        profile(spec, num_classes=num_classes).params,
+        spec.resolution,
+        spec.num_blocks,
+        **summary,
+    )
+
+
+def _results_record(
+    config: SearchConfig,
+    base_macs: int,
+    num_classes: int,
+    n_val: int,
+    table: list[dict[str, Any]],
+    best: SearchRow | None,
+    command: str,
+    verdict: Verdict | None,
+) -> dict[str, Any]:
+    """What results.json holds: the search's settings, every row, the pick, its scale command and the verdict."""
+    return {
+        "base": config.base.name,
+        "base_macs": base_macs,
+        "num_classes": num_classes,
+        "grid": asdict(config.grid),
+        "train": config.train.to_dict(),
+        "seeds": list(config.training_seeds()),
+        "depth_rounding": config.depth_rounding,
+        "rows": table,
+        "best": asdict(best) if best else None,
+        "scale_command": command,
+        "verdict": asdict(verdict) if verdict else None,
+        "num_val": n_val,
+    }
 
 
 def judge_rows(rows: list[SearchRow], n_val: int, num_classes: int) -> Verdict | None:

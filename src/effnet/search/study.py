@@ -245,6 +245,8 @@ def run_study(
     on_record: Callable[[dict[str, Any], bool], None] | None = None,
 ) -> StudyResult:
     """Build the matched models, train each under the same budget (resuming), write results and study.png."""
+    # Imported when a study runs: importing plots sets matplotlib's file-only backend, which importing this module
+    # must not do to a notebook's session.
     from effnet.search.plots import plot_study
 
     out = Path(config.out_dir)
@@ -271,44 +273,48 @@ def run_study(
         fingerprint=fingerprint(config.base, train, extra),
         command="study",
     )
-    rows = [
-        StudyRow(
-            model.trial_id,
-            model.method,
-            model.target,
-            round(model.multiplier, 4),
-            round(model.spec.width_mult / config.base.width_mult, 4),
-            round(model.spec.depth_mult / config.base.depth_mult, 4),
-            model.spec.resolution,
-            model.spec.num_blocks,
-            model.macs,
-            round(model.ratio, 4),
-            model.matched,
-            model.params,
-            **summaries[model.trial_id].fields(),
-        )
-        for model in models
-    ]
+    rows = [_study_row(model, config.base, summaries[model.trial_id].fields()) for model in models]
     table = [asdict(row) for row in rows]
     result = StudyResult(rows, {}, resumed, n_val, num_classes)
     files = {
-        "json": write_json(
-            out / "results.json",
-            {
-                "base": config.base.name,
-                "targets": list(config.targets),
-                "methods": list(config.methods),
-                "coefficients": list(config.coefficients),
-                "train": config.train.to_dict(),
-                "seeds": list(config.training_seeds()),
-                "rows": table,
-                "winners": {str(k): v for k, v in result.winners().items()},
-                "verdicts": {str(k): asdict(v) for k, v in result.verdicts().items()},
-                "num_val": n_val,
-            },
-        ),
+        "json": write_json(out / "results.json", _results_record(config, result, table)),
         "csv": write_csv(out / "results.csv", table),
         "plot": plot_study(rows, out / "study.png", title=f"scaling study on {config.base.name}"),
     }
     config.base.save(out / "base.json")
     return StudyResult(rows, files, resumed, n_val, num_classes, tuple(r.trial_id for r in rows if r.status != "ok"))
+
+
+def _study_row(model: ScaledModel, base: NetSpec, summary: dict[str, Any]) -> StudyRow:
+    """One matched model's row: how it was scaled, its measured cost, and its seeds' accuracy summary."""
+    return StudyRow(
+        model.trial_id,
+        model.method,
+        model.target,
+        round(model.multiplier, 4),
+        round(model.spec.width_mult / base.width_mult, 4),
+        round(model.spec.depth_mult / base.depth_mult, 4),
+        model.spec.resolution,
+        model.spec.num_blocks,
+        model.macs,
+        round(model.ratio, 4),
+        model.matched,
+        model.params,
+        **summary,
+    )
+
+
+def _results_record(config: StudyConfig, result: StudyResult, table: list[dict[str, Any]]) -> dict[str, Any]:
+    """What results.json holds: the study's settings, every row, and each target's winner and verdict."""
+    return {
+        "base": config.base.name,
+        "targets": list(config.targets),
+        "methods": list(config.methods),
+        "coefficients": list(config.coefficients),
+        "train": config.train.to_dict(),
+        "seeds": list(config.training_seeds()),
+        "rows": table,
+        "winners": {str(k): v for k, v in result.winners().items()},
+        "verdicts": {str(k): asdict(v) for k, v in result.verdicts().items()},
+        "num_val": result.num_val,
+    }

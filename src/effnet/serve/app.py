@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from effnet import __version__
+from effnet.analysis.cam import overlay
 from effnet.deploy.predict import top_classes
 from effnet.serve.backend import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.batcher import DynamicBatcher
@@ -30,7 +32,7 @@ from effnet.serve.config import DEFAULT_TOP_K, ServeConfig
 from effnet.serve.docs import add_docs, install_openapi
 from effnet.serve.limits import BodyTooLargeError, LimitsAndMetrics
 from effnet.serve.metrics import ServeMetrics
-from effnet.serve.protocol import add_protocol_routes
+from effnet.serve.protocol import PLATFORMS, add_protocol_routes, input_tensors, output_tensors
 from effnet.serve.schemas import ErrorBody, Health, InferenceRequest, ModelInfo, PredictInstances, PredictResponse
 from effnet.serve.security import BearerToken
 from effnet.serve.uploads import UploadError, check_content_type, decode_image, parse_instances
@@ -161,8 +163,6 @@ class Endpoints:
 
     async def model(self) -> ModelInfo:
         """The served model: name, runtime, classes, preprocessing, and its inputs and outputs."""
-        from effnet.serve.protocol import PLATFORMS, input_tensors, output_tensors
-
         classifier = self.classifier
         return ModelInfo(
             name=classifier.name,
@@ -209,8 +209,6 @@ class Endpoints:
 
     async def cam(self, request: Request, alpha: float = 0.5) -> Response:
         """The class activation map of the image's top class, blended over the image, as a PNG."""
-        from effnet.analysis.cam import overlay
-
         classifier = self.classifier
         if not classifier.has_cam:
             raise CamUnavailableError(f"CAM needs a PyTorch model with a classifier; {classifier.name} has none")
@@ -261,20 +259,8 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
         warming.cancel()
         await endpoints.batcher.stop()
 
-    app = FastAPI(title="effnet serve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
-    # Outermost last: CORS answers preflights before anything else; 401s and 413s are counted in the metrics.
-    if config.token:
-        app.add_middleware(BearerToken, token=config.token)
-    app.add_middleware(LimitsAndMetrics, max_body_bytes=config.max_upload_bytes, metrics=metrics)
-    if config.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Class-Index", "X-Class-Name", "X-Probability"],
-            max_age=600,
-        )
+    app = FastAPI(title="effnet serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    _add_middleware(app, config, metrics)
     app.add_exception_handler(UploadError, _error_handler(None))  # its own 4xx status
     app.add_exception_handler(BodyTooLargeError, _error_handler(413))
     app.add_exception_handler(CamUnavailableError, _error_handler(501))
@@ -305,10 +291,21 @@ def create_app(config: ServeConfig, classifier: Classifier | None = None) -> Fas
     return app
 
 
-def _version() -> str:
-    from effnet import __version__
-
-    return __version__
+def _add_middleware(app: FastAPI, config: ServeConfig, metrics: ServeMetrics) -> None:
+    """Bearer token, body limits with request metrics, and CORS when origins are allowed."""
+    # Outermost last: CORS answers preflights before anything else; 401s and 413s are counted in the metrics.
+    if config.token:
+        app.add_middleware(BearerToken, token=config.token)
+    app.add_middleware(LimitsAndMetrics, max_body_bytes=config.max_upload_bytes, metrics=metrics)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Class-Index", "X-Class-Name", "X-Probability"],
+            max_age=600,
+        )
 
 
 def app_from_environment() -> FastAPI:

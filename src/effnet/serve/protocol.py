@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from effnet import __version__
 from effnet.serve.schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -63,8 +65,6 @@ def output_tensors(endpoints: Endpoints) -> list[TensorInfo]:
 
 
 def _parse(body: bytes) -> InferenceRequest:
-    from pydantic import ValidationError
-
     try:
         return InferenceRequest.model_validate_json(body)
     except ValidationError as err:
@@ -141,8 +141,6 @@ class ProtocolEndpoints:
 
     async def server_metadata(self) -> ServerMetadata:
         """The server's name, version and protocol extensions (none)."""
-        from effnet import __version__
-
         return ServerMetadata(name="effnet", version=__version__, extensions=[])
 
     async def live(self) -> Liveness:
@@ -202,16 +200,19 @@ async def _protocol_error(_: Request, err: Exception) -> JSONResponse:
     return JSONResponse(ProtocolErrorBody(error=str(err)).model_dump(), status_code=status)
 
 
+# The inference request's JSON schema in the OpenAPI document (the handler reads the body itself).
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+    }
+}
+
+
 def add_protocol_routes(app: FastAPI, endpoints: Endpoints) -> None:
     """Mount the v2 endpoints (with and without the optional /versions/{version} part) on `app`."""
     v2 = ProtocolEndpoints(endpoints)
     errors: dict[int | str, dict[str, Any]] = {status: {"model": ProtocolErrorBody} for status in (400, 404, 503)}
-    infer_body = {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
-        }
-    }
     app.add_exception_handler(ProtocolError, _protocol_error)
     tags = ["Open Inference Protocol (KServe v2)"]
     app.add_api_route("/v2", v2.server_metadata, methods=["GET"], tags=tags)
@@ -253,5 +254,5 @@ def add_protocol_routes(app: FastAPI, endpoints: Endpoints) -> None:
             tags=tags,
             response_model=InferenceResponse,
             responses=errors,
-            openapi_extra=infer_body,
+            openapi_extra=_INFER_BODY,
         )

@@ -8,8 +8,10 @@ import binascii
 import io
 
 from PIL import Image
+from pydantic import ValidationError
 
 from effnet.data.folder import load_rgb
+from effnet.serve.schemas import PredictInstances
 
 # Formats a browser or camera produces. Restricting PIL to these also keeps it away from decoders that call out to
 # other programs (EPS runs Ghostscript).
@@ -95,10 +97,6 @@ def decode_base64(text: str, label: str) -> bytes:
 
 def parse_instances(body: bytes, max_images: int) -> list[tuple[str, bytes]]:
     """(name, image bytes) of a JSON /predict body {"instances": [{"image_b64": "..."}]}; 400 when malformed."""
-    from pydantic import ValidationError
-
-    from effnet.serve.schemas import PredictInstances
-
     try:
         request = PredictInstances.model_validate_json(body)
     except ValidationError as err:

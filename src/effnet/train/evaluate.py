@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from effnet.data import DataConfig, build_datasets
+from effnet.deploy.runtimes import is_exported, open_exported
 from effnet.preprocess import tf_crop_pct
 from effnet.train.distributed import DistInfo, all_reduce_sum
+from effnet.weights import load_model, read_file
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,12 +98,6 @@ def evaluate_checkpoint(
 
     `data` overrides that run's data options (DataConfig fields). Refuses weights or a loss that are not finite.
     """
-    from dataclasses import replace
-
-    from effnet.data import DataConfig, build_datasets
-    from effnet.deploy.runtimes import is_exported, open_exported
-    from effnet.weights import load_model, read_file
-
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     file = None if is_exported(path) else read_file(path)

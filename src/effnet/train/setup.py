@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -165,8 +166,6 @@ def collect_rng(info: DistInfo) -> list[dict[str, Any]]:
     state = capture_rng()
     if not info.enabled:
         return [state]
-    import torch.distributed as dist
-
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, state)
     return gathered
