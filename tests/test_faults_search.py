@@ -270,11 +270,11 @@ def _disk_full_trial(task):
 
 
 def test_failed_trials_make_the_search_partial_and_retry_failed_counts_what_reran(tmp_path, capsys, monkeypatch):
-    import effnet.commands.search as command
+    import effnet.search.grid_search as engine  # `effnet search` imports its engine when it runs
     from effnet.search import run_search
 
     out = str(tmp_path / "s")
-    monkeypatch.setattr(command, "run_search", lambda config, **kw: run_search(config, trial_fn=_disk_full_trial, **kw))
+    monkeypatch.setattr(engine, "run_search", lambda config, **kw: run_search(config, trial_fn=_disk_full_trial, **kw))
     assert main([*TINY_SEARCH, "--out", out]) == 1  # not 0: two of four trials failed
     captured = capsys.readouterr()
     partial = [line for line in captured.err.splitlines() if "partial result" in line]

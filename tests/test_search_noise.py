@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from effnet.commands.search import _print_search, _print_study
+from effnet.commands.search import _print_search
+from effnet.commands.study import _print_study
 from effnet.search import GridConfig, RunnerConfig, SearchConfig, StudyConfig, proxy_spec, proxy_train_config
 from effnet.search.experiment import summarize
 from effnet.search.grid_search import run_search

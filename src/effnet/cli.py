@@ -1,4 +1,7 @@
-"""The `effnet` command line: a thin layer that parses flags, builds config objects and calls the library."""
+"""The `effnet` command line: a thin layer that parses flags, builds config objects and calls the library.
+
+Parsing imports no torch: each command module imports only argparse-level things at its top and its engine
+inside its `run`, and `main` adds the flags of the one command it runs (`--help` and `--version` add none)."""
 
 from __future__ import annotations
 
@@ -9,15 +12,24 @@ import re
 import sys
 from typing import NoReturn
 
-# Each module defines `register(subparsers)`; subcommands set `func(args) -> int`.
-COMMAND_MODULES = (
-    "effnet.commands.model",  # profile, scale
-    "effnet.commands.deploy",  # predict, cam, export, bench
-    "effnet.commands.train",  # train, eval
-    "effnet.commands.search",  # search, study
-    "effnet.commands.serve",  # serve
-    "effnet.commands.completion",  # completion (a script generated from the parsers above)
+# One module per command, in `effnet --help`'s order: effnet.commands.<name> defines NAME, HELP,
+# `register(subparsers)` (its parser; sets `func`) and `run(args) -> int`.
+COMMANDS = (
+    "models",
+    "profile",
+    "scale",
+    "predict",
+    "cam",
+    "export",
+    "bench",
+    "train",
+    "eval",
+    "search",
+    "study",
+    "serve",
+    "completion",  # a script generated from the parsers above
 )
+COMMAND_MODULES = tuple(f"effnet.commands.{name}" for name in COMMANDS)
 
 
 # argparse (3.11) reads "-1e0", "-1." or "-inf" as an unknown option; any spelling of a negative number is a value.
@@ -34,15 +46,34 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        """argparse's, after each action that asks to has seen argv (`--pretrained [TAG]` leaves photos written
+        after it to the inputs)."""
+        for action in self._actions:
+            prepare = getattr(action, "prepare_argv", None)
+            if prepare is not None and args is not None:
+                args = prepare(self, args)
+        return super().parse_known_args(args, namespace)
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every subcommand."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand's flags, or with `command` only that one's (the others are listed by
+    name and help, which costs no import of their engines)."""
     parser = Parser(prog="effnet", description="EfficientNet and compound model scaling.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(subparsers)
+    for module in map(importlib.import_module, COMMAND_MODULES):
+        if command is None or module.NAME == command:
+            module.register(subparsers)
+        else:
+            subparsers.add_parser(module.NAME, help=module.HELP)
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The subcommand argv names: its first word that is not a flag (the top level has no flag taking a value)."""
+    word = next((word for word in argv if not word.startswith("-")), "")
+    return word if word in COMMANDS else ""
 
 
 def one_line(err: BaseException) -> str:
@@ -62,7 +93,8 @@ def describe_os_error(err: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `effnet` script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help (0) or a flag error, already printed (2): a code, also for in-process calls

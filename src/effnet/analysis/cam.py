@@ -7,7 +7,7 @@ Grad-CAM (Selvaraju et al. 2017) weights any layer's channels by the pooled grad
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,35 @@ def image_cam(
     heatmap = F.interpolate(maps[:, None], size=(image.height, image.width), mode="bilinear")[0, 0]
     probability = float(logits.float().softmax(1)[0, index])
     return CamResult(heatmap.clamp(0, 1).cpu().numpy().astype(np.float32), index, probability)
+
+
+@dataclass(frozen=True)
+class CamPanel:
+    """One overlay of an image: the model and method (Grad-CAM with its layer) that made it, and the map's class."""
+
+    model: str
+    method: str  # "cam", or "gradcam-<layer>"
+    result: CamResult
+    picture: Image.Image
+
+
+def image_panels(
+    models: Mapping[str, EfficientNet],
+    image: Image.Image,
+    methods: Sequence[str],
+    class_indices: Sequence[int | None] = (None,),
+    layer: str = "head",
+    alpha: float = 0.5,
+) -> list[CamPanel]:
+    """Every (model, method, class) overlay of one image, in that order (class None: the model's top-1)."""
+    panels = []
+    for name, model in models.items():
+        for method in methods:
+            tag = method + (f"-{layer}" if method == "gradcam" else "")
+            for class_index in class_indices:
+                result = image_cam(model, image, class_index, method, layer)
+                panels.append(CamPanel(name, tag, result, overlay(image, result.heatmap, alpha)))
+    return panels
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> Image.Image:

@@ -11,19 +11,21 @@ import argparse
 import shlex
 from pathlib import Path
 
+NAME = "completion"
+HELP = "print a shell completion script (bash or zsh)"
 SHELLS = ("bash", "zsh")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `completion`."""
     comp = subparsers.add_parser(
-        "completion",
-        help="print a shell completion script (bash or zsh)",
+        NAME,
+        help=HELP,
         description="Print a completion script for the effnet command. bash: add "
         '`eval "$(effnet completion bash)"` to ~/.bashrc; zsh: `eval "$(effnet completion zsh)"` in ~/.zshrc.',
     )
     comp.add_argument("shell", choices=SHELLS, help="the shell to complete in")
-    comp.set_defaults(func=_completion)
+    comp.set_defaults(func=run)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -63,18 +65,7 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     prog = parser.prog
     commands = _subcommands(parser)
     top_flags = _options(parser)[0]
-    value_cases, flag_cases = [], []
-    reply = 'COMPREPLY=($(compgen -W {} -- "$cur")); return ;;'
-    for name, sub in commands.items():
-        flags, choices, paths, positional = _options(sub)
-        flag_cases.append(f"        {name}) opts={_words(flags)}; pos={_words(positional)} ;;")
-        value_cases += [f"        {name}:{flag}) {reply.format(_words(values))}" for flag, values in choices.items()]
-        value_cases += [f'        {name}:{flag}) COMPREPLY=($(compgen -f -- "$cur")); return ;;' for flag in paths]
-        value_cases += [
-            f'        {name}:{flag}) COMPREPLY=($(compgen -W "$models" -- "$cur") $(compgen -f -- "$cur")); return ;;'
-            for flag in MODEL_FLAGS
-            if flag in flags and flag not in choices
-        ]
+    value_cases, flag_cases = _cases(commands)
     function = f"_{prog.replace('-', '_')}_complete"
     return "\n".join(
         [
@@ -108,6 +99,23 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     )
 
 
+def _cases(commands: dict[str, argparse.ArgumentParser]) -> tuple[list[str], list[str]]:
+    """The `case` lines: what to complete after each command's flags (values), and each command's flags."""
+    value_cases, flag_cases = [], []
+    reply = 'COMPREPLY=($(compgen -W {} -- "$cur")); return ;;'
+    for name, sub in commands.items():
+        flags, choices, paths, positional = _options(sub)
+        flag_cases.append(f"        {name}) opts={_words(flags)}; pos={_words(positional)} ;;")
+        value_cases += [f"        {name}:{flag}) {reply.format(_words(values))}" for flag, values in choices.items()]
+        value_cases += [f'        {name}:{flag}) COMPREPLY=($(compgen -f -- "$cur")); return ;;' for flag in paths]
+        value_cases += [
+            f'        {name}:{flag}) COMPREPLY=($(compgen -W "$models" -- "$cur") $(compgen -f -- "$cur")); return ;;'
+            for flag in MODEL_FLAGS
+            if flag in flags and flag not in choices
+        ]
+    return value_cases, flag_cases
+
+
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script of `parser` for `shell` (bash, or zsh through bashcompinit)."""
     if shell not in SHELLS:
@@ -120,7 +128,8 @@ def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     return script
 
 
-def _completion(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Print the script for the shell asked for."""
     from effnet.cli import build_parser
 
     print(completion_script(build_parser(), args.shell), end="")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from effnet._util.validation import finite_number, thread_count, whole_number
-from effnet.commands.deploy import _NORM_EPS, _TOP_K, _add_preprocess_args
+from effnet.commands._flags import TOP_K, add_model_flags, add_preprocess_flags, preprocess_overrides, with_tag
 
+NAME = "serve"
+HELP = (
+    "HTTP service: /predict (files or base64 JSON), KServe v2 /v2/..., /cam, /health, /model, /metrics, /docs and a "
+    "web page at /"
+)
 TOKEN_ENV = "EFFNET_SERVE_TOKEN"  # the same name as effnet.serve.security.TOKEN_ENV, without importing FastAPI
 
 # Every numeric flag is finite and in range when parsed, before the model loads or the port opens: a value the
@@ -28,23 +32,18 @@ _DRAIN_S = finite_number(0.0, 3600.0)
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the serve subcommand."""
     sv = subparsers.add_parser(
-        "serve",
-        help="HTTP service: /predict (files or base64 JSON), KServe v2 /v2/..., /cam, /health, /model, /metrics, "
-        "/docs and a web page at /",
+        NAME,
+        help=HELP,
         description="Serve a model over HTTP with dynamic batching. Needs: pip install 'effnet[serve]'.",
     )
-    sv.add_argument("--model", help="registry name or spec file (default: the file's own, or efficientnet_lite0)")
-    sv.add_argument("--pretrained", action="store_true", help="the model's offline pretrained record")
-    sv.add_argument(
-        "--weights",
-        type=Path,
-        help="weights (.safetensors, timm/torchvision .pth), an `effnet train` checkpoint, or an exported .onnx / "
-        "OpenVINO .xml (int8 too)",
-    )
-    sv.add_argument("--classes-file", type=Path, help="class names, one per line (default: recorded, or ImageNet)")
-    sv.add_argument("--padding", choices=("symmetric", "same"), help='"same" for TF-trained weight files')
-    sv.add_argument("--norm-eps", type=_NORM_EPS, help="BatchNorm epsilon (1e-3 for TF-trained weight files)")
-    _add_preprocess_args(sv)
+    add_model_flags(sv, classes=True)
+    add_preprocess_flags(sv)
+    _add_server_flags(sv)
+    sv.set_defaults(func=run)
+
+
+def _add_server_flags(sv: argparse.ArgumentParser) -> None:
+    """Where it listens, how it runs the model and batches, its limits, who may call it and how it stops."""
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
     sv.add_argument("--port", type=_PORT, default=8000, help="TCP port (default 8000)")
     sv.add_argument("--workers", type=_WORKERS, default=1, help="worker processes, each with its own model (default 1)")
@@ -71,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument("--max-pixels", type=_MAX_PIXELS, default=40_000_000, help="pixels per image (default 40M)")
     sv.add_argument("--max-images", type=_MAX_IMAGES, default=16, help="images per request (default 16)")
     sv.add_argument(
-        "--top-k", type=_TOP_K, help="classes returned per image (default 5, or every class of a smaller model)"
+        "--top-k", type=TOP_K, help="classes returned per image (default 5, or every class of a smaller model)"
     )
     sv.add_argument(
         "--cors-origin",
@@ -92,27 +91,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="on SIGTERM / Ctrl-C, how long requests in flight may take to finish before they are cut off (default 10)",
     )
     sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    sv.set_defaults(func=_serve)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Serve until stopped (SIGTERM or Ctrl-C drain the requests in flight)."""
     from effnet.serve.config import ModelSource, ServeConfig
 
-    overrides = {
-        "input_size": args.input_size,
-        "crop_pct": args.crop_pct,
-        "resize_mode": args.resize_mode,
-        "mean": tuple(args.mean) if args.mean else None,
-        "std": tuple(args.std) if args.std else None,
-    }
+    model, pretrained = with_tag(args.model, args.pretrained)
     source = ModelSource(
-        model=args.model,
-        pretrained=args.pretrained,
+        model=model,
+        pretrained=pretrained,
         weights=str(args.weights) if args.weights else None,
         classes_file=str(args.classes_file) if args.classes_file else None,
         padding=args.padding,
         norm_eps=args.norm_eps,
-        preprocess=tuple((key, value) for key, value in overrides.items() if value is not None),
+        preprocess=tuple(preprocess_overrides(args).items()),
     )
     config = ServeConfig(
         source=source,
