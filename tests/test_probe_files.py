@@ -202,6 +202,7 @@ SPEC_FILES = {
     "deep": ('{"effnet_spec": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested deeper than 32"),
     "head-5e7": ("HEAD", "head_channels must be at most 65536"),
     "1M-layers": ("LAYERS", "at most 4096 blocks"),
+    "wide-within-each-bound": ("WIDE", "a spec builds at most 2,147,483,648 weights"),
     "latin-1": (b"\xe9t\xe9", "is not UTF-8 text"),
 }
 
@@ -214,6 +215,9 @@ def test_hostile_spec_files_are_one_line_naming_the_file(tmp_path, capsys, case)
     spec = tiny_spec().to_dict()
     if content == "HEAD":
         content = json.dumps({"effnet_spec": spec | {"head_channels": 50_000_000}})
+    elif content == "WIDE":  # every width and ratio under its own bound, the whole far beyond memory
+        spec["stages"] = [stage | {"out_channels": 60_000, "expand_ratio": 60} for stage in spec["stages"]]
+        content = json.dumps({"effnet_spec": spec})
     elif content == "LAYERS":
         spec["stages"][0]["num_layers"] = 10**6
         content = json.dumps({"effnet_spec": spec})
@@ -280,3 +284,178 @@ def test_run_names_with_control_characters_are_refused_from_the_flag(tmp_path, c
         "run_name must be a plain folder name",
         "control characters",
     )
+
+
+# --------------------------------------------- promise: datasets are read safely and nothing is dropped silently
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _cifar10(root: Path) -> Path:
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [0, 1]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+def _spoil_cifar(folder: Path, case: str) -> Path:
+    import pickle
+
+    import numpy as np
+
+    batch = folder / "data_batch_2"
+    if case == "hostile-pickle":
+        batch.write_bytes(pickle.dumps({b"data": _Exploit(), b"labels": [0]}, protocol=2))
+    elif case == "truncated":
+        batch.write_bytes(batch.read_bytes()[:100])
+    elif case == "garbage":
+        batch.write_bytes(b"\x00\x01not a pickle at all" * 10)
+    elif case == "wrong-shape":
+        batch.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=2))
+    elif case == "labels-count":
+        batch.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, protocol=2))
+    return batch
+
+
+CIFAR_CASES = {
+    "hostile-pickle": "refusing to load posix.system",
+    "truncated": "pickle data was truncated",
+    "garbage": "CIFAR batch",
+    "wrong-shape": "'data' must be uint8 rows of 3072 values",
+    "labels-count": "'labels' must list one label per image",
+}
+
+
+@pytest.mark.parametrize("case", list(CIFAR_CASES))
+def test_hostile_or_damaged_cifar_batches_are_one_line_naming_the_file(tmp_path, capsys, case):
+    bad = _spoil_cifar(_cifar10(tmp_path / "data"), case)
+    argv = ["train", "--data", "cifar10", "--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "r")]
+    refused(capsys, argv, tmp_path, str(bad), CIFAR_CASES[case])
+
+
+def _folder_dataset(root: Path) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            (root / split / name).mkdir(parents=True)
+            for index in range(2):
+                Image.new("RGB", (40, 30), colour).save(root / split / name / f"{index}.png")
+    return root
+
+
+def test_a_fifo_named_jpg_is_refused_not_waited_on(tmp_path, capsys):
+    import os
+
+    data = _folder_dataset(tmp_path / "data")
+    fifo = data / "train" / "red" / "pipe.jpg"
+    os.mkfifo(fifo)
+    argv = ["train", "--data", "folder", "--data-root", str(data), "--output-dir", str(tmp_path / "r")]
+    refused(capsys, argv, tmp_path, str(fifo), "not a regular file")
+    refused(capsys, ["predict", str(fifo)], tmp_path, str(fifo), "not a regular file")
+
+
+def test_a_linked_sub_folder_of_a_class_is_named_not_dropped(tmp_path, capsys):
+    from PIL import Image
+
+    data = _folder_dataset(tmp_path / "data")
+    (tmp_path / "more").mkdir()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "more" / "x.png")
+    link = data / "train" / "red" / "more"
+    link.symlink_to(tmp_path / "more", target_is_directory=True)
+    argv = ["train", "--data", "folder", "--data-root", str(data), "--output-dir", str(tmp_path / "r")]
+    refused(capsys, argv, tmp_path, str(link), "is a link to a folder")
+
+
+def test_an_unreadable_sub_folder_of_a_class_is_named_not_dropped(tmp_path, capsys):
+    import os
+
+    data = _folder_dataset(tmp_path / "data")
+    locked = data / "train" / "red" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("this user reads folders whatever their mode (root)")
+        argv = ["train", "--data", "folder", "--data-root", str(data), "--output-dir", str(tmp_path / "r")]
+        refused(capsys, argv, tmp_path, str(locked), "cannot read the folder")
+    finally:
+        locked.chmod(0o755)
+
+
+def test_journal_lines_nested_too_deep_or_not_utf8_count_as_not_finished(tmp_path):
+    from effnet.search.journal import Journal
+
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, "abc")
+    journal.record({"trial_id": "good", "status": "ok", "metrics": {"final_val_acc": 0.5}})
+    with open(path, "ab") as handle:
+        handle.write(b'{"kind": "trial", "trial_id": "deep", "status": "ok", "metrics": ' + b"[" * 100_000)
+        handle.write(b"]" * 100_000 + b"}\n")
+        handle.write(b'{"kind": "trial", "trial_id": "caf\xe9", "status": "ok"}\n')
+    assert list(Journal(path, "abc").finished()) == ["good"]
+
+
+HUB_CONFIGS = {
+    "head-beyond-tensors": (lambda c: c["spec"].update(head_channels=60_000), "head_channels 60000"),
+    "num-classes-1e9": (lambda c: c.update(num_classes=10**9), "'num_classes' is 1000000000, but the weights have 3"),
+    "preprocess-missing-field": (lambda c: c.update(preprocess={"input_size": 32}), "without ['crop_pct']"),
+    "spec-1M-layers": (lambda c: c["spec"]["stages"][0].update(num_layers=10**6), "at most 4096 blocks"),
+}
+
+
+@pytest.mark.parametrize("case", list(HUB_CONFIGS))
+def test_a_tampered_hub_config_is_refused_before_the_model_is_built(tiny, tmp_path, case):
+    from effnet.weights import load_model
+    from effnet.weights.hf import from_pretrained, save_pretrained
+
+    folder = save_pretrained(load_model(tiny), tmp_path / "hub")
+    config = json.loads((folder / "config.json").read_text())
+    change, needle = HUB_CONFIGS[case]
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json") as refused_:
+        from_pretrained(folder)
+    assert needle in str(refused_.value) and "\n" not in str(refused_.value)
+
+
+# ------------------------------------------------------------ promise: class lists are read like any other file
+CLASS_FILES = {
+    "latin-1": (b"caf\xe9\ndog\nfox\n", "is not UTF-8 text (byte 0xe9 on line 1)"),
+    "escape-sequence": (b"cat\n\x1b[2Jdog\nfox\n", "class name 2 holds the control character"),
+    "wrong-count": (b"cat\ndog\n", "names 2 classes but the model has 3 outputs"),
+    "fifo": ("FIFO", "is not a regular file"),
+    "folder": ("FOLDER", "is a folder; give a text file with one class name per line"),
+}
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+@pytest.mark.parametrize("case", list(CLASS_FILES))
+def test_hostile_class_lists_are_one_line_naming_the_file(tiny, photo, tmp_path, capsys, monkeypatch, case, command):
+    import os
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    content, needle = CLASS_FILES[case]
+    names = tmp_path / "names.txt"
+    if content == "FIFO":
+        os.mkfifo(names)
+    elif content == "FOLDER":
+        names.mkdir()
+    else:
+        names.write_bytes(content)
+    given = ["--weights", str(tiny), "--classes-file", str(names)]
+    argv = ["predict", str(photo), *given] if command == "predict" else ["serve", *given, "--port", "0"]
+    refused(capsys, argv, tmp_path, str(names), needle)

@@ -131,24 +131,24 @@ def parse_json(text: Any, field: str, file: str | Path) -> Any:
     return check_depth(value, field, file)
 
 
-def regular_file(path: str | Path, what: str) -> Path:
+def regular_file(path: str | Path, what: str, hint: str = "give a file") -> Path:
     """`path`, refused unless it is a regular file (opening a FIFO or a device would block or never end)."""
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ValueError(f"{what} {path} does not exist") from None
+        raise ValueError(f"{what} {path} does not exist; {hint}") from None
     except OSError as err:
         raise ValueError(f"cannot read {what} {path}: {err.strerror or err}") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
-        raise ValueError(f"{what} {path} is {kind}; give a file")
+        raise ValueError(f"{what} {path} is {kind}; {hint}")
     return path
 
 
-def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES, hint: str = "give a file") -> str:
     """A small UTF-8 text file (a config, spec or class list); errors name the file and say what is wrong."""
-    path = regular_file(path, what)
+    path = regular_file(path, what, hint)
     try:
         with open(path, "rb") as handle:
             data = handle.read(limit + 1)
@@ -163,6 +163,18 @@ def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
         raise ValueError(
             f"{what} {path} is not UTF-8 text (byte {data[err.start]:#04x} on line {line}); save it as UTF-8"
         ) from None
+
+
+def read_class_list(path: str | Path, count: int) -> list[str]:
+    """The class names of a text file, one a line (blank lines ignored): exactly `count` printable names."""
+    text = read_text(path, "classes file", hint="give a text file with one class name per line")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(names) != count:
+        raise ValueError(
+            f"{path} names {len(names)} classes but the model has {count} outputs; give one name per line for "
+            "every class, in the training order"
+        )
+    return [require_name(name, f"class name {index + 1}", path) for index, name in enumerate(names)]
 
 
 class _StrictLoader(yaml.SafeLoader):

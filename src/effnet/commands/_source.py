@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from effnet._util.filecheck import read_class_list
 from effnet.commands._flags import DEFAULT_MODEL, preprocess_overrides, with_tag
 from effnet.deploy.runtimes import is_exported, open_exported
 from effnet.models.net import EfficientNet
@@ -67,16 +68,7 @@ def class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | No
 
     num_classes = model.num_classes
     if getattr(args, "classes_file", None):
-        path = Path(args.classes_file)
-        if not path.is_file():
-            raise ValueError(f"classes file {path} does not exist")
-        names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        if len(names) != num_classes:
-            raise ValueError(
-                f"{path} names {len(names)} classes but the model has {num_classes} outputs; "
-                "give one name per line for every class, in the training order"
-            )
-        return names
+        return read_class_list(args.classes_file, num_classes)  # UTF-8, printable, one name per class
     if getattr(model, "class_names", None) and len(model.class_names) == num_classes:
         return list(model.class_names)
     return list(imagenet_classes()) if num_classes == 1000 else None

@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from effnet._util.filecheck import regular_file
+
 try:  # numpy >= 2 moved the pickle helpers to numpy._core; old pickles still name numpy.core
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
@@ -56,8 +58,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def safe_load_batch(path: Path) -> dict[str, Any]:
     """Load one CIFAR pickle allowing only numpy arrays; keys come back as str (py2 files store bytes)."""
-    with open(path, "rb") as handle:
-        raw = _NumpyOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+    with open(regular_file(path, "CIFAR batch"), "rb") as handle:
+        data = handle.read()
+    try:
+        raw = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as err:  # a refused callable, or bytes that are not a pickle
+        raise ValueError(f"{path} is not a CIFAR batch effnet can read safely ({err})") from None
+    except Exception as err:  # noqa: BLE001 - a truncated or garbled pickle raises EOFError, ValueError, ...
+        raise ValueError(f"{path} is damaged: not a whole CIFAR batch ({type(err).__name__}: {err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path} is not a CIFAR batch (expected a dict, got {type(raw).__name__})")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
@@ -118,10 +126,20 @@ def _load_split(directory: Path, files: tuple[str, ...], label_key: str) -> tupl
         batch = safe_load_batch(directory / name)
         if "data" not in batch or label_key not in batch:
             raise ValueError(f"{directory / name} lacks the 'data' / '{label_key}' entries of a CIFAR batch")
-        data = np.asarray(batch["data"], dtype=np.uint8)
+        data, label = batch["data"], batch[label_key]
         # Each row is 1024 red, 1024 green, then 1024 blue values of a 32x32 image, row-major.
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise ValueError(
+                f"{directory / name}: 'data' must be uint8 rows of 3072 values (32x32 RGB), got "
+                f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+            )
+        if not isinstance(label, (list, np.ndarray)) or len(label) != len(data):
+            raise ValueError(f"{directory / name}: '{label_key}' must list one label per image ({len(data)})")
+        try:
+            labels.append(np.asarray(label, dtype=np.int64))
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{directory / name}: '{label_key}' must be whole numbers") from None
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 

@@ -7,6 +7,7 @@ import io
 import logging
 import math
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,12 +138,14 @@ def scan_class_folders(
         if not class_dir.is_dir():
             continue
         found = len(samples)
-        for dirpath, dirnames, filenames in os.walk(class_dir):
+        for dirpath, dirnames, filenames in os.walk(class_dir, onerror=_unreadable_folder):
             dirnames.sort()
+            _refuse_linked_folders(Path(dirpath), dirnames)
             for filename in sorted(filenames):
                 if filename.startswith(".") or not filename.lower().endswith(IMAGE_EXTENSIONS):
                     continue
                 path = Path(dirpath) / filename
+                _refuse_special_file(path)
                 if verify and not _is_readable(path):
                     skipped.append(str(path))
                     continue
@@ -150,6 +153,33 @@ def scan_class_folders(
         if require_each and len(samples) == found:  # a class without images: a label nothing teaches
             raise ValueError(f"class folder {class_dir} has no readable images; add some or remove the folder")
     return samples, skipped
+
+
+# Nothing under a class folder is left out without a word: a folder effnet cannot list or does not follow, or a
+# file that is not a regular file (a FIFO named .jpg would block the scan forever), is refused, named.
+def _unreadable_folder(error: OSError) -> None:
+    raise ValueError(
+        f"cannot read the folder {error.filename} ({error.strerror}): its images would be left out; make it "
+        "readable or move it out of the dataset"
+    )
+
+
+def _refuse_linked_folders(folder: Path, names: list[str]) -> None:
+    for name in names:
+        if (folder / name).is_symlink():
+            raise ValueError(
+                f"{folder / name} is a link to a folder, which effnet does not follow inside a class folder (its "
+                "images would be left out); put the images there or link the class folder itself"
+            )
+
+
+def _refuse_special_file(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # a dangling link or an unreadable file: skipped and counted like any unreadable image
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a pipe, socket or device); remove it from the dataset")
 
 
 def split_samples(

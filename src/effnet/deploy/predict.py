@@ -52,6 +52,8 @@ def collect_images(inputs: Sequence[str | Path], recursive: bool = True) -> list
             paths += sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
             paths.append(path)
+        elif path.exists():  # a FIFO, socket or device: opening it would block or never end
+            raise ValueError(f"{item} is not a regular file (a pipe, socket or device); give an image file")
         elif any(char in str(item) for char in "*?["):
             paths += sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
         else:

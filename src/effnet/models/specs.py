@@ -21,6 +21,7 @@ MAX_STAGES = 64
 MAX_BLOCKS = 4096
 MAX_CHANNELS = 65_536
 MAX_EXPAND_RATIO = 64
+MAX_WEIGHTS = 2**31  # 8 GB of float32 weights; V2-XL has 208M
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,30 @@ def _check_bounds(spec: NetSpec) -> None:
     ratio = max(stage.expand_ratio for stage in spec.stages)
     if ratio > MAX_EXPAND_RATIO:
         raise ValueError(f"expand_ratio must be at most {MAX_EXPAND_RATIO}, got {ratio:g}")
+    weights = _weight_count(spec)
+    if weights > MAX_WEIGHTS:
+        raise ValueError(f"a spec builds at most {MAX_WEIGHTS:,} weights, this one about {weights:,}")
     if spec.resolution > 16_384 or (spec.train_resolution or 0) > 16_384:
         raise ValueError(f"resolutions must be at most 16384 pixels, got {spec.resolution}")
+
+
+def _weight_count(spec: NetSpec) -> int:
+    """The convolution weights a spec builds (BN, biases and the classifier left out), from its widths alone."""
+    total, channels = spec.in_channels * spec.stem_channels * spec.stem_kernel_size**2, spec.stem_channels
+    for stage in spec.stages:
+        for index in range(min(stage.num_layers, 2)):  # blocks after the first are alike
+            inner, out, k2 = channels, stage.out_channels, stage.kernel_size**2
+            if stage.block == "bottleneck":
+                mid = int(out * stage.expand_ratio)
+                block = inner * mid + mid * mid * k2 + mid * out
+            else:
+                mid = int(inner * stage.expand_ratio)
+                squeeze = 2 * mid * max(1, int(inner * stage.se_ratio)) if stage.se_ratio else 0
+                expand = inner * mid * (k2 if stage.block == "fused" else 1) if stage.expand_ratio != 1 else 0
+                block = expand + (mid * k2 if stage.block == "mbconv" else 0) + squeeze + mid * out
+            total += block * (1 if index == 0 else stage.num_layers - 1)
+            channels = out
+    return total + channels * (spec.head_channels or 0)
 
 
 # EfficientNet-B0, paper Table 1 (the NAS-found baseline).

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from effnet._util.filecheck import check_depth
 from effnet._util.fileio import LockHeld, lock_exclusively, prepare_folder
 
 
@@ -41,11 +42,11 @@ class Journal:
         if not self.path.exists():
             return []
         entries = []
-        for line in self.path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
+        for line in self.path.read_bytes().splitlines():
+            try:  # json.loads decodes UTF-8 itself: a damaged line is a ValueError like a line cut short
+                entry = check_depth(json.loads(line), "a line", self.path)
+            except (ValueError, RecursionError):
+                continue  # cut short by a kill, not UTF-8, or written by hand nested deeper than any record
             if isinstance(entry, dict):
                 entries.append(entry)
         return entries

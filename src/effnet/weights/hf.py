@@ -13,11 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from effnet._util.filecheck import FileValueError, build
 from effnet._util.fileio import write_text_atomic
 from effnet.models.net import EfficientNet
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
 from effnet.weights import load_state_dict, read_file, save_weights
+from effnet.weights.reader import check_spec_fits
 from effnet.weights.timm_config import from_timm_config, timm_config
 from effnet.weights.twins import find_twin
 
@@ -138,9 +140,22 @@ class EfficientNetHub(
             model_kwargs = {"spec": spec, "num_classes": num_classes, "preprocess": preprocess, "class_names": names}
         elif model_kwargs.get("class_names") is None and config.get("label_names"):
             model_kwargs["class_names"] = list(config["label_names"])
-        model = cls(**model_kwargs)
         path = _weight_file(model_id, revision, cache_dir, force_download, local_files_only, token)
-        load_state_dict(model, read_file(path).weights(), source=str(path), strict=strict)
+        file = read_file(path)
+        # config.json's values are checked like any file's, and against the weights, before a layer is built.
+        where = f"{model_id} config.json"
+        spec = model_kwargs.get("spec")
+        if isinstance(spec, dict):
+            model_kwargs["spec"] = spec = build(NetSpec.from_dict, spec, where, "'spec'")
+        if isinstance(spec, NetSpec):
+            check_spec_fits(spec, file.tensors, Path(where), "'spec'")
+        classes = model_kwargs.get("num_classes")
+        if file.num_classes and classes is not None and classes != file.num_classes:
+            raise FileValueError(where, "'num_classes'", f"is {classes!r}, but the weights have {file.num_classes}")
+        if isinstance(model_kwargs.get("preprocess"), dict):
+            model_kwargs["preprocess"] = build(Preprocess.from_dict, model_kwargs["preprocess"], where, "'preprocess'")
+        model = cls(**model_kwargs)
+        load_state_dict(model, file.weights(), source=str(path), strict=strict)
         return model.to(map_location).eval()
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:

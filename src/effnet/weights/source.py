@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+# One reader of class lists for every command and the server (UTF-8, a regular file, printable names, the count).
+from effnet._util.filecheck import read_class_list as read_classes_file
 from effnet.models.catalog import resolve_spec
 from effnet.models.net import EfficientNet
 from effnet.preprocess import Preprocess, default_preprocess
@@ -40,26 +42,6 @@ def pretrained_record(name: str, tag: bool | str = True) -> PretrainedRecord:
     if record.model != name.split(".", 1)[0]:
         raise ValueError(f"pretrained tag {record.name} is for {record.model}, not {name}")
     return record
-
-
-def read_classes_file(path: str | Path, num_classes: int) -> list[str]:
-    """The class names of a text file, one per line (blank lines skipped), exactly `num_classes` of them."""
-    file = Path(path)
-    if file.is_dir():
-        raise ValueError(f"classes file {file} is a folder; give a text file with one class name per line")
-    if not file.is_file():
-        raise ValueError(f"classes file {file} does not exist; give a text file with one class name per line")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"classes file {file} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(names) != num_classes:
-        raise ValueError(
-            f"{file} names {len(names)} classes but the model has {num_classes} outputs; "
-            "give one name per line for every class, in the training order"
-        )
-    return names
 
 
 @dataclass(frozen=True)
@@ -142,7 +124,7 @@ class ModelSource:
     def class_names(self, num_classes: int, recorded: tuple[str, ...] | list[str] | None) -> list[str] | None:
         """--classes-file, else the names the weights carry, else ImageNet-1k's for 1000 outputs, else None."""
         if self.classes_file:
-            return read_classes_file(self.classes_file, num_classes)
+            return read_classes_file(self.classes_file, num_classes)  # UTF-8, printable, the count
         if recorded and len(recorded) == num_classes:
             return list(recorded)
         return list(imagenet_classes()) if num_classes == 1000 else None
