@@ -459,3 +459,15 @@ def test_hostile_class_lists_are_one_line_naming_the_file(tiny, photo, tmp_path,
     given = ["--weights", str(tiny), "--classes-file", str(names)]
     argv = ["predict", str(photo), *given] if command == "predict" else ["serve", *given, "--port", "0"]
     refused(capsys, argv, tmp_path, str(names), needle)
+
+
+def test_onnx_class_names_of_the_wrong_count_are_refused_not_dropped(tiny, photo, tmp_path, capsys):
+    import onnx
+
+    good = tmp_path / "good.onnx"
+    assert main(["export", "--weights", str(tiny), "--out", str(good), "--no-check"]) == 0
+    model = onnx.load(str(good))
+    next(prop for prop in model.metadata_props if prop.key == "class_names").value = '["a", "b", "c", "d"]'
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    refused(capsys, ["predict", str(photo), "--weights", str(bad)], tmp_path, str(bad), "lists 4 names for the 3")
