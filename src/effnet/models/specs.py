@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from effnet._util.filecheck import build, parse_json, read_text
 from effnet._util.fileio import write_text_atomic
 from effnet._util.validation import check_field_types
 
@@ -191,8 +192,6 @@ class NetSpec:
     @classmethod
     def load(cls, path: str | Path) -> NetSpec:
         """Read a spec written by `save`."""
-        from effnet._util.filecheck import build, parse_json, read_text
-
         path = Path(path)
         data = parse_json(read_text(path, "spec file"), "(its JSON)", path)
         if not isinstance(data, dict) or not isinstance(data.get("effnet_spec"), dict):

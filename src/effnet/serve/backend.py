@@ -4,6 +4,7 @@ OpenVINO (int8 exports too), loaded with the library's own loaders and carrying 
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from effnet.analysis.cam import image_cam
+from effnet.deploy.export import fold_batchnorm, onnx_session
+from effnet.deploy.runtimes import export_deploy_graph, read_exported_metadata, runtime_available
 from effnet.preprocess import Preprocess, preprocess_transform
 from effnet.serve.config import RUNTIMES
 from effnet.weights.source import ModelSource, load_source
@@ -68,8 +72,6 @@ class TorchClassifier(Classifier):
     runtime = "pytorch"
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None):
-        from effnet.deploy.export import fold_batchnorm
-
         super().__init__(model.spec.name, model.preprocess, model.num_classes, class_names)
         self.model = fold_batchnorm(model.eval()).to(memory_format=torch.channels_last)
 
@@ -85,8 +87,6 @@ class TorchClassifier(Classifier):
 
     def cam(self, image: Image.Image) -> Any:
         """CAM of the top class, at the image's own size."""
-        from effnet.analysis.cam import image_cam
-
         if not self.has_cam:
             raise CamUnavailableError(f"{self.name} has no classifier, so there is no class to explain")
         return image_cam(self.model, image)
@@ -100,8 +100,6 @@ class OnnxClassifier(Classifier):
     def __init__(
         self, path: Path, preprocess: Preprocess, class_names: Sequence[str] | None, threads: int, name: str = ""
     ):
-        from effnet.deploy.export import onnx_session
-
         self.session = onnx_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name = inputs[0].name
@@ -185,11 +183,6 @@ class ExportedClassifier(TorchClassifier):
     runtime = "onnxruntime"
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None, threads: int):
-        import tempfile
-
-        from effnet.deploy.export import onnx_session
-        from effnet.deploy.runtimes import export_deploy_graph
-
         super().__init__(model, class_names)
         size = self.preprocess.input_size
         example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -230,8 +223,6 @@ def _check_exported_file(path: Path) -> None:
 def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifier:
     """An ONNX graph (onnxruntime) or OpenVINO IR (OpenVINO), int8 ones included, with the preprocessing, class
     names and architecture its export recorded (`effnet.deploy.runtimes.read_exported_metadata`)."""
-    from effnet.deploy.runtimes import read_exported_metadata, runtime_available
-
     assert source.weights is not None
     path = Path(source.weights)
     _check_exported_file(path)

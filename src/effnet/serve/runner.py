@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+import uvicorn
 
 from effnet.serve.app import CONFIG_ENV, create_app
+from effnet.serve.backend import Classifier, load_classifier
 from effnet.serve.config import ServeConfig
 from effnet.serve.http11 import RefusingH11Protocol
 from effnet.serve.metrics import MULTIPROCESS_ENV
 from effnet.serve.workers import PARENT_ENV, metrics_folder
-
-if TYPE_CHECKING:
-    from effnet.serve.backend import Classifier
 
 WORKER_HEALTHCHECK_S = 120
 
@@ -32,11 +33,6 @@ def check_address(host: str, port: int) -> None:
 
 def serve(config: ServeConfig, log_level: str = "info") -> None:
     """Serve until interrupted. Loading the model first means a bad --weights fails before the port opens."""
-    import torch
-    import uvicorn
-
-    from effnet.serve.backend import load_classifier
-
     check_address(config.host, config.port)  # before the model load, so a taken port fails at once
     threads = config.intra_op_threads
     if config.workers == 1:

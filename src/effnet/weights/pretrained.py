@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.models.catalog import get_spec
+from effnet.models.complexity import profile
 from effnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, Preprocess, tf_crop_pct
 from effnet.weights.hub_sources import HUB_FILE, TIMM_HUB_ROWS
 
@@ -74,8 +75,6 @@ class PretrainedRecord:
     def meta(self) -> dict[str, Any]:
         """torchvision-style metadata (`Weights.meta`): categories, num_params, _ops (GMACs at the input size),
         recipe (where the weights come from), _metrics with the reported ImageNet-1k acc@1."""
-        from effnet.models.complexity import profile
-
         cost = profile(get_spec(self.model), self.preprocess.input_size, self.num_classes)
         meta: dict[str, Any] = {
             "categories": list(self.class_names) if self.class_names is not None else None,
