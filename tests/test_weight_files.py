@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 import effnet
 from effnet.preprocess import Preprocess
-from effnet.train.checkpoint import CheckpointManager
+from effnet.train.checkpoint import Checkpoint, CheckpointManager
 from effnet.weights import CorruptCheckpoint, layer_settings, load_model, read_file, save_weights
 
 needs_lite0 = pytest.mark.skipif(
@@ -121,17 +121,17 @@ def test_checkpoints_carry_spec_classes_preprocessing_and_ema(tmp_path):
     model = _tiny()
     ema = _tiny()
     pre = Preprocess(64, 0.9, "bilinear", (0.5,) * 3, (0.5,) * 3)
-    state = {
-        "spec": model.spec.to_dict(),
-        "num_classes": 3,
-        "class_names": ["a", "b", "c"],
-        "preprocess": pre.to_dict(),
-        "config": {"data": {"name": "shapes"}},
-        "model": model.state_dict(),
-        "ema": {"module": ema.state_dict(), "num_updates": 1, "decay": 0.9},
-        "global_step": 1,
-    }
-    path = CheckpointManager(tmp_path).save(state, 1)
+    state = Checkpoint(
+        spec=model.spec,
+        num_classes=3,
+        class_names=("a", "b", "c"),
+        preprocess=pre,
+        config={"data": {"name": "shapes"}},
+        model=model.state_dict(),
+        ema={"module": ema.state_dict(), "num_updates": 1, "decay": 0.9},
+        global_step=1,
+    )
+    path = CheckpointManager(tmp_path).save(state)
     file = read_file(path)
     assert (file.kind, file.spec, file.class_names, file.preprocess) == ("checkpoint", model.spec, ("a", "b", "c"), pre)
     assert file.config == {"data": {"name": "shapes"}} and file.checkpoint["global_step"] == 1

@@ -1,6 +1,6 @@
 """Training engine: the EfficientNet recipe, V2 progressive learning, fine-tuning, DDP and resumable runs."""
 
-from effnet.train.checkpoint import CheckpointManager, load_checkpoint
+from effnet.train.checkpoint import Checkpoint, CheckpointManager, load_checkpoint
 from effnet.train.config import RECIPES, TrainConfig
 from effnet.train.ema import ModelEma, tf_ema_decay
 from effnet.train.evaluate import evaluate, evaluate_checkpoint, resolve_device
@@ -13,6 +13,7 @@ from effnet.train.schedule import LRSchedule
 __all__ = [
     "RECIPES",
     "TABLE6",
+    "Checkpoint",
     "CheckpointManager",
     "LRSchedule",
     "ModelEma",

@@ -6,7 +6,6 @@ import math
 import re
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from effnet.models.specs import NetSpec
-from effnet.train.checkpoint import CheckpointManager
+from effnet.train.checkpoint import Checkpoint, CheckpointManager
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from effnet.train.evaluate import autocast_context, resolve_device
 from effnet.train.finetune import apply_train_mode, set_backbone_frozen
 from effnet.train.progressive import ProgressiveStage
-from effnet.train.sampling import ResumableSampler, SeededDataset
+from effnet.train.sampling import EpochKeyed, EpochTagged, ResumableSampler, SeededDataset
 from effnet.train.setup import RunSetup, build_run, collect_rng, restore_rank_rng
 from effnet.train.signals import StopFlag, TrainingInterrupted
 
@@ -131,19 +130,17 @@ class _Trainer:
             if self.cfg.resume:
                 self.log("resume: no checkpoint yet in this run folder, starting from scratch")
             return
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema"):
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-        self.global_step = int(state["global_step"])
-        self.history = list(state["history"])
-        self.best_val_acc = float(state["best_val_acc"])
+        self.model.load_state_dict(state.model)
+        if self.ema is not None and state.ema:
+            self.ema.load_state_dict(state.ema)
+        self.optimizer.load_state_dict(state.optimizer)
+        if self.scaler is not None and state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.epoch, self.step_in_epoch, self.global_step = state.epoch, state.step_in_epoch, state.global_step
+        self.history, self.best_val_acc = list(state.history), state.best_val_acc
         # The carried partial-epoch sums are global; only rank 0 adds them back.
-        self.running = list(state["running"]) if self.info.is_main else [0.0, 0.0, 0.0]
-        restore_rank_rng(state["rng"], self.info)
+        self.running = list(state.running) if self.info.is_main else [0.0, 0.0, 0.0]
+        restore_rank_rng(list(state.rng), self.info)
         self.report.resumed_at(self.global_step)
         self.log(f"resumed at epoch {self.epoch + 1}, step {self.step_in_epoch}")
         self._catch_up_logs()
@@ -223,13 +220,13 @@ class _Trainer:
     def _epoch_loader(self) -> DataLoader:
         """The training loader, built once per progressive stage: persistent workers keep a copy of the dataset
         (and its transform) from when they started, so a new stage needs new workers, a new epoch does not (the
-        epoch travels with each index, see `_EpochKeyed`)."""
+        epoch travels with each index, see `EpochKeyed`)."""
         if self._loader is not None and self._loader[0] == self.stage:
             return self._loader[1]
         fast, gpu_input = self.fast, self.run_setup.gpu_input
         self._loader = None  # the old stage's workers end with their loader
-        loader = DataLoader(_EpochKeyed(self.seeded), batch_size=self.run_setup.batch_per_rank,
-                            sampler=_EpochTagged(self.sampler), num_workers=fast.num_workers, drop_last=True,
+        loader = DataLoader(EpochKeyed(self.seeded), batch_size=self.run_setup.batch_per_rank,
+                            sampler=EpochTagged(self.sampler), num_workers=fast.num_workers, drop_last=True,
                             generator=torch.Generator(), pin_memory=fast.pin_memory,
                             persistent_workers=fast.persistent_workers, prefetch_factor=fast.prefetch_factor,
                             collate_fn=gpu_input.collate if gpu_input else None)
@@ -339,22 +336,28 @@ class _Trainer:
             self.running = running if self.info.is_main else [0.0, 0.0, 0.0]
         if not (self.info.is_main and self.checkpoints):
             return
-        # Contiguous tensors: a checkpoint written with channels_last reads the same in any run or tool.
-        state = {
-            **self.run_setup.static_state(),
-            "model": _contiguous(self.model.state_dict()),
-            "ema": _contiguous(self.ema.state_dict()) if self.ema is not None else None,
-            "optimizer": _contiguous(self.optimizer.state_dict()),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "running": running,
-            "history": self.history,
-            "best_val_acc": self.best_val_acc,
-            "rng": rng,
-        }
-        self.checkpoints.save(state, self.global_step, is_best=is_best)
+        setup = self.run_setup
+        checkpoint = Checkpoint(
+            spec=setup.spec,
+            num_classes=setup.data.num_classes,
+            class_names=tuple(setup.data.class_names),
+            preprocess=setup.preprocess,
+            model=self.model.state_dict(),
+            ema=self.ema.state_dict() if self.ema is not None else None,
+            config=self.cfg.to_dict(),
+            steps_per_epoch=setup.steps_per_epoch,
+            fast_settings=self.fast.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            global_step=self.global_step,
+            running=tuple(running),
+            history=tuple(self.history),
+            best_val_acc=self.best_val_acc,
+            rng=tuple(rng),
+        )
+        self.checkpoints.save(checkpoint, is_best=is_best)
 
     def _result(self, seconds: float) -> TrainResult:
         evaluated = [row for row in self.history if "val_acc" in row]
@@ -374,43 +377,3 @@ class _Trainer:
             train_seconds=seconds,
             best_checkpoint=best,
         )
-
-
-def _contiguous(value: Any) -> Any:
-    """`value` with every tensor in its plain (contiguous) memory layout."""
-    if isinstance(value, torch.Tensor):
-        return value.contiguous()
-    if isinstance(value, dict):
-        return {key: _contiguous(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_contiguous(item) for item in value)
-    return value
-
-
-class _EpochTagged(Sampler):
-    """Yields (epoch, index) pairs of a ResumableSampler, read when each epoch's iteration starts."""
-
-    def __init__(self, sampler: ResumableSampler) -> None:
-        self.sampler = sampler
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.sampler.epoch
-        return ((epoch, index) for index in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class _EpochKeyed(Dataset):
-    """A SeededDataset indexed by (epoch, index), so that each worker's copy augments with the right epoch."""
-
-    def __init__(self, seeded: SeededDataset) -> None:
-        self.seeded = seeded
-
-    def __len__(self) -> int:
-        return len(self.seeded)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        self.seeded.epoch = epoch
-        return self.seeded[index]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 class ResumableSampler(DistributedSampler):
@@ -73,3 +73,32 @@ class ShardedEval(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.dataset[self.indices[index]]
+
+
+class EpochTagged(Sampler):
+    """Yields (epoch, index) pairs of a ResumableSampler, read when each epoch's iteration starts."""
+
+    def __init__(self, sampler: ResumableSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochKeyed(Dataset):
+    """A SeededDataset indexed by (epoch, index), so that each worker's copy augments with the right epoch."""
+
+    def __init__(self, seeded: SeededDataset) -> None:
+        self.seeded = seeded
+
+    def __len__(self) -> int:
+        return len(self.seeded)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        self.seeded.epoch = epoch
+        return self.seeded[index]

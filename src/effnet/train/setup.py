@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from effnet.models.registry import create_model, resolve_spec
 from effnet.models.scaling import scale
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess, default_preprocess, preprocess_transform
-from effnet.train.checkpoint import capture_rng, restore_rng
+from effnet.train.checkpoint import Checkpoint, capture_rng, restore_rng
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
 from effnet.train.ema import ModelEma
@@ -75,7 +75,7 @@ class RunSetup:
     reporter: ProgressReporter
     fast: FastSettings  # what the config's `auto` options became on this device
     lock: RunFolderLock | None = None  # held (rank 0) while the run writes its folder
-    resume_state: dict[str, Any] | None = None  # the checkpoint a resumed run continues from
+    resume_state: Checkpoint | None = None  # the checkpoint a resumed run continues from
     gpu_input: GpuInputPipeline | None = None  # --input-pipeline gpu: decode + augment batches on the device
 
     def stage_at(self, epoch: int) -> ProgressiveStage:
@@ -137,19 +137,6 @@ class RunSetup:
             info=self.info,
             prepare=prepare,
         )
-
-    def static_state(self) -> dict[str, Any]:
-        """Checkpoint entries that never change during a run."""
-        return {
-            "config": self.config.to_dict(),
-            "spec": self.spec.to_dict(),
-            "num_classes": self.data.num_classes,
-            "class_names": list(self.data.class_names),
-            "preprocess": asdict(self.preprocess),
-            "steps_per_epoch": self.steps_per_epoch,
-            "fast_settings": self.fast.to_dict(),
-        }
-
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed torch, numpy and python; in deterministic mode also ask torch for deterministic kernels."""
@@ -398,7 +385,7 @@ def _resume_state(
     num_classes: int,
     steps_per_epoch: int,
     notes: list[str],
-) -> dict[str, Any] | None:
+) -> Checkpoint | None:
     """The checkpoint a --resume run continues from (None: none yet, or not resuming), checked to belong to this
     run before config.yaml is rewritten, so that a refused resume changes nothing."""
     if not cfg.resume:
