@@ -246,6 +246,8 @@ CONFIG_FILES = {
     "run-name-newline": (b'run_name: "a\\nb"\n', "run_name must be a plain folder name"),
     "run-name-escape": (b'run_name: "a\\x1b[31mred"\n', "control characters"),
     "unknown-option": (b"epochz: 5\n", "unknown training option(s) ['epochz']"),
+    "data-num-train-huge": (b"data:\n  num_train: 100000000000\n", "num_train must be in [1, 2147483647]"),
+    "data-render-size-huge": (b"data:\n  render_size: 1000000\n", "render_size must be in [8, 4096]"),
     "not-a-mapping": (b"- 1\n- 2\n", "must hold a mapping"),
 }
 

@@ -154,6 +154,7 @@ image_side = whole_number(16, MAX_SIDE)
 thread_count = whole_number(1, MAX_THREADS)
 fraction = finite_number(0.0, 1.0, above=True)  # a crop fraction, a tolerance: (0, 1]
 pixel_std = finite_number(0.0, 100.0, above=True)  # a normalization std of [0, 1] pixels
+data_seed = whole_number(0, 2**32 - 1)  # numpy's seeds
 
 
 def check_range(value: Any, name: str, convert: Callable[[str], Any]) -> None:

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from effnet._util.validation import finite_number, fraction, pixel_std, positive_int, probability, whole_number
+from effnet._util.validation import (
+    data_seed,
+    finite_number,
+    fraction,
+    pixel_std,
+    positive_int,
+    probability,
+    whole_number,
+)
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -157,7 +165,7 @@ def add_data_flags(parser: argparse.ArgumentParser | Any, split: bool = True) ->
     parser.add_argument("--num-val", type=positive_int, help="shapes: validation images (default 1000)")
     if split:
         parser.add_argument("--val-fraction", type=FRACTION, help="folder without val/: fraction held out")
-        parser.add_argument("--data-seed", type=whole_number(0, 2**32 - 1), help="shapes/split seed")
+        parser.add_argument("--data-seed", type=data_seed, help="shapes/split seed")
 
 
 def data_options(args: argparse.Namespace) -> dict[str, Any]:

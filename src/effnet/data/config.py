@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from effnet._util.validation import check_field_types
+from effnet._util.validation import MAX_SIDE, check_field_types, check_range, data_seed, positive_int, whole_number
 from effnet.data.cifar import load_cifar
 from effnet.data.folder import ImageFolderDataset, list_classes, scan_class_folders, split_samples
 from effnet.data.procedural import CLASS_NAMES, ProceduralShapes
@@ -16,6 +16,7 @@ from effnet.data.procedural import CLASS_NAMES, ProceduralShapes
 logger = logging.getLogger(__name__)
 
 DATASET_NAMES = ("shapes", "folder", "cifar10", "cifar100")
+_RENDER_SIZE = whole_number(8, MAX_SIDE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class DataConfig:
             raise ValueError(f"val_fraction must be strictly between 0 and 1, got {self.val_fraction}")
         if self.render_size < 8 or self.seed < 0:
             raise ValueError(f"render_size must be >= 8 and seed >= 0, got {self.render_size}, {self.seed}")
+        # The flags' own ranges (--num-train, --data-seed), so a YAML file cannot ask for more than a flag can.
+        check_range(self.num_train, "num_train", positive_int)
+        check_range(self.num_val, "num_val", positive_int)
+        check_range(self.seed, "seed", data_seed)
+        check_range(self.render_size, "render_size", _RENDER_SIZE)
 
 
 @dataclass(frozen=True)
