@@ -35,10 +35,18 @@ from effnet.serve.metrics import ServeMetrics
 from effnet.serve.protocol import PLATFORMS, add_protocol_routes, input_tensors, output_tensors
 from effnet.serve.schemas import ErrorBody, Health, InferenceRequest, ModelInfo, PredictInstances, PredictResponse
 from effnet.serve.security import BearerToken
-from effnet.serve.uploads import UploadError, check_content_type, decode_image, parse_instances
+from effnet.serve.uploads import (
+    PixelBudget,
+    UploadError,
+    check_content_type,
+    decode_within,
+    parse_instances,
+    return_large_images_to_the_system,
+)
 from effnet.serve.workers import die_with_parent
 
 CONFIG_ENV = "EFFNET_SERVE_CONFIG"
+DECODE_BUDGET_PIXELS = 100_000_000
 _HOW_TO_SEND = (
     "send images as multipart/form-data (curl -F file=@cat.jpg URL), one raw image/* body, or JSON "
     '{"instances": [{"image_b64": "..."}]}'
@@ -119,6 +127,9 @@ class Endpoints:
         self.batcher = DynamicBatcher(
             classifier.logits, config.max_batch, config.max_wait_ms / 1000, metrics.observe_batch, config.streams
         )
+        # Twice the largest image, and at least 100M pixels (~300 MB of RGB): photos decode side by side, and
+        # clients sending the largest images together wait for each other instead of multiplying the memory.
+        self.decoding = PixelBudget(max(2 * config.max_pixels, DECODE_BUDGET_PIXELS))
         self.page = _page()
         self.ready = False  # set once a warm-up pass at every batch size a request can meet has run
         self.warm_up_error: str | None = None
@@ -202,9 +213,9 @@ class Endpoints:
         """Names and model inputs of the uploads, on a pool thread: one hop for every step, and PIL and torch
         release the GIL while they decode, resize and normalize, so this overlaps with the forward pass and the
         event loop."""
-        limit, files = self.config.max_pixels, uploads()
+        limit, files, prepare = self.config.max_pixels, uploads(), self.classifier.prepare
         return [name for name, _ in files], [
-            self.classifier.prepare(decode_image(data, name, limit)) for name, data in files
+            decode_within(self.decoding, data, name, limit, prepare) for name, data in files
         ]
 
     async def cam(self, request: Request, alpha: float = 0.5) -> Response:
@@ -216,12 +227,15 @@ class Endpoints:
             raise UploadError(400, f"alpha must be in [0, 1], got {alpha}")
         uploads = await _read_uploads(request, max_images=1)  # a second image is refused before any is decoded
 
+        def shrink(image: Image.Image) -> Image.Image:
+            image.thumbnail((self.config.cam_max_side, self.config.cam_max_side), Image.Resampling.BICUBIC)
+            return image
+
         def decode() -> Image.Image:
             ((name, data),) = uploads()
-            return decode_image(data, name, self.config.max_pixels)
+            return decode_within(self.decoding, data, name, self.config.max_pixels, shrink)
 
         image = await run_in_threadpool(decode)  # decoding is CPU work: keep the event loop answering
-        image.thumbnail((self.config.cam_max_side, self.config.cam_max_side), Image.Resampling.BICUBIC)
         result = await self.batcher.run_on_model_thread(lambda: classifier.cam(image))
 
         def encode() -> bytes:
@@ -315,5 +329,6 @@ def app_from_environment() -> FastAPI:
         raise RuntimeError(f"{CONFIG_ENV} is not set; start the server with `effnet serve`")
     config = ServeConfig.from_json(text)
     die_with_parent(config.drain_seconds)  # no orphan keeps serving, or holds the port, after a SIGKILL
+    return_large_images_to_the_system()
     torch.set_num_threads(config.intra_op_threads)
     return create_app(config)

@@ -30,7 +30,7 @@ from effnet.serve.schemas import (
     ServerMetadata,
     TensorInfo,
 )
-from effnet.serve.uploads import UploadError, _first_error, decode_base64, decode_image
+from effnet.serve.uploads import UploadError, _first_error, decode_base64, decode_within
 
 if TYPE_CHECKING:
     from effnet.serve.app import Endpoints
@@ -85,7 +85,8 @@ def _images(endpoints: Endpoints, tensor: RequestInput) -> list[torch.Tensor]:
         label = f"{tensor.name}[{number}]"
         if not isinstance(element, str):
             raise ProtocolError(400, f"{label}: BYTES elements are base64 strings of image files")
-        prepared.append(endpoints.classifier.prepare(decode_image(decode_base64(element, label), label, limit)))
+        data = decode_base64(element, label)
+        prepared.append(decode_within(endpoints.decoding, data, label, limit, endpoints.classifier.prepare))
     return prepared
 
 

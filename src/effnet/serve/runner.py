@@ -15,6 +15,7 @@ from effnet.serve.backend import Classifier, load_classifier
 from effnet.serve.config import ServeConfig
 from effnet.serve.http11 import RefusingH11Protocol
 from effnet.serve.metrics import MULTIPROCESS_ENV
+from effnet.serve.uploads import return_large_images_to_the_system
 from effnet.serve.workers import PARENT_ENV, metrics_folder
 
 WORKER_HEALTHCHECK_S = 120
@@ -39,6 +40,7 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
         classifier = load_classifier(config.source, threads, config.runtime, config.streams)
         check_against_model(config, classifier)
         torch.set_num_threads(threads)
+        return_large_images_to_the_system()
         app = create_app(config, classifier)
         uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, **_server_options(config))
         return
