@@ -295,9 +295,9 @@ def test_sigterm_with_a_trickling_client_exits_by_the_drain_deadline(tiny_weight
 _CHILD = """
 import os, sys, time
 sys.path.insert(0, {src!r})
-if {watchdog_only}:
-    sys.platform = "other"  # as on a system without prctl: only the watchdog thread
 from effnet.serve.workers import die_with_parent
+if {watchdog_only}:
+    sys.platform = "other"  # as on a system without prctl: only the watchdog thread (after the imports)
 die_with_parent(drain_seconds=1.0)
 print("armed", flush=True)
 time.sleep(120)
