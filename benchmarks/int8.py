@@ -99,7 +99,7 @@ def _row(name: str, report, margins: list[float]) -> str:
     return (
         f"| {name} | {_recipe(report)} | {report.calibration_images} | "
         f"{report.agreement:.1%} ({round(report.agreement * report.holdout_images)}/{report.holdout_images}) | "
-        f"{top1} | {shown} | {report.fp32_ms:.1f} | {report.int8_ms:.1f} | {report.speed_ratio:.2f}x |"
+        f"{top1} | {shown} | {report.fp32_latency_ms:.1f} | {report.int8_latency_ms:.1f} | {report.speed_ratio:.2f}x |"
     )
 
 

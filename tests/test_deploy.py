@@ -84,6 +84,19 @@ def test_cli_predict_without_weights_is_a_clear_error(folder, capsys):
     assert "--pretrained" in capsys.readouterr().err
 
 
+def test_cli_int8_export_of_random_weights_is_refused_unless_asked(tmp_path, capsys):
+    out, calibration = tmp_path / "m.int8.onnx", tmp_path / "no-photos"
+    argv = ["export", "--model", "efficientnet_lite0", "--int8", "--calibration", str(calibration), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "random weights" in err and "--pretrained" in err and len(err.strip().splitlines()) == 1
+    assert main([*argv, "--random-weights"]) == 2  # asked for: it goes on, to the missing calibration folder
+    assert "calibration folder" in capsys.readouterr().err
+    assert main(["export", "--random-weights", "--out", str(out)]) == 2  # without --int8 it would be ignored
+    assert "--random-weights would be ignored" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @needs_lite0
 def test_cli_cam_writes_overlays_and_a_grid(folder, tmp_path, capsys):
     images = [str(folder / "cat.png"), str(folder / "coffee.png")]

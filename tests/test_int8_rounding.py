@@ -105,7 +105,7 @@ def test_auto_float_ops_are_depthwise_adds_and_classifier_on_openvino_only():
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="pip install 'effnet[export]'")
 def test_float_op_nodes_are_the_depthwise_convs_residual_adds_and_classifier(tmp_path):
     import effnet
-    from effnet.deploy.quantize import float_op_nodes
+    from effnet.deploy.int8_quantizers import float_op_nodes
     from effnet.deploy.runtimes import export_deploy_graph
 
     model = effnet.create_model("efficientnet_lite0").eval()
@@ -140,7 +140,7 @@ def test_export_int8_with_optimized_rounding(tmp_path):
     assert report.rounding == "optimized" and report.written and Path(report.path).is_file()
     import openvino as ov
 
-    from effnet.deploy.quantize import openvino_float_ops
+    from effnet.deploy.int8_quantizers import openvino_float_ops
 
     ir = ov.Core().read_model(report.path)
     quantized = {  # operations whose computed input passes through a FakeQuantize: they run in int8
@@ -161,7 +161,7 @@ def test_export_int8_with_optimized_rounding(tmp_path):
         nodes += [node.input_value(i).get_node() for i in range(node.get_input_size())]
     assert stored & {"i8", "u8"}
     assert report.agreement >= 0.6  # 24 photos at 128 px: each photo is 4 points
-    assert np.isfinite(report.int8_ms)
+    assert np.isfinite(report.int8_latency_ms)
 
 
 @needs_lite0

@@ -62,7 +62,7 @@ def test_int8_on_real_photos_agrees_with_fp32_and_is_written(lite0, photos, tmp_
     assert report.accepted and report.written and Path(report.path).is_file()
     assert report.calibration_images == 24 and report.holdout_images == 24
     assert report.agreement >= 0.75
-    assert report.fp32_ms > 0 and report.int8_ms > 0
+    assert report.fp32_latency_ms > 0 and report.int8_latency_ms > 0
 
 
 def test_broken_calibration_is_refused_and_nothing_written(lite0, photos, black, tmp_path):
@@ -101,4 +101,3 @@ def test_openvino_nncf_int8(lite0, photos, tmp_path):
     report = export_int8(lite0, tmp_path / "lite0.int8.onnx", photos[0], photos[1], config, resolution=RESOLUTION)
     assert report.path.endswith(".xml") and Path(report.path).with_suffix(".bin").is_file()
     assert report.accepted and report.agreement >= 0.6
-

@@ -249,6 +249,9 @@ def add_int8_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--force", action="store_true", help="write the model even when its check fails (int8: below --min-agreement)"
     )
+    group.add_argument(
+        "--random-weights", action="store_true", help="--int8 without --pretrained / --weights: quantize random weights"
+    )
 
 
 def int8_config(args: argparse.Namespace) -> Any:

@@ -56,9 +56,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.weights} is already an exported graph: export from the .safetensors or checkpoint it came from"
         )
-    ignored = [flag for flag, value in (("--calibration", args.calibration), ("--holdout", args.holdout)) if value]
+    int8_only = {"--calibration": args.calibration, "--holdout": args.holdout, "--random-weights": args.random_weights}
+    ignored = [flag for flag, value in int8_only.items() if value]
     if ignored and not args.int8:
         raise ValueError(f"{ignored[0]} would be ignored: it is for int8 export; add --int8 or drop {ignored[0]}")
+    if args.int8 and not (args.pretrained or args.weights or args.random_weights):
+        # A random-init model quantizes and even passes its agreement check: say so instead of writing it quietly.
+        raise ValueError(
+            "--int8 would quantize random weights: pass --pretrained or --weights FILE (--random-weights if meant)"
+        )
     model = load_from_flags(args, args.model, args.weights, need_weights=False)
     if args.format in ("timm", "torchvision"):
         from effnet.commands.interop import export_state_dict

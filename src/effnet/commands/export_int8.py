@@ -19,8 +19,8 @@ def run_int8(args: argparse.Namespace, model: Any) -> int:
         raise ValueError("--int8 needs --calibration DIR: a folder of real photos like the ones the model will see")
     if args.format != "onnx":
         raise ValueError("--int8 writes ONNX (or OpenVINO IR); drop --format torchscript")
-    config = int8_config(args)
-    out = _int8_path(args.out, resolve_backend(config).backend, Path(args.model or model.spec.name).stem)
+    config = resolve_backend(int8_config(args))  # once: the output's name depends on the backend it picks
+    out = _int8_path(args.out, config.backend, Path(args.model or model.spec.name).stem)
     try:
         report = export_int8(model, out, args.calibration, args.holdout, config, args.force, args.resolution)
     except Int8Refused as refused:
@@ -71,8 +71,8 @@ def _print_int8(report: Any, as_json: bool = False) -> None:
     print(
         f"int8 ({recipe}, calibrated on {report.calibration_images} photos): top-1 agrees "
         f"with fp32 on {report.agreement:.1%} of {report.holdout_images} held-out photos "
-        f"(threshold {report.min_agreement:.0%}); batch 1, 1 thread: fp32 onnxruntime {report.fp32_ms:.2f} ms, "
-        f"int8 {report.int8_ms:.2f} ms ({report.speed_ratio:.2f}x)"
+        f"(threshold {report.min_agreement:.0%}); batch 1, 1 thread: fp32 onnxruntime {report.fp32_latency_ms:.2f} ms, "
+        f"int8 {report.int8_latency_ms:.2f} ms ({report.speed_ratio:.2f}x)"
     )
     if report.top1_change is not None:  # the held-out photos' names gave their classes
         print(

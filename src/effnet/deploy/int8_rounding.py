@@ -12,7 +12,6 @@ keeps these integers exactly. No labels are used.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -135,7 +134,7 @@ def round_weights(
     `images` are preprocessed photos (N, 3, H, W), no labels; 256 are plenty. `model` is left untouched. Layers of
     the `float_ops` kinds ("depthwise", "classifier") keep their weights: an int8 export computes them in float.
     """
-    rounded = copy.deepcopy(fold_batchnorm(model)).eval()
+    rounded = fold_batchnorm(model)  # a copy; an already folded model (effnet.deploy.quantize) is not folded again
     moments = input_moments(rounded, torch.from_numpy(np.ascontiguousarray(images)), float_ops=float_ops)
     layers = list(moments)
     for index, layer in enumerate(layers):

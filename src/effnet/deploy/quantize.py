@@ -8,10 +8,7 @@ threshold is refused (`Int8Refused`) unless forced. docs/deploy.md records how t
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -59,7 +56,7 @@ class QuantizeConfig:
     calibration_size: int = 300  # photos for activation ranges
     holdout_size: int = 200  # photos to judge on (taken after the calibration ones when no holdout folder)
     min_agreement: float = 0.9  # top-1 agreement with fp32 below which the export is refused
-    threads: int = 1  # for the latency comparison (batch 1)
+    threads: int = 1  # threads of the latency comparison (batch 1), not of the quantization
     timing_runs: int = 30  # interleaved rounds of the latency comparison
 
     def __post_init__(self) -> None:
@@ -89,8 +86,10 @@ class Int8Report:
     calibration_images: int
     holdout_images: int
     agreement: float  # fraction of held-out photos whose top-1 class matches fp32
-    fp32_ms: float  # fp32 ONNX on onnxruntime, batch 1, median
-    int8_ms: float  # the int8 export on its backend, batch 1, median
+    # Median milliseconds of one batch-1 call on config.threads threads (config.timing_runs rounds, the two
+    # interleaved): the fp32 ONNX graph on onnxruntime, the int8 file on its backend
+    fp32_latency_ms: float
+    int8_latency_ms: float
     min_agreement: float
     accepted: bool  # agreement >= min_agreement
     written: bool  # False when refused
@@ -116,7 +115,7 @@ class Int8Report:
     @property
     def speed_ratio(self) -> float:
         """int8 latency / fp32 onnxruntime latency (below 1 is faster)."""
-        return self.int8_ms / self.fp32_ms
+        return self.int8_latency_ms / self.fp32_latency_ms
 
 
 class Int8Refused(ValueError):
@@ -198,173 +197,37 @@ def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
     return export_deploy_graph(model, folder / "fp32.onnx", torch.zeros(1, 3, resolution, resolution))
 
 
-def _onnx_node_names(path: Path) -> list[str]:
-    import onnx
+def _quantize_in(folder: Path, folded: nn.Module, images: np.ndarray, name: str, config: QuantizeConfig,
+                 fp32: Path | None = None) -> Path:  # fmt: skip
+    """The int8 file quantized in `folder` from the BN-folded model, calibrated on `images`: its weights rounded
+    for their outputs first with config.rounding "optimized" (layers left in float keep theirs), else from the
+    plain fp32 graph (`fp32` when already exported). `config` is resolved."""
+    from effnet.deploy.int8_quantizers import quantize_graph
 
-    return [node.name for node in onnx.load(str(path)).graph.node]
+    if config.rounding == "optimized":
+        from effnet.deploy.int8_rounding import round_weights
 
-
-def float_op_nodes(path: Path, kinds: Sequence[str]) -> list[str]:
-    """Names of the nodes of the ONNX graph at `path` of the float_ops `kinds` ("depthwise", "add", "classifier").
-
-    For onnxruntime; OpenVINO renames and fuses nodes on import, so `openvino_float_ops` looks in its own graph.
-    """
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    shapes = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
-    names = []
-    for node in graph.node:
-        if (node.op_type == "Add" and "add" in kinds) or (node.op_type == "Gemm" and "classifier" in kinds):
-            names.append(node.name)
-        elif node.op_type == "Conv" and "depthwise" in kinds:
-            group = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
-            weight = shapes.get(node.input[1], [])
-            if group > 1 and len(weight) == 4 and weight[1] == 1:  # one input channel per group: depthwise
-                names.append(node.name)
-    return names
-
-
-def openvino_float_ops(model: object, kinds: Sequence[str]) -> list[str]:
-    """Names of the operations of an OpenVINO model of the float_ops `kinds`: depthwise GroupConvolutions (one
-    input channel per group), Adds of two computed tensors (residual adds, not a conv's bias) and MatMuls."""
-    names = []
-    for op in model.get_ops():
-        kind = op.get_type_name()
-        if kind == "GroupConvolution" and "depthwise" in kinds:
-            weight = op.input_value(1).get_partial_shape()  # (groups, out / groups, in / groups, kh, kw)
-            if weight.rank.is_static and weight[2].is_static and weight[2].get_length() == 1:
-                names.append(op.get_friendly_name())
-        elif kind == "Add" and "add" in kinds:
-            inputs = [op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())]
-            if "Constant" not in inputs:
-                names.append(op.get_friendly_name())
-        elif kind == "MatMul" and "classifier" in kinds:
-            names.append(op.get_friendly_name())
-    return names
-
-
-def _keep_float_nodes(names: Sequence[str], keep_float: Sequence[str]) -> list[str]:
-    kept = [name for name in names if any(name == key or name.startswith(key) for key in keep_float)]
-    missing = [key for key in keep_float if not any(name == key or name.startswith(key) for name in names)]
-    if missing:
-        raise ValueError(f"--keep-float {', '.join(missing)} matches no node of the exported graph (e.g. {names[0]})")
-    return kept
-
-
-def _quantize_onnxruntime(fp32: Path, images: np.ndarray, out: Path, config: QuantizeConfig) -> Path:
-    try:
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError as err:
-        raise ValueError("int8 on onnxruntime needs onnxruntime: pip install 'effnet[export]'") from err
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(images[i : i + 1] for i in range(len(images)))
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {"input": batch}
-
-    prepared = fp32.with_name("prepared.onnx")
-    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    methods = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-    quantize_static(
-        str(prepared),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,  # onnxruntime fuses QDQ pairs into QLinearConv; other runtimes read it too
-        per_channel=config.per_channel,
-        activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast VNNI / AVX2 kernels
-        weight_type=QuantType.QInt8,
-        calibrate_method=getattr(CalibrationMethod, methods[config.method]),
-        nodes_to_exclude=_keep_float_nodes(_onnx_node_names(prepared), config.keep_float)
-        + float_op_nodes(prepared, config.float_ops),
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibPercentile": 99.99},
-    )
-    return out
-
-
-def _quantize_openvino(fp32: Path, images: np.ndarray, out: Path, config: QuantizeConfig) -> Path:
-    try:
-        import nncf
-        import openvino as ov
-    except ImportError as err:
-        raise ValueError("int8 on OpenVINO needs NNCF and OpenVINO: pip install 'effnet[openvino]'") from err
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    model = ov.convert_model(str(fp32))
-    names = [op.get_friendly_name() for op in model.get_ops()]
-    overflow = OverflowFix.FIRST_LAYER if config.overflow_fix else OverflowFix.DISABLE
-    ignored = _keep_float_nodes(names, config.keep_float) + openvino_float_ops(model, config.float_ops)
-    scope = nncf.IgnoredScope(names=ignored) if ignored else None
-    # NNCF draws progress bars on stdout; stderr keeps stdout clean for `--json`. Its INFO log lists every layer
-    # it leaves unquantized (dozens of lines with float_ops): warnings only, for this call only.
-    level = nncf.nncf_logger.level
-    nncf.nncf_logger.setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as restore:
-        restore.callback(nncf.nncf_logger.setLevel, level)
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(list(images), lambda image: image[None]),
-            subset_size=len(images),
-            fast_bias_correction=not config.full_bias_correction,
-            ignored_scope=scope,
-            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow),
-        )
-        if "classifier" in config.float_ops:
-            # The classifier computes in float (its pooled input is what int8 hurts) but reads int8 weights,
-            # decompressed on the fly: 1.3 MB instead of 5 MB for 1280 x 1000, a quarter of a millisecond on Lite0.
-            quantized = nncf.compress_weights(
-                quantized,
-                mode=nncf.CompressWeightsMode.INT8_ASYM,
-                ignored_scope=nncf.IgnoredScope(types=["Convolution", "GroupConvolution"]),
-            )
-    ov.save_model(quantized, str(out.with_suffix(".xml")))
-    return out.with_suffix(".xml")
-
-
-def quantize_onnx(fp32: Path, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
-    """Calibrate the fp32 ONNX file on `images` (N, 3, H, W) and write the int8 model; returns the written path."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = resolve_backend(config)
-    quantize = _quantize_onnxruntime if config.backend == "onnxruntime" else _quantize_openvino
-    return quantize(fp32, images, out, config)
-
-
-def prepare_weights(model: nn.Module, images: np.ndarray, config: QuantizeConfig) -> nn.Module:
-    """`model` as the quantizer should see it: with config.rounding "optimized", weights rounded for `images`.
-
-    Layers that stay in float (config.float_ops) keep their weights as they are.
-    """
-    config = resolve_backend(config)
-    if config.rounding != "optimized":
-        return model.eval()
-    from effnet.deploy.int8_rounding import round_weights
-
-    return round_weights(model.eval(), images[: config.rounding_size], float_ops=config.float_ops)
+        rounded = round_weights(folded, images[: config.rounding_size], float_ops=config.float_ops)
+        fp32 = _export_fp32(rounded, folder / "rounded", images.shape[-1])
+    elif fp32 is None:
+        fp32 = _export_fp32(folded, folder, images.shape[-1])
+    return quantize_graph(fp32, images, folder / name, config)
 
 
 def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
     """Fold BN, round the weights (config.rounding), export at the size of `images`, calibrate and write int8."""
-    out = Path(out)
+    from effnet.deploy.export import fold_batchnorm
+
+    out, config = Path(out), resolve_backend(config)
     with staging_dir(out) as tmp:  # staged beside `out` and renamed, like export_int8
-        fp32 = _export_fp32(prepare_weights(model, images, config), tmp, images.shape[-1])
-        staged = quantize_onnx(fp32, images, tmp / out.name, config)
+        staged = _quantize_in(tmp, fold_batchnorm(model), images, out.name, config)
         _move_export(staged, out.parent / staged.name)
         return out.parent / staged.name
 
 
-def _interleaved_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.ndarray, runs: int) -> list[float]:
-    """Median milliseconds of each runner, timed one call of each per round so load hits them alike."""
+def _median_latency_ms(runners: Sequence[Callable[[np.ndarray], object]], x: np.ndarray, runs: int) -> list[float]:
+    """Median milliseconds of one call of each runner on `x`, timed one call of each per round so load hits them
+    alike."""
     times: list[list[float]] = [[] for _ in runners]
     for run in runners:
         run(x)  # warm-up: first calls allocate and pick kernels
@@ -381,8 +244,8 @@ class Int8Comparison:
     """How an int8 file did against the fp32 ONNX file on the same held-out photos."""
 
     agreement: float  # fraction of photos whose top-1 class matches fp32
-    fp32_ms: float
-    int8_ms: float
+    fp32_latency_ms: float  # see Int8Report
+    int8_latency_ms: float
     fp32_top1: float | None = None  # accuracy on the photos' labels, when they have labels
     int8_top1: float | None = None
 
@@ -406,23 +269,17 @@ def photo_labels(paths: Sequence[Path], class_names: Sequence[str] | None, num_c
     return None if not labels or any(label is None for label in labels) else np.array(labels)
 
 
-def compare_int8(
-    fp32_path: Path,
-    int8_path: Path,
-    holdout: np.ndarray,
-    config: QuantizeConfig,
-    runs: int = 30,
-    labels: np.ndarray | None = None,
-) -> Int8Comparison:
-    """Top-1 agreement (and accuracy on `labels`) of the int8 file against the fp32 ONNX file; latency of both."""
+def _compare(fp32_path: Path, int8_path: Path, holdout: np.ndarray, config: QuantizeConfig,
+             labels: np.ndarray | None = None) -> Int8Comparison:  # fmt: skip
+    """Top-1 agreement (and accuracy on `labels`) of the int8 file against the fp32 ONNX file; batch-1 latency of
+    both, config.timing_runs interleaved rounds on config.threads threads. `config` is resolved."""
     from effnet.deploy.runtimes import predictor
 
-    config = resolve_backend(config)
     fp32 = predictor(fp32_path, "onnxruntime", config.threads)
     int8 = predictor(int8_path, config.backend, config.threads)
     fp32_top = np.array([int(fp32(x[None]).argmax()) for x in holdout])
     int8_top = np.array([int(int8(x[None]).argmax()) for x in holdout])
-    fp32_ms, int8_ms = _interleaved_ms([fp32, int8], holdout[:1], runs)
+    fp32_ms, int8_ms = _median_latency_ms([fp32, int8], holdout[:1], config.timing_runs)
     agreement = float(np.mean(fp32_top == int8_top))
     if labels is None:
         return Int8Comparison(agreement, fp32_ms, int8_ms)
@@ -445,27 +302,24 @@ def export_int8(
     Raises `Int8Refused` (a ValueError carrying the report) when agreement is below `config.min_agreement` and
     not `force`; nothing is written then.
     """
-    out, config = Path(out), resolve_backend(config)
+    from effnet.deploy.export import fold_batchnorm
+
+    out, config = Path(out), resolve_backend(config)  # once (a resolved config is kept): all below reads it
     cal_paths, held_paths = split_photos(calibration, holdout, config)
     cal_images = load_arrays(model, cal_paths, resolution)
     held_images = load_arrays(model, held_paths, resolution)
+    labels = photo_labels(held_paths, getattr(model, "class_names", None), int(getattr(model, "num_classes", 0)))
+    folded = fold_batchnorm(model)  # the only fold: the reference, the rounding and the quantizer start from it
     with staging_dir(out) as tmp:  # beside `out`: the final renames stay on one filesystem, never a copy
-        # The reference is the model as given; the quantizer gets its weights rounded for int8 (if asked).
-        fp32 = _export_fp32(model.eval(), Path(tmp), cal_images.shape[-1])
-        rounded = fp32
-        if config.rounding == "optimized":
-            rounded = _export_fp32(
-                prepare_weights(model, cal_images, config), Path(tmp) / "rounded", cal_images.shape[-1]
-            )
-        staged = quantize_onnx(rounded, cal_images, Path(tmp) / out.name, config)
-        labels = photo_labels(held_paths, getattr(model, "class_names", None), int(getattr(model, "num_classes", 0)))
-        result = compare_int8(fp32, staged, held_images, config, config.timing_runs, labels)
+        fp32 = _export_fp32(folded, tmp, cal_images.shape[-1])  # the reference: the model as given
+        staged = _quantize_in(tmp, folded, cal_images, out.name, config, fp32)
+        result = _compare(fp32, staged, held_images, config, labels)
         accepted = result.agreement >= config.min_agreement
         final = out.with_suffix(staged.suffix)
         report = Int8Report(
             str(final), config.backend, config.method, len(cal_paths), len(held_paths), result.agreement,
-            result.fp32_ms, result.int8_ms, config.min_agreement, accepted, accepted or force, config.rounding,
-            config.float_ops, result.fp32_top1, result.int8_top1,
+            result.fp32_latency_ms, result.int8_latency_ms, config.min_agreement, accepted, accepted or force,
+            config.rounding, config.float_ops, result.fp32_top1, result.int8_top1,
         )  # fmt: skip
         if not report.written:
             raise Int8Refused(report)

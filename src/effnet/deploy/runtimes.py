@@ -302,9 +302,10 @@ def _fuse_pads_into_convs(path: Path) -> None:
 def export_deploy_graph(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """An effnet model as a fixed-size ONNX deployment graph at `path`: BatchNorm folded, TF "SAME" pads frozen
     for `example`'s size (fused into the convs by onnxruntime) and the input size fixed to it."""
-    from effnet.deploy.export import export_onnx, fold_batchnorm
+    from effnet.deploy.export import count_batchnorms, export_onnx, fold_batchnorm
 
-    deployed = freeze_same_padding(fold_batchnorm(model), example)
+    # A model folded already (int8 folds once, effnet.deploy.quantize) goes straight to the padding freeze's copy.
+    deployed = freeze_same_padding(fold_batchnorm(model) if count_batchnorms(model) else model, example)
     return fix_input_size(export_onnx(deployed, path, example), example.shape[-2], example.shape[-1])
 
 
