@@ -1,49 +1,46 @@
-"""The model the model-source flags (`effnet.commands._flags.add_model_flags`) describe, and its class names: one
-place for predict, cam and export. Imported by the commands' run functions only (it imports torch)."""
+"""The model the model-source flags (`effnet.commands._flags.add_model_flags`) describe, and its class names,
+through the library's one resolution (`effnet.weights.ModelSource` and `load_source`): predict, cam, export and
+serve. Imported by the commands' run functions only (it imports torch)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from effnet._util.filecheck import read_class_list
-from effnet.commands._flags import DEFAULT_MODEL, preprocess_overrides, with_tag
-from effnet.deploy.runtimes import is_exported, open_exported
+from effnet.commands._flags import preprocess_overrides, with_tag
+from effnet.deploy.runtimes import open_exported
 from effnet.models.net import EfficientNet
-from effnet.models.registry import create_model
-from effnet.weights import load_model
+from effnet.weights.source import ModelSource, check_one_source, load_source
+
+
+def source_from_flags(args: argparse.Namespace, name: str | None, weights: Path | None) -> ModelSource:
+    """--model / --pretrained [TAG] / --weights / --classes-file / --padding / --norm-eps and the preprocessing
+    flags as one ModelSource."""
+    model, pretrained = with_tag(name, args.pretrained)
+    classes = getattr(args, "classes_file", None)
+    return ModelSource(
+        model=model,
+        pretrained=pretrained,
+        weights=str(weights) if weights is not None else None,
+        classes_file=str(classes) if classes else None,
+        padding=args.padding,
+        norm_eps=args.norm_eps,
+        preprocess=tuple(preprocess_overrides(args).items()),
+    )
 
 
 def load_from_flags(args: argparse.Namespace, name: str | None, weights: Path | None, need_weights: bool) -> Any:
     """The model the flags describe, with the preprocessing and class names its weights carry (an exported .onnx
     or OpenVINO .xml comes back as an `effnet.deploy.runtimes.ExportedModel`, which computes logits only)."""
-    name, pretrained = with_tag(name, args.pretrained)
-    if pretrained and weights is not None:
-        raise ValueError("give either --pretrained or --weights, not both")
-    if pretrained:
-        model = create_model(name or DEFAULT_MODEL, pretrained=True)
-    elif is_exported(weights):  # an ONNX / OpenVINO file effnet exported: its recorded preprocessing and classes
-        model = open_exported(weights, name)  # type: ignore[arg-type]
-    elif weights is not None:
-        model = load_model(weights, name, padding=args.padding, norm_eps=args.norm_eps)
-    elif need_weights:
-        raise ValueError(
-            f"{name or DEFAULT_MODEL} has random weights: pass --pretrained (see `effnet models --pretrained`) or "
-            "--weights FILE"
-        )
+    source = source_from_flags(args, name, weights)
+    if source.is_exported:  # runs on its runtime, with the preprocessing and class names it records
+        check_one_source(source.pretrained, source.weights)  # no record's preprocessing to lend on the CLI
+        model = open_exported(source.weights, source.model)  # type: ignore[arg-type]
+        model.preprocess = source.apply_preprocess(model.preprocess)
     else:
-        model = create_model(name or DEFAULT_MODEL, padding=args.padding, norm_eps=args.norm_eps)
-    overrides = preprocess_overrides(args)
-    if overrides:
-        model.preprocess = replace(model.preprocess, **overrides)
+        model = load_source(source, random_ok=not need_weights)
     _check_finite(model, weights)
-    if "crop_pct" in overrides and model.preprocess.resize_mode == "squash":
-        raise ValueError(
-            "--crop-pct would be ignored: squash mode resizes the whole image to --input-size without a crop; "
-            "pass --resize-mode crop with it, or drop --crop-pct"
-        )
     return model.eval()
 
 
@@ -64,11 +61,6 @@ def _check_finite(model: Any, weights: Path | None) -> None:
 
 def class_names(args: argparse.Namespace, model: EfficientNet) -> list[str] | None:
     """--classes-file, else the names the weights carry, else ImageNet-1k's for 1000 outputs."""
-    from effnet.weights.pretrained import imagenet_classes
-
-    num_classes = model.num_classes
-    if getattr(args, "classes_file", None):
-        return read_class_list(args.classes_file, num_classes)  # UTF-8, printable, one name per class
-    if getattr(model, "class_names", None) and len(model.class_names) == num_classes:
-        return list(model.class_names)
-    return list(imagenet_classes()) if num_classes == 1000 else None
+    classes = getattr(args, "classes_file", None)
+    source = ModelSource(classes_file=str(classes) if classes else None)
+    return source.class_names(model.num_classes, getattr(model, "class_names", None))

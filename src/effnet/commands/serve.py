@@ -6,7 +6,7 @@ import argparse
 import os
 
 from effnet._util.validation import finite_number, thread_count, whole_number
-from effnet.commands._flags import TOP_K, add_model_flags, add_preprocess_flags, preprocess_overrides, with_tag
+from effnet.commands._flags import TOP_K, add_model_flags, add_preprocess_flags
 
 NAME = "serve"
 HELP = (
@@ -95,18 +95,10 @@ def _add_server_flags(sv: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped (SIGTERM or Ctrl-C drain the requests in flight)."""
-    from effnet.serve.config import ModelSource, ServeConfig
+    from effnet.commands._source import source_from_flags
+    from effnet.serve.config import ServeConfig
 
-    model, pretrained = with_tag(args.model, args.pretrained)
-    source = ModelSource(
-        model=model,
-        pretrained=pretrained,
-        weights=str(args.weights) if args.weights else None,
-        classes_file=str(args.classes_file) if args.classes_file else None,
-        padding=args.padding,
-        norm_eps=args.norm_eps,
-        preprocess=tuple(preprocess_overrides(args).items()),
-    )
+    source = source_from_flags(args, args.model, args.weights)
     config = ServeConfig(
         source=source,
         host=args.host,

@@ -3,12 +3,16 @@
 Needs the `serve` extra: pip install 'effnet[serve]'.
 """
 
-from effnet.serve.config import ModelSource, ServeConfig
-
 __all__ = ["ModelSource", "ServeConfig", "create_app", "serve"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy, so that the config imports without FastAPI installed
+def __getattr__(name: str):  # noqa: ANN202
+    # Lazy: importing a light module of the package (serve.workers in a worker process) costs no torch (ModelSource
+    # is effnet.weights') and no FastAPI (create_app, serve), which the config alone does not need.
+    if name in ("ModelSource", "ServeConfig"):
+        from effnet.serve import config
+
+        return getattr(config, name)
     if name == "create_app":
         from effnet.serve.app import create_app
 
