@@ -473,3 +473,13 @@ def test_onnx_class_names_of_the_wrong_count_are_refused_not_dropped(tiny, photo
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
     refused(capsys, ["predict", str(photo), "--weights", str(bad)], tmp_path, str(bad), "lists 4 names for the 3")
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [({"bogus": 1}, "'config' data options is invalid"), ([1, 2], "'config' data options must be a mapping")],
+)
+def test_eval_checks_a_checkpoints_recorded_data_options(tiny, tmp_path, capsys, data, needle):
+    bad = tmp_path / "last.pt"
+    torch.save(_checkpoint(tiny, config={"data": data}), bad)
+    refused(capsys, ["eval", str(bad)], tmp_path, str(bad), needle)

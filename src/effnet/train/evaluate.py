@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from effnet._util.filecheck import build, require_mapping
 from effnet.data import DataConfig, build_datasets
 from effnet.deploy.runtimes import is_exported, open_exported
 from effnet.preprocess import tf_crop_pct
@@ -109,9 +110,11 @@ def evaluate_checkpoint(
         raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged "
                          "there, evaluate an earlier checkpoint")
     # A checkpoint evaluates on its own run's validation set unless `data` says otherwise.
-    saved = dict(((file.config if file else None) or {}).get("data") or {})
+    # (The file's data options are checked like any value read from a file: a wrong key or type names the file.)
+    saved = ((file.config if file else None) or {}).get("data") or {}
+    saved = require_mapping(saved, "'config' data options", path)
     values = saved | {k: v for k, v in (data or {}).items() if v is not None}
-    pair = build_datasets(DataConfig(**values))
+    pair = build_datasets(build(lambda options: DataConfig(**options), values, path, "'config' data options"))
     if net.num_classes != pair.num_classes:
         raise ValueError(f"the model has {net.num_classes} outputs but {values.get('name', 'shapes')} has "
                          f"{pair.num_classes} classes; evaluate on the data it was trained for")
