@@ -483,3 +483,15 @@ def test_eval_checks_a_checkpoints_recorded_data_options(tiny, tmp_path, capsys,
     bad = tmp_path / "last.pt"
     torch.save(_checkpoint(tiny, config={"data": data}), bad)
     refused(capsys, ["eval", str(bad)], tmp_path, str(bad), needle)
+
+
+@pytest.mark.parametrize(("kind", "needle"), [("fifo", "is not a regular file"), ("folder", "is a folder")])
+def test_a_weights_path_that_is_not_a_file_says_what_it_is(photo, tmp_path, capsys, kind, needle):
+    import os
+
+    weights = tmp_path / "w.safetensors"
+    if kind == "fifo":
+        os.mkfifo(weights)
+    else:
+        weights.mkdir()
+    refused(capsys, ["predict", str(photo), "--weights", str(weights)], tmp_path, f"weight file {weights} {needle}")

@@ -22,6 +22,7 @@ from effnet._util.filecheck import (
     build,
     check_depth,
     parse_json,
+    regular_file,
     require_class_names,
     require_int,
     require_mapping,
@@ -89,9 +90,7 @@ class WeightFile:
 
 def read_file(path: str | Path) -> WeightFile:
     """Read any weight file effnet accepts, without executing code; ValueError says what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weight file {path} does not exist")
+    path = regular_file(path, "weight file", "give a .safetensors / .pt / .pth file")  # a FIFO would block
     return _read_safetensors(path) if _is_safetensors(path) else _read_torch(path)
 
 
