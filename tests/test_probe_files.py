@@ -494,4 +494,4 @@ def test_a_weights_path_that_is_not_a_file_says_what_it_is(photo, tmp_path, caps
         os.mkfifo(weights)
     else:
         weights.mkdir()
-    refused(capsys, ["predict", str(photo), "--weights", str(weights)], tmp_path, f"weight file {weights} {needle}")
+    refused(capsys, ["predict", str(photo), "--weights", str(weights)], tmp_path, f"{weights} {needle}")

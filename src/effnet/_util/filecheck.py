@@ -1,18 +1,19 @@
 """One gate for values read from files: weight and ONNX metadata, specs, configs, journals and class lists.
 
 Every value effnet reads from a file passes through here before anything is allocated or created: its type and
-range, its size against the tensors the file holds, its nesting depth, duplicate keys and its encoding. A refusal
-is a `FileValueError` (a ValueError: one line and exit 2 at the command line) naming the file and the field.
+range, its nesting depth, duplicate keys, its encoding and whether the path is a regular file at all; the records
+check their own fields (`Preprocess`, `NetSpec.from_dict`, `TrainConfig`) and a recorded spec is checked against
+the tensors beside it (`effnet.weights.reader.check_spec_fits`). A refusal is a `FileValueError` (a ValueError:
+one line and exit 2 at the command line) naming the file and the field.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,15 +55,6 @@ def require_int(value: Any, field: str, file: str | Path, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise FileValueError(file, field, f"must be in [{lo}, {hi}], got {value}")
     return value
-
-
-def require_float(value: Any, field: str, file: str | Path, lo: float, hi: float) -> float:
-    """A finite number in [lo, hi]."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise FileValueError(file, field, f"must be a finite number, got {_short(value)}")
-    if not lo <= value <= hi:
-        raise FileValueError(file, field, f"must be in [{lo:g}, {hi:g}], got {value:g}")
-    return float(value)
 
 
 def require_mapping(value: Any, field: str, file: str | Path) -> dict[str, Any]:
@@ -220,10 +212,3 @@ def load_yaml(path: str | Path, what: str = "config file") -> Any:
         raise ValueError(f"cannot read {what} {path}: {getattr(err, 'problem', None) or err}{where}") from None
     check_size(value, str(path))  # first: a walk of YAML aliases nested in aliases never ends
     return check_depth(value, "its content", path)
-
-
-def known_keys(values: Mapping[str, Any], allowed: set[str], field: str, file: str | Path) -> None:
-    """Refuse keys a record does not have (a typo would otherwise be ignored)."""
-    unknown = sorted(set(values) - allowed, key=str)
-    if unknown:
-        raise FileValueError(file, field, f"has unknown keys {unknown[:5]}; expected some of {sorted(allowed)}")
