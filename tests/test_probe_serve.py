@@ -362,6 +362,11 @@ def test_sigkilled_server_leaves_no_worker_serving_and_frees_the_port(tiny_weigh
         assert _wait_gone(pids, 30) == [], "workers kept running after their parent was SIGKILLed"
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", server.port))
+        # Its metrics folder outlived it; the next start removes it (done here directly, as that start would).
+        from effnet.serve.workers import METRICS_PREFIX, remove_dead_metrics_folders
+
+        removed = remove_dead_metrics_folders()
+        assert [f.name for f in removed if f.name.startswith(f"{METRICS_PREFIX}{server.process.pid}-")]
 
 
 def test_a_killed_servers_metrics_folder_is_removed_by_the_next_start(tmp_path):
