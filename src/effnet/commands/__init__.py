@@ -1,1 +1,2 @@
-"""Subcommands of the `effnet` CLI, one module per area; each exposes `register(subparsers)`."""
+"""Subcommands of the `effnet` CLI, one module per command (NAME, HELP, `register(subparsers)`, `run(args)`); modules
+starting with an underscore hold what several commands share."""

@@ -230,14 +230,11 @@ def add_int8_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--int8", action="store_true", help="write an int8 model (ONNX QDQ, or OpenVINO IR)")
     group.add_argument("--calibration", type=Path, help="folder of real photos like the ones the model will see")
     group.add_argument("--holdout", type=Path, help="photos to judge on (default: calibration photos left over)")
-    for option in dataclasses.fields(quantize.QuantizeConfig):
-        if option.name in INT8_FIXED:
-            continue
-        flag, help_text = INT8_FLAGS[option.name]  # a new field needs a flag here or a place in INT8_FIXED
+    for option, flag, help_text in _int8_fields(quantize.QuantizeConfig):
         kind, _ = field_type(option.type)
         spec: dict[str, Any] = {"dest": "int8_" + option.name, "default": option.default, "help": help_text}
-        if kind is bool:
-            spec |= {"action": "store_true"}
+        if kind is bool:  # a field on by default is turned off with --no-<flag>
+            spec |= {"action": argparse.BooleanOptionalAction if option.default else "store_true"}
         else:  # argparse names the value after the flag, not after `dest`
             metavar = None if option.name in choices else flag[2:].replace("-", "_").upper()
             spec |= {"choices": choices.get(option.name), "metavar": metavar}
@@ -254,9 +251,17 @@ def add_int8_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _int8_fields(config_class: type) -> list[tuple[Any, str, str | None]]:
+    """(field, flag, help) for each `QuantizeConfig` field a user sets: as named in INT8_FLAGS, or --int8-<name> for
+    a field added since (tests/test_cli_fast.py asks for a name and help there)."""
+    fields = [option for option in dataclasses.fields(config_class) if option.name not in INT8_FIXED]
+    generic = {option.name: ("--int8-" + option.name.replace("_", "-"), None) for option in fields}
+    return [(option, *INT8_FLAGS.get(option.name, generic[option.name])) for option in fields]
+
+
 def int8_config(args: argparse.Namespace) -> Any:
     """The `QuantizeConfig` the int8 flags describe."""
     from effnet.deploy.quantize import QuantizeConfig
 
-    given = {name: getattr(args, "int8_" + name) for name in INT8_FLAGS}
+    given = {option.name: getattr(args, "int8_" + option.name) for option, _, _ in _int8_fields(QuantizeConfig)}
     return QuantizeConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in given.items()})
