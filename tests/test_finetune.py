@@ -15,7 +15,7 @@ from effnet.cli import main
 from effnet.preprocess import default_preprocess
 from effnet.train import TrainConfig, load_checkpoint
 from effnet.train.finetune import starting_weights, step_floor_batch_size
-from effnet.train.setup import build_model, resolve_preprocess, resolve_run_spec
+from effnet.train.start import build_model, resolve_preprocess, resolve_run_spec
 from effnet.weights.pretrained import TF_LITE_MEAN, TF_LITE_STD, get_pretrained
 
 CATS_VS_DOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_vs_dogs"

@@ -221,7 +221,7 @@ def test_cli_config_precedence(tmp_path):
 
 
 def test_depthwise_init_is_a_recipe_choice():
-    from effnet.train.setup import build_model, resolve_run_spec
+    from effnet.train.start import build_model, resolve_run_spec
 
     def depthwise_stds(**options):
         cfg = TrainConfig.from_recipe("quick", **options)  # the option is honoured whatever the recipe says

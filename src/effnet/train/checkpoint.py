@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from effnet._util.fileio import atomic_write
 from effnet.models.specs import NetSpec
 from effnet.preprocess import Preprocess
+from effnet.train.distributed import DistInfo
 from effnet.weights.reader import CHECKPOINT_FORMAT, CorruptCheckpoint, WeightFile, content_checksum, read_file
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "CorruptCheckpoint",
     "atomic_save",
     "capture_rng",
+    "collect_rng",
     "content_checksum",
     "load_checkpoint",
+    "restore_rank_rng",
     "restore_rng",
 ]
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -223,6 +227,26 @@ class CheckpointManager:
         if self.last.is_file():
             yield self.last
         yield from self.step_files()
+
+
+def collect_rng(info: DistInfo) -> list[dict[str, Any]]:
+    """Every process's generator states (rank order), so a resumed DDP run draws the same dropout masks."""
+    state = capture_rng()
+    if not info.enabled:
+        return [state]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
+    """Restore this process's entry of `collect_rng`'s list."""
+    if len(states) != info.world_size:
+        raise ValueError(
+            f"the checkpoint was written by {len(states)} process(es) but this run has "
+            f"{info.world_size}; resume with the same --nproc_per_node"
+        )
+    restore_rng(states[info.rank])
 
 
 def capture_rng() -> dict[str, Any]:

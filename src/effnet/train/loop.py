@@ -16,14 +16,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from effnet.models.specs import NetSpec
-from effnet.train.checkpoint import Checkpoint, CheckpointManager
+from effnet.train.checkpoint import Checkpoint, CheckpointManager, collect_rng, restore_rank_rng
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from effnet.train.evaluate import autocast_context, resolve_device
 from effnet.train.finetune import apply_train_mode, set_backbone_frozen
 from effnet.train.progressive import ProgressiveStage
 from effnet.train.sampling import EpochKeyed, EpochTagged, ResumableSampler, SeededDataset
-from effnet.train.setup import RunSetup, build_run, collect_rng, restore_rank_rng
+from effnet.train.setup import RunSetup, build_run
 from effnet.train.signals import StopFlag, TrainingInterrupted
 
 

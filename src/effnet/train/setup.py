@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -20,18 +19,15 @@ from effnet._util.hardware import bf16_cpu_warning
 from effnet.data import DatasetPair, MixupCutmix, build_datasets, train_transform
 from effnet.data.folder import ImageFolderDataset, crop_draft_side
 from effnet.data.gpu import BatchEvalTransform, BatchTrainTransform, GpuInputPipeline, gpu_input_pipeline
-from effnet.models.layers.conv_norm_act import use_memory_efficient_activations
-from effnet.models.registry import create_model, resolve_spec
-from effnet.models.scaling import scale
 from effnet.models.specs import NetSpec
-from effnet.preprocess import Preprocess, default_preprocess, preprocess_transform
-from effnet.train.checkpoint import Checkpoint, capture_rng, restore_rng
+from effnet.preprocess import Preprocess, preprocess_transform
+from effnet.train.checkpoint import Checkpoint
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, broadcast_object
 from effnet.train.ema import ModelEma
 from effnet.train.evaluate import evaluate
 from effnet.train.fast import FastSettings, apply_fast_settings, probe_machine, resolve_fast_settings
-from effnet.train.finetune import starting_weights, step_floor_batch_size, zero_classifier
+from effnet.train.finetune import starting_weights, step_floor_batch_size
 from effnet.train.metrics import RunLogger
 from effnet.train.optim import build_optimizer
 from effnet.train.progress import ProgressReporter
@@ -41,14 +37,12 @@ from effnet.train.progressive import (
     progressive_stages,
     stage_at,
 )
-from effnet.train.reference import with_reference_defaults
 from effnet.train.resume import check_resumable, find_resume_checkpoint
 from effnet.train.runfolder import RunFolderLock, open_run_folder
 from effnet.train.sampling import ShardedEval
 from effnet.train.schedule import LRSchedule
+from effnet.train.start import build_model, resolve_preprocess, resolve_run
 from effnet.train.syncbn import convert_sync_batchnorm
-from effnet.weights import WeightFile, layer_settings, load_model
-from effnet.weights.pretrained import PretrainedRecord
 
 
 @dataclass
@@ -138,6 +132,7 @@ class RunSetup:
             prepare=prepare,
         )
 
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed torch, numpy and python; in deterministic mode also ask torch for deterministic kernels."""
     torch.manual_seed(seed)
@@ -146,116 +141,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def collect_rng(info: DistInfo) -> list[dict[str, Any]]:
-    """Every process's generator states (rank order), so a resumed DDP run draws the same dropout masks."""
-    state = capture_rng()
-    if not info.enabled:
-        return [state]
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, state)
-    return gathered
-
-
-def restore_rank_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
-    """Restore this process's entry of `collect_rng`'s list."""
-    if len(states) != info.world_size:
-        raise ValueError(
-            f"the checkpoint was written by {len(states)} process(es) but this run has "
-            f"{info.world_size}; resume with the same --nproc_per_node"
-        )
-    restore_rng(states[info.rank])
-
-
-Start = WeightFile | PretrainedRecord | None  # what a run starts from (see `finetune.starting_weights`)
-
-
-def resolve_run(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> tuple[TrainConfig, NetSpec]:
-    """The run's config and spec, finished once before building: name -> spec -> the family's reference recipe
-    (read from the name, before scaling renames the spec) -> scaled -> the padding and BN eps the starting
-    weights need -> the config's dropout, drop path and BN momentum. Nothing edits the model later."""
-    spec = spec if spec is not None else resolve_spec(cfg.model)
-    cfg = with_reference_defaults(cfg, spec)
-    if cfg.width != 1.0 or cfg.depth != 1.0:
-        spec = scale(spec, width=cfg.width, depth=cfg.depth)
-    padding, norm_eps = layer_settings(start, spec) if start is not None else (None, None)
-    overrides = {
-        "padding": padding,
-        "norm_eps": norm_eps,
-        "dropout": cfg.dropout,
-        "drop_path_rate": cfg.drop_path_rate,
-        "norm_momentum": cfg.bn_momentum,
-    }
-    return cfg, spec.replace(**{key: value for key, value in overrides.items() if value is not None})
-
-
-def resolve_run_spec(cfg: TrainConfig, spec: NetSpec | None, start: Start) -> NetSpec:
-    """The run's finished spec (see `resolve_run`)."""
-    return resolve_run(cfg, spec, start)[1]
-
-
-def resolve_preprocess(cfg: TrainConfig, spec: NetSpec, weights: Preprocess) -> Preprocess:
-    """The run's eval preprocessing (saved in its checkpoints): the family's eval protocol at the run's eval size
-    (V2-S/M/L/XL: no crop from 320 px; a crop when eval_crop_pct says so) with the weights' mean, std and
-    interpolation."""
-    eval_size = cfg.eval_size or cfg.image_size or spec.resolution
-    preprocess = replace(
-        default_preprocess(spec, eval_size),
-        mean=weights.mean,
-        std=weights.std,
-        interpolation=cfg.interpolation or weights.interpolation,
-    )
-    if cfg.eval_crop_pct is not None:
-        preprocess = replace(preprocess, crop_pct=cfg.eval_crop_pct, resize_mode="crop")
-    return preprocess
-
-
-def build_model(
-    cfg: TrainConfig, spec: NetSpec, num_classes: int, start: Start, log: Callable[[str], None] = lambda line: None
-) -> nn.Module:
-    """The run's model from its finished spec: the starting weights (with their preprocessing) and, for a new
-    classifier on loaded weights, zero logits (unless zero_init_classifier says otherwise)."""
-    replaced = True  # whether the classifier is fresh (not loaded)
-    if start is None:
-        model = create_model(spec, num_classes=num_classes)
-    else:
-        # The spec has the settings the weights need already (resolve_run): the loader builds it as it is and
-        # brings the weights' preprocessing; a different class count gets a fresh classifier.
-        model = load_model(
-            start,
-            spec,
-            num_classes=num_classes,
-            reset_classifier=True,
-            use_ema=False,
-            padding=spec.padding,
-            norm_eps=spec.norm_eps,
-        )
-        source = start.name if isinstance(start, PretrainedRecord) else str(start.path)
-        replaced = start.num_classes != num_classes
-        log(
-            f"loaded weights from {source} (padding {spec.padding}, BN eps {spec.norm_eps:g})"
-            + (f"; new classifier for {num_classes} classes" if replaced else "")
-        )
-    if start is None and cfg.depthwise_init == "pytorch":
-        pytorch_depthwise_init(model)
-    zero = cfg.zero_init_classifier if cfg.zero_init_classifier is not None else start is not None
-    if zero and replaced:
-        zero_classifier(model)
-    if cfg.memory_efficient_act:
-        use_memory_efficient_activations(model)
-    if cfg.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    return model
-
-
-def pytorch_depthwise_init(model: nn.Module) -> None:
-    """Scale the freshly drawn depthwise convs to std sqrt(2 / (k*k*C)), PyTorch's fan-out of a [C, 1, k, k]
-    weight: the same draw, 1/sqrt(C) of the reference's k*k (a recipe choice; measured in docs/training.md)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.out_channels:
-            with torch.no_grad():
-                module.weight.mul_(module.out_channels**-0.5)
 
 
 def _apply_step_floor(cfg: TrainConfig, num_images: int, world_size: int, log: Callable[[str], None]) -> TrainConfig:
@@ -434,16 +319,44 @@ def _assemble(
     fast: FastSettings,
     gpu_input: GpuInputPipeline | None = None,
 ) -> RunSetup:
-    """Logger, eval loader, model on its device, EMA, optimizer, scaler, schedule and stages."""
-    image_size = cfg.image_size or spec.train_resolution or spec.resolution
-    logger = None
-    if info.is_main:
-        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None)
+    """Eval loader, model on its device, EMA, optimizer, scaler, schedule, stages and reporter."""
     preprocess = resolve_preprocess(cfg, spec, model.preprocess)
+    val_loader = _val_loader(data, preprocess, info, batch_per_rank, fast, gpu_input)
+    if cfg.sync_bn and info.enabled:
+        model = convert_sync_batchnorm(model, device)
+    model = model.to(device)
+    if fast.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    optimizer, schedule = _optimizer_and_schedule(cfg, model, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type) if fast.amp == "fp16" else None
+    stages = _stages(cfg, spec, cfg.image_size or spec.train_resolution or spec.resolution)
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, plot=cfg.plot, purge_step=None) if info.is_main else None
+    reporter = ProgressReporter(
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        global_batch=cfg.batch_size,
+        is_main=info.is_main,
+        show_progress=progress,
+        logger=logger,
+    )
+    parts = (cfg, info, device, spec, model, ema, optimizer, scaler, schedule, data, val_loader, preprocess, stages)
+    return RunSetup(*parts, batch_per_rank, steps_per_epoch, run_dir, reporter, fast)
+
+
+def _val_loader(
+    data: DatasetPair,
+    preprocess: Preprocess,
+    info: DistInfo,
+    batch_per_rank: int,
+    fast: FastSettings,
+    gpu_input: GpuInputPipeline | None,
+) -> DataLoader:
+    """The validation loader, sharded over the processes, with the run's eval preprocessing."""
     # With the GPU input pipeline, val images are read in workers and resized on the device (BatchEvalTransform).
     data.val.transform = gpu_input.prepare_dataset(data.val) if gpu_input else preprocess_transform(preprocess)
     val = ShardedEval(data.val, info.rank, info.world_size) if info.enabled else data.val
-    val_loader = DataLoader(
+    return DataLoader(
         val,
         batch_size=max(1, batch_per_rank),
         num_workers=fast.num_workers,
@@ -453,12 +366,11 @@ def _assemble(
         collate_fn=gpu_input.collate if gpu_input else None,
     )
 
-    if cfg.sync_bn and info.enabled:
-        model = convert_sync_batchnorm(model, device)
-    model = model.to(device)
-    if fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+def _optimizer_and_schedule(
+    cfg: TrainConfig, model: nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, LRSchedule]:
+    """The config's optimizer over the model (on its device) and its learning-rate schedule."""
     optimizer = build_optimizer(
         model,
         cfg.optimizer,
@@ -468,43 +380,15 @@ def _assemble(
         rho=cfg.rmsprop_decay,
         eps=cfg.rmsprop_eps,
     )
-    scaler = torch.amp.GradScaler(device.type) if fast.amp == "fp16" else None
+    warmup_steps = int(round(cfg.warmup * steps_per_epoch))
     schedule = LRSchedule(
         cfg.peak_lr,
         steps_per_epoch,
         steps_per_epoch * cfg.epochs,
-        int(round(cfg.warmup * steps_per_epoch)),
+        warmup_steps,
         cfg.schedule,
         cfg.decay_rate,
         cfg.decay_epochs,
         cfg.min_lr,
     )
-    stages = _stages(cfg, spec, image_size)
-    reporter = ProgressReporter(
-        epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch,
-        global_batch=cfg.batch_size,
-        is_main=info.is_main,
-        show_progress=progress,
-        logger=logger,
-    )
-    return RunSetup(
-        cfg,
-        info,
-        device,
-        spec,
-        model,
-        ema,
-        optimizer,
-        scaler,
-        schedule,
-        data,
-        val_loader,
-        preprocess,
-        stages,
-        batch_per_rank,
-        steps_per_epoch,
-        run_dir,
-        reporter,
-        fast,
-    )
+    return optimizer, schedule
