@@ -79,7 +79,7 @@ def main() -> None:
     from skimage import data
 
     from effnet._util.cpuinfo import cpu_info
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
     from effnet.serve.config import ModelSource
     from effnet.serve.uploads import decode_image
 

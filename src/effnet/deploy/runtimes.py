@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-RUNTIMES = ("onnxruntime", "openvino")
+EXPORTED_RUNTIMES = ("onnxruntime", "openvino")
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def runtime_available(runtime: str) -> bool:
     """Whether the Python package of `runtime` is installed."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime not in EXPORTED_RUNTIMES:
+        raise ValueError(f"runtime must be one of {EXPORTED_RUNTIMES}, got {runtime!r}")
     return importlib.util.find_spec(runtime) is not None
 
 
@@ -204,7 +204,7 @@ def runtime_versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = []
-    for package in ("torch", *RUNTIMES):
+    for package in ("torch", *EXPORTED_RUNTIMES):
         try:
             parts.append(f"{package} {version(package)}")
         except PackageNotFoundError:

@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException
 from effnet import __version__
 from effnet.analysis.cam import overlay
 from effnet.deploy.predict import top_classes
-from effnet.serve.backend import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.batcher import DynamicBatcher
+from effnet.serve.classifier import CamUnavailableError, Classifier, load_classifier
 from effnet.serve.config import DEFAULT_TOP_K, ServeConfig
 from effnet.serve.docs import add_docs, install_openapi
 from effnet.serve.limits import BodyTooLargeError, LimitsAndMetrics

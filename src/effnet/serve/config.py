@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from effnet.weights.source import DEFAULT_MODEL, PREPROCESS_OVERRIDES, ModelSource
 
 DEFAULT_TOP_K = 5
-RUNTIMES = ("auto", "onnxruntime", "pytorch")  # auto: onnxruntime when installed
+SERVE_RUNTIMES = ("auto", "onnxruntime", "pytorch")  # auto: onnxruntime when installed
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1  # processes, each with its own model and batcher
     threads: int | None = None  # torch / onnxruntime intra-op threads per worker (None: see intra_op_threads)
-    runtime: str = "auto"  # what runs the forward pass of a PyTorch model: RUNTIMES
+    runtime: str = "auto"  # what runs the forward pass of a PyTorch model: SERVE_RUNTIMES
     streams: int = 1  # forward passes that may run at once per worker, each on its own thread
     max_batch: int = 4  # 1 turns dynamic batching off: one image per forward pass
     max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
@@ -42,7 +42,7 @@ class ServeConfig:
             "port": 0 <= self.port <= 65535,
             "workers": self.workers >= 1,
             "threads": self.threads is None or self.threads >= 1,
-            "runtime": self.runtime in RUNTIMES,
+            "runtime": self.runtime in SERVE_RUNTIMES,
             "streams": self.streams >= 1,
             "max_batch": self.max_batch >= 1,
             "max_wait_ms": math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0,
@@ -60,7 +60,7 @@ class ServeConfig:
             values = ", ".join(f"{name}={'(hidden)' if name == 'token' else repr(getattr(self, name))}" for name in bad)
             raise ValueError(
                 f"invalid serve setting(s): {values}; ports are 0-65535, sizes and counts positive and finite, "
-                f"runtime one of {RUNTIMES}, a token printable without spaces, origins like https://example.com"
+                f"runtime one of {SERVE_RUNTIMES}, a token printable without spaces, origins like https://example.com"
             )
 
     @property
@@ -88,4 +88,4 @@ class ServeConfig:
         return cls(source=ModelSource(**source), **{key: value for key, value in data.items() if key in known})
 
 
-__all__ = ["DEFAULT_MODEL", "PREPROCESS_OVERRIDES", "RUNTIMES", "ModelSource", "ServeConfig"]
+__all__ = ["DEFAULT_MODEL", "PREPROCESS_OVERRIDES", "SERVE_RUNTIMES", "ModelSource", "ServeConfig"]

@@ -11,7 +11,7 @@ import torch
 import uvicorn
 
 from effnet.serve.app import CONFIG_ENV, create_app
-from effnet.serve.backend import Classifier, load_classifier
+from effnet.serve.classifier import Classifier, load_classifier
 from effnet.serve.config import ServeConfig
 from effnet.serve.http11 import RefusingH11Protocol
 from effnet.serve.metrics import MULTIPROCESS_ENV

@@ -18,7 +18,7 @@ from effnet.analysis.cam import image_cam
 from effnet.deploy.export import fold_batchnorm, onnx_session
 from effnet.deploy.runtimes import export_deploy_graph, read_exported_metadata, runtime_available
 from effnet.preprocess import Preprocess, preprocess_transform
-from effnet.serve.config import RUNTIMES
+from effnet.serve.config import SERVE_RUNTIMES
 from effnet.weights.source import ModelSource, load_source
 
 
@@ -172,9 +172,9 @@ def _run_session(session: Any, input_name: str, batch: torch.Tensor) -> torch.Te
     return torch.from_numpy(session.run(None, {input_name: array})[0])
 
 
-class ExportedClassifier(TorchClassifier):
+class ExportedClassifier(Classifier):
     """An effnet model whose forward pass runs on onnxruntime: exported at startup (BatchNorm folded, input size
-    fixed), while the PyTorch model stays for CAM.
+    fixed), beside the PyTorch model (a `TorchClassifier`, kept for CAM).
 
     On the 2-core EPYC, one thread, batch 1, Lite0's forward pass takes well under half the time of the folded
     channels-last PyTorch model (`benchmarks/serve_costs.py`), and the export takes about a second at startup.
@@ -183,21 +183,35 @@ class ExportedClassifier(TorchClassifier):
     runtime = "onnxruntime"
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str] | None, threads: int):
-        super().__init__(model, class_names)
+        self.eager = TorchClassifier(model, class_names)  # folds the BatchNorms, once for both runtimes
+        super().__init__(self.eager.name, self.eager.preprocess, self.eager.num_classes, class_names)
         size = self.preprocess.input_size
         example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         with tempfile.TemporaryDirectory(prefix="effnet-serve-") as folder:
-            model = self.model.to(memory_format=torch.contiguous_format)  # (its BatchNorms are folded already)
-            path = export_deploy_graph(model, Path(folder) / "model.onnx", example)
+            contiguous = self.model.to(memory_format=torch.contiguous_format)
+            path = export_deploy_graph(contiguous, Path(folder) / "model.onnx", example)
             self.session = onnx_session(path, threads)  # reads the file: the folder can go
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.eager.model = self.model.to(memory_format=torch.channels_last)
         self.input_name = self.session.get_inputs()[0].name
         self._check(example)
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The folded PyTorch model the graph was exported from (CAM runs on it)."""
+        return self.eager.model
+
+    @property
+    def has_cam(self) -> bool:
+        """As the PyTorch model: CAM needs its linear classifier."""
+        return self.eager.has_cam
+
+    def cam(self, image: Image.Image) -> Any:
+        """CAM of the top class, drawn by the PyTorch model."""
+        return self.eager.cam(image)
+
     def _check(self, example: torch.Tensor) -> None:
         """The export must compute what the model computes; refuse to serve it otherwise."""
-        with torch.inference_mode():
-            expected = self.model(example)
+        expected = self.eager.logits(example)
         difference = (self.logits(example) - expected).abs().max().item()
         if not difference <= 1e-3 * max(1.0, expected.abs().max().item()):
             raise ValueError(
@@ -245,8 +259,8 @@ def _load_exported(source: ModelSource, threads: int, streams: int) -> Classifie
 
 def resolve_runtime(runtime: str, source: ModelSource) -> str:
     """ "auto" made concrete: onnxruntime when it is installed (or the file is ONNX), else pytorch."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime not in SERVE_RUNTIMES:
+        raise ValueError(f"runtime must be one of {SERVE_RUNTIMES}, got {runtime!r}")
     if source.is_exported:
         wanted = "onnxruntime" if source.is_onnx else "openvino"
         if runtime not in ("auto", wanted):
