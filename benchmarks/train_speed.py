@@ -178,7 +178,7 @@ def run_candidate(name: str, model: str, size: int, args: argparse.Namespace) ->
     from effnet.train import TrainConfig
     from effnet.train.distributed import DistInfo
     from effnet.train.evaluate import resolve_device
-    from effnet.train.finetune import apply_train_mode
+    from effnet.train.freezing import apply_train_mode
     from effnet.train.loop import _Trainer  # the loop's own step and loader: what `effnet train` runs
     from effnet.train.setup import build_run
 

@@ -4,7 +4,7 @@ from effnet.train.checkpoint import Checkpoint, CheckpointManager, load_checkpoi
 from effnet.train.config import RECIPES, TrainConfig
 from effnet.train.ema import ModelEma, tf_ema_decay
 from effnet.train.evaluate import evaluate, evaluate_checkpoint, resolve_device
-from effnet.train.finetune import set_backbone_frozen
+from effnet.train.freezing import set_backbone_frozen
 from effnet.train.loop import TrainingDiverged, TrainingInterrupted, TrainResult, fit
 from effnet.train.optim import RMSpropTF, build_optimizer, param_groups
 from effnet.train.progressive import TABLE6, ProgressiveRange, ProgressiveStage, default_range, progressive_stages

@@ -20,7 +20,7 @@ from effnet.train.checkpoint import Checkpoint, CheckpointManager, collect_rng, 
 from effnet.train.config import TrainConfig
 from effnet.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from effnet.train.evaluate import autocast_context, resolve_device
-from effnet.train.finetune import apply_train_mode, set_backbone_frozen
+from effnet.train.freezing import apply_train_mode, set_backbone_frozen
 from effnet.train.progressive import ProgressiveStage
 from effnet.train.sampling import EpochKeyed, EpochTagged, ResumableSampler, SeededDataset
 from effnet.train.setup import RunSetup, build_run
