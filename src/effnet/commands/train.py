@@ -17,7 +17,7 @@ NAME = "train"
 HELP = "train a model with the EfficientNet recipe"
 
 # `effnet train` without --config/--recipe/--resume starts from the "quick" recipe: B0 at half width and depth,
-# 80 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
+# 96 px, 6 epochs on the built-in shapes, a few minutes on 2 CPU cores. Explicit flags override it.
 QUICKSTART_RECIPE = "quick"
 
 _HELP = {

@@ -37,34 +37,41 @@ def proxy_spec(width: float = 0.5, depth: float = 0.5, resolution: int = 64) -> 
     spec = scale(B0.replace(rules=rules), width=width, depth=depth, depth_rounding="round", name=PROXY_NAME)
     # A short run needs little regularization (no stochastic depth, light dropout) and BatchNorm statistics
     # that follow a few hundred steps (PyTorch's momentum 0.1, not TF's 0.01).
-    return spec.replace(resolution=resolution, dropout=0.1, drop_path_rate=0.0, norm_momentum=0.1,
-                        rules=ScalingRules(channel_divisor=4))
+    return spec.replace(
+        resolution=resolution, dropout=0.1, drop_path_rate=0.0, norm_momentum=0.1, rules=ScalingRules(channel_divisor=4)
+    )
 
 
 def proxy_train_config(
-    *, epochs: int = QUICK["epochs"], num_train: int = DataConfig.num_train, num_val: int = DataConfig.num_val,
-    batch_size: int = QUICK["batch_size"], seed: int = 0,
+    *,
+    epochs: int = QUICK["epochs"],
+    num_train: int = DataConfig.num_train,
+    num_val: int = DataConfig.num_val,
+    batch_size: int = QUICK["batch_size"],
+    seed: int = 0,
 ) -> TrainConfig:
     """The short-run recipe (`effnet.train.config.SHORT_RUN`) on the proxy, with `effnet train`'s quick budget.
 
-    By default each trial gets the main command's budget: 6 epochs of 5,000 built-in images in batches of 50,
+    By default each trial gets the main command's budget: 6 epochs of 5,000 built-in images in batches of 25,
     1,000 validation images, the images rendered at 96 px (enough for the largest grid
     resolution, 83 px); each trial trains at its own spec's resolution. A third of that budget leaves the base
     at the fill-only ~20% and cannot rank candidates (README, "Scaling science").
     """
-    return TrainConfig.from_dict({
-        **SHORT_RUN,
-        "model": PROXY_NAME,
-        "data": DataConfig(name="shapes", num_train=num_train, num_val=num_val, seed=seed, render_size=96),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-        "deterministic": True,
-        "device": "cpu",
-        "tensorboard": False,
-        "plot": False,
-        "keep_last": 1,
-    })
+    return TrainConfig.from_dict(
+        {
+            **SHORT_RUN,
+            "model": PROXY_NAME,
+            "data": DataConfig(name="shapes", num_train=num_train, num_val=num_val, seed=seed, render_size=96),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "deterministic": True,
+            "device": "cpu",
+            "tensorboard": False,
+            "plot": False,
+            "keep_last": 1,
+        }
+    )
 
 
 def render_for(train: TrainConfig, specs: Sequence[NetSpec]) -> TrainConfig:
