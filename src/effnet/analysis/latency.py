@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from effnet.analysis.backends import int8_runner, onnx_runtime_runner, optimized_runner
+from effnet.analysis.runtimes import int8_runner, onnx_runtime_runner, optimized_runner
 from effnet.analysis.timing import Runner, time_runner, torch_threads
 from effnet.deploy.runtimes import runtime_available
 from effnet.models.registry import create_model, resolve_spec

@@ -147,7 +147,7 @@ def seed_text(seeds: tuple[int, ...]) -> str:
 
 def runner_config(args: argparse.Namespace) -> Any:
     """How trials run (Ray or one after another), with a note when the choice differs from what was asked."""
-    from effnet.search.runner import NO_RAY_NOTE, RunnerConfig, resolve_backend
+    from effnet.search.runner import NO_RAY_NOTE, RunnerConfig, resolve_search_backend
 
     runner = RunnerConfig(
         backend=args.backend,
@@ -156,7 +156,7 @@ def runner_config(args: argparse.Namespace) -> Any:
         address=args.address,
         retry_failed=args.retry_failed,
     )
-    backend = resolve_backend(runner)
+    backend = resolve_search_backend(runner)
     if backend == "sequential" and args.backend == "auto":
         print(f"note: {NO_RAY_NOTE}", file=lines(args))
     elif backend == "sequential" and args.workers > 1:

@@ -9,7 +9,7 @@ from effnet.search.runner import (
     TrialTask,
     execute_trial,
     ray_available,
-    resolve_backend,
+    resolve_search_backend,
     run_trials,
 )
 from effnet.search.study import (
@@ -49,7 +49,7 @@ __all__ = [
     "proxy_spec",
     "proxy_train_config",
     "ray_available",
-    "resolve_backend",
+    "resolve_search_backend",
     "run_experiment",
     "run_search",
     "run_study",

@@ -68,7 +68,7 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def resolve_backend(config: RunnerConfig) -> str:
+def resolve_search_backend(config: RunnerConfig) -> str:
     """'ray' or 'sequential'; asking for Ray without it installed is a user error."""
     if config.backend == "ray" and not ray_available():
         raise ValueError('--backend ray needs Ray: pip install "effnet[ray]" (or use --backend sequential)')
@@ -85,8 +85,10 @@ def fit_threads(config: RunnerConfig, node_cpus: list[float]) -> int:
         raise ValueError("the Ray cluster has no node with a CPU; add workers with `ray start --address ...`")
     if config.threads is not None:
         if config.threads > largest:
-            raise ValueError(f"--threads {config.threads} is more than the largest Ray node's {largest} CPU(s), so no "
-                             f"trial could ever be scheduled; use --threads {largest} or less")
+            raise ValueError(
+                f"--threads {config.threads} is more than the largest Ray node's {largest} CPU(s), so no "
+                f"trial could ever be scheduled; use --threads {largest} or less"
+            )
         return config.threads
     return max(1, min(largest, int(sum(node_cpus)) // config.workers))
 
@@ -102,8 +104,10 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     except ValueError:
         raise ValueError(f"--address {address!r} is not host:port") from None
     except OSError as err:
-        raise ValueError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
-                         "`ray start --head --port PORT` or leave out --address to run locally") from None
+        raise ValueError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+            "`ray start --head --port PORT` or leave out --address to run locally"
+        ) from None
 
 
 def execute_trial(trial_fn: TrialFn, task: TrialTask) -> dict[str, Any]:
@@ -163,7 +167,7 @@ def run_trials(
             on_record(record, False)
 
     if pending:
-        if resolve_backend(config) == "ray":
+        if resolve_search_backend(config) == "ray":
             _run_on_ray(pending, trial_fn, config, finish)
         else:
             for task in pending:
@@ -191,8 +195,12 @@ def _run_on_ray(
             check_reachable(config.address)
             ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=config.workers * threads, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False)
+            ray.init(
+                num_cpus=config.workers * threads,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
     if config.address or not started_here:  # someone else's cluster: fit the trials to its nodes
         node_cpus = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
         threads = fit_threads(config, node_cpus)
@@ -214,8 +222,14 @@ def _run_on_ray(
             try:
                 record = ray.get(ready[0])
             except ray.exceptions.RayError as err:  # the worker process itself died (OOM kill, segfault)
-                record = {"trial_id": task.trial_id, "status": "failed", "metrics": {},
-                          "error": f"{type(err).__name__}: {err}", "seconds": None, "threads": threads}
+                record = {
+                    "trial_id": task.trial_id,
+                    "status": "failed",
+                    "metrics": {},
+                    "error": f"{type(err).__name__}: {err}",
+                    "seconds": None,
+                    "threads": threads,
+                }
             finish(record)
     finally:
         if started_here:

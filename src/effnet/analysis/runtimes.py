@@ -1,4 +1,5 @@
-"""Benchmark runners beyond eager PyTorch: a model exported to onnxruntime or OpenVINO, and effnet's int8 export.
+"""Benchmark runners on runtimes beyond eager PyTorch: a model exported to onnxruntime or OpenVINO, and effnet's
+int8 export.
 
 Each factory returns the lazy `(example input, threads) -> (runner, backend label)` that `latency.Candidate`
 expects; the export happens when the candidate's turn comes, into a temporary folder.
