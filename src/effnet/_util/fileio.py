@@ -115,7 +115,8 @@ def prepare_folder(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +130,7 @@ def _stale(entry: Path, prefix: str) -> bool:
     """Whether a hidden staging entry for a destination was left by a writer that is gone."""
     pid, _, rest = entry.name[len(prefix) :].partition(".")
     if pid.isdigit() and rest:
-        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+        return int(pid) != os.getpid() and not pid_alive(int(pid))
     try:
         return time.time() - entry.lstat().st_mtime > _UNNAMED_STALE_S
     except FileNotFoundError:

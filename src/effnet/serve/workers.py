@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from effnet._util.fileio import pid_alive
+
 PARENT_ENV = "EFFNET_SERVE_PARENT"  # the pid of the `effnet serve` process that supervises the workers
 METRICS_PREFIX = "effnet-serve-metrics-"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -56,17 +58,7 @@ def remove_dead_metrics_folders(root: str | None = None) -> list[Path]:
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):
         pid = folder.name[len(METRICS_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
