@@ -8,6 +8,7 @@ threshold is refused (`Int8Refused`) unless forced. docs/deploy.md records how t
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,12 @@ import torch
 from torch import nn
 
 from effnet._util.fileio import replace_files, staging_dir
+from effnet.deploy.export import fold_batchnorm
+from effnet.deploy.int8_quantizers import quantize_graph
+from effnet.deploy.int8_rounding import round_weights
+from effnet.deploy.predict import collect_images, load_image, preprocess_image
+from effnet.deploy.runtimes import export_deploy_graph, predictor
+from effnet.weights.pretrained import imagenet_classes, imagenet_label
 
 QUANT_BACKENDS = ("auto", "onnxruntime", "openvino")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -133,8 +140,6 @@ class Int8Refused(ValueError):
 def resolve_backend(config: QuantizeConfig) -> QuantizeConfig:
     """`config` with backend "auto" replaced by the backend installed here (openvino first), rounding resolved."""
     if config.backend == "auto":
-        import importlib.util
-
         has_openvino = all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
         config = replace(config, backend="openvino" if has_openvino else "onnxruntime")
     if config.rounding == "auto":
@@ -148,8 +153,6 @@ def resolve_backend(config: QuantizeConfig) -> QuantizeConfig:
 
 def load_arrays(model: nn.Module, paths: Sequence[Path], resolution: int | None = None) -> np.ndarray:
     """The photos at `paths` through the model's own eval preprocessing, as one float32 (N, 3, H, W) array."""
-    from effnet.deploy.predict import load_image, preprocess_image
-
     preprocess = model.preprocess
     if resolution is not None:
         preprocess = replace(preprocess, input_size=resolution)
@@ -158,8 +161,6 @@ def load_arrays(model: nn.Module, paths: Sequence[Path], resolution: int | None 
 
 def shuffled_images(folder: str | Path, seed: int = 0) -> list[Path]:
     """Every image under `folder`, in a seeded random order (so a prefix mixes the classes)."""
-    from effnet.deploy.predict import collect_images
-
     if not Path(folder).is_dir():
         raise ValueError(f"calibration folder {folder} does not exist or is not a folder")
     paths = collect_images([folder])
@@ -191,8 +192,6 @@ def split_photos(
 
 
 def _export_fp32(model: nn.Module, folder: Path, resolution: int) -> Path:
-    from effnet.deploy.runtimes import export_deploy_graph
-
     folder.mkdir(parents=True, exist_ok=True)
     return export_deploy_graph(model, folder / "fp32.onnx", torch.zeros(1, 3, resolution, resolution))
 
@@ -202,11 +201,7 @@ def _quantize_in(folder: Path, folded: nn.Module, images: np.ndarray, name: str,
     """The int8 file quantized in `folder` from the BN-folded model, calibrated on `images`: its weights rounded
     for their outputs first with config.rounding "optimized" (layers left in float keep theirs), else from the
     plain fp32 graph (`fp32` when already exported). `config` is resolved."""
-    from effnet.deploy.int8_quantizers import quantize_graph
-
     if config.rounding == "optimized":
-        from effnet.deploy.int8_rounding import round_weights
-
         rounded = round_weights(folded, images[: config.rounding_size], float_ops=config.float_ops)
         fp32 = _export_fp32(rounded, folder / "rounded", images.shape[-1])
     elif fp32 is None:
@@ -216,8 +211,6 @@ def _quantize_in(folder: Path, folded: nn.Module, images: np.ndarray, name: str,
 
 def quantize_model(model: nn.Module, images: np.ndarray, out: str | Path, config: QuantizeConfig) -> Path:
     """Fold BN, round the weights (config.rounding), export at the size of `images`, calibrate and write int8."""
-    from effnet.deploy.export import fold_batchnorm
-
     out, config = Path(out), resolve_backend(config)
     with staging_dir(out) as tmp:  # staged beside `out` and renamed, like export_int8
         staged = _quantize_in(tmp, fold_batchnorm(model), images, out.name, config)
@@ -257,8 +250,6 @@ def photo_labels(paths: Sequence[Path], class_names: Sequence[str] | None, num_c
     model: a WordNet id names the photo's folder or starts its file name (`n01440764/x.JPEG`,
     `n01440764_tench.JPEG`).
     """
-    from effnet.weights.pretrained import imagenet_classes, imagenet_label
-
     if class_names is not None and tuple(class_names) != imagenet_classes():
         index = {name: i for i, name in enumerate(class_names)}
         labels = [index.get(Path(path).parent.name, index.get("/".join(Path(path).parts[-3:-1]))) for path in paths]
@@ -273,8 +264,6 @@ def _compare(fp32_path: Path, int8_path: Path, holdout: np.ndarray, config: Quan
              labels: np.ndarray | None = None) -> Int8Comparison:  # fmt: skip
     """Top-1 agreement (and accuracy on `labels`) of the int8 file against the fp32 ONNX file; batch-1 latency of
     both, config.timing_runs interleaved rounds on config.threads threads. `config` is resolved."""
-    from effnet.deploy.runtimes import predictor
-
     fp32 = predictor(fp32_path, "onnxruntime", config.threads)
     int8 = predictor(int8_path, config.backend, config.threads)
     fp32_top = np.array([int(fp32(x[None]).argmax()) for x in holdout])
@@ -302,8 +291,6 @@ def export_int8(
     Raises `Int8Refused` (a ValueError carrying the report) when agreement is below `config.min_agreement` and
     not `force`; nothing is written then.
     """
-    from effnet.deploy.export import fold_batchnorm
-
     out, config = Path(out), resolve_backend(config)  # once (a resolved config is kept): all below reads it
     cal_paths, held_paths = split_photos(calibration, holdout, config)
     cal_images = load_arrays(model, cal_paths, resolution)

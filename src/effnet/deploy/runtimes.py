@@ -7,14 +7,29 @@ predictions of Lite0 move), so effnet asks for f32 unless told otherwise.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from effnet.deploy.export import (
+    count_batchnorms,
+    export_onnx,
+    fold_batchnorm,
+    onnx_session,
+    read_onnx_metadata,
+    recorded_metadata,
+)
+from effnet.models.catalog import resolve_spec
+from effnet.models.layers.padding import Conv2dSame, same_padding
+from effnet.preprocess import default_preprocess
 
 EXPORTED_RUNTIMES = ("onnxruntime", "openvino")
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -29,8 +44,6 @@ def runtime_available(runtime: str) -> bool:
 
 def onnxruntime_predictor(path: str | Path, threads: int = 0) -> Predictor:
     """A batch -> logits function over `effnet.deploy.export.onnx_session` (threads=0 means all cores)."""
-    from effnet.deploy.export import onnx_session
-
     session = onnx_session(path, threads)
     input_name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {input_name: batch})[0]
@@ -79,8 +92,6 @@ def read_exported_metadata(path: str | Path) -> Any:
     OpenVINO's converter keeps an ONNX file's metadata_props in the IR's rt_info under "framework", so an int8
     .xml made from effnet's ONNX export carries the same three entries.
     """
-    from effnet.deploy.export import read_onnx_metadata, recorded_metadata
-
     if Path(path).suffix.lower() == ".onnx":
         return read_onnx_metadata(path)
     import openvino as ov
@@ -131,8 +142,6 @@ class ExportedModel(nn.Module):
 def _graph_shapes(path: Path, runtime: str) -> tuple[int | None, tuple[int, int] | None]:
     """(number of classes, fixed (height, width) of the input or None when dynamic) of an exported graph."""
     if runtime == "onnxruntime":
-        from effnet.deploy.export import onnx_session
-
         session = onnx_session(path, 1)
         dims, classes = session.get_inputs()[0].shape, session.get_outputs()[0].shape[1]
         fixed = all(isinstance(d, int) for d in dims[2:4])
@@ -183,9 +192,6 @@ def _open_exported(path: Path, runtime: str, model: str | None, threads: int) ->
                 f"{path} records no preprocessing (it was not written by `effnet export`): pass "
                 "--model NAME, the architecture it was exported from, to use its preprocessing"
             )
-        from effnet.models.registry import resolve_spec
-        from effnet.preprocess import default_preprocess
-
         preprocess = default_preprocess(resolve_spec(model))
     num_classes, input_hw = _graph_shapes(path, runtime)
     if num_classes is None:
@@ -201,8 +207,6 @@ def _open_exported(path: Path, runtime: str, model: str | None, threads: int) ->
 
 def runtime_versions() -> str:
     """ "torch X, onnxruntime Y, openvino Z" for the runtimes installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     parts = []
     for package in ("torch", *EXPORTED_RUNTIMES):
         try:
@@ -302,8 +306,6 @@ def _fuse_pads_into_convs(path: Path) -> None:
 def export_deploy_graph(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """An effnet model as a fixed-size ONNX deployment graph at `path`: BatchNorm folded, TF "SAME" pads frozen
     for `example`'s size (fused into the convs by onnxruntime) and the input size fixed to it."""
-    from effnet.deploy.export import count_batchnorms, export_onnx, fold_batchnorm
-
     # A model folded already (int8 folds once, effnet.deploy.quantize) goes straight to the padding freeze's copy.
     deployed = freeze_same_padding(fold_batchnorm(model) if count_batchnorms(model) else model, example)
     return fix_input_size(export_onnx(deployed, path, example), example.shape[-2], example.shape[-1])
@@ -315,12 +317,6 @@ def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
     The run-time size arithmetic that lets an export pad right at any size becomes one constant Pad per strided
     conv, which onnxruntime then fuses into the conv (its PadFusion): the graph a fixed-size deployment wants.
     """
-    import copy
-
-    import torch.nn.functional as F
-
-    from effnet.models.layers.padding import Conv2dSame, same_padding
-
     frozen = copy.deepcopy(model).eval()
     sizes: dict[nn.Module, tuple[int, int]] = {}
     hooks = [
