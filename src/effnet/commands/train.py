@@ -109,7 +109,7 @@ def _add_option(parser: argparse.ArgumentParser, option: Any, quick: dict[str, A
     if option.name in quick:
         default = f"{default}; {quick[option.name]} in the quick recipe"
     help_text = _HELP.get(option.name, "") + f" (default {default})"
-    from effnet.train.config import OPTION_BOUNDS, WHOLE  # ranges shared with the config file's checks
+    from effnet.train.options import OPTION_BOUNDS, WHOLE  # ranges shared with the config file's checks
 
     numbers = {int: WHOLE, float: _FINITE}
     if option.name in _SWITCHES:

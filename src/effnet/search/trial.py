@@ -18,7 +18,7 @@ from effnet.models.specs import B0, NetSpec, ScalingRules
 from effnet.preprocess import preprocess_transform
 from effnet.search.runner import TrialTask
 from effnet.train import TrainConfig, fit
-from effnet.train.config import RECIPES, SHORT_RUN
+from effnet.train.recipes import RECIPES, SHORT_RUN
 from effnet.weights import load_model
 
 PROXY_NAME = "b0_proxy"
@@ -50,7 +50,7 @@ def proxy_train_config(
     batch_size: int = QUICK["batch_size"],
     seed: int = 0,
 ) -> TrainConfig:
-    """The short-run recipe (`effnet.train.config.SHORT_RUN`) on the proxy, with `effnet train`'s quick budget.
+    """The short-run recipe (`effnet.train.recipes.SHORT_RUN`) on the proxy, with `effnet train`'s quick budget.
 
     By default each trial gets the main command's budget: 6 epochs of 5,000 built-in images in batches of 25,
     1,000 validation images, the images rendered at 96 px (enough for the largest grid
