@@ -50,21 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from effnet._util.fileio import replace_files, staging_dir
     from effnet.commands._source import load_from_flags
     from effnet.deploy.export import export_model
-    from effnet.deploy.runtimes import is_exported
 
-    if is_exported(args.weights):
-        raise ValueError(
-            f"{args.weights} is already an exported graph: export from the .safetensors or checkpoint it came from"
-        )
-    int8_only = {"--calibration": args.calibration, "--holdout": args.holdout, "--random-weights": args.random_weights}
-    ignored = [flag for flag, value in int8_only.items() if value]
-    if ignored and not args.int8:
-        raise ValueError(f"{ignored[0]} would be ignored: it is for int8 export; add --int8 or drop {ignored[0]}")
-    if args.int8 and not (args.pretrained or args.weights or args.random_weights):
-        # A random-init model quantizes and even passes its agreement check: say so instead of writing it quietly.
-        raise ValueError(
-            "--int8 would quantize random weights: pass --pretrained or --weights FILE (--random-weights if meant)"
-        )
+    _check_flags(args)
     model = load_from_flags(args, args.model, args.weights, need_weights=False)
     if args.format in ("timm", "torchvision"):
         from effnet.commands.interop import export_state_dict
@@ -97,6 +84,25 @@ def run(args: argparse.Namespace) -> int:
     code = _outcome(out, passed, written)
     _report(args, model, out, size, check, (passed, verdict), written)
     return code
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse flag combinations that would export the wrong thing or ignore a flag."""
+    from effnet.deploy.runtimes import is_exported
+
+    if is_exported(args.weights):
+        raise ValueError(
+            f"{args.weights} is already an exported graph: export from the .safetensors or checkpoint it came from"
+        )
+    int8_only = {"--calibration": args.calibration, "--holdout": args.holdout, "--random-weights": args.random_weights}
+    ignored = [flag for flag, value in int8_only.items() if value]
+    if ignored and not args.int8:
+        raise ValueError(f"{ignored[0]} would be ignored: it is for int8 export; add --int8 or drop {ignored[0]}")
+    if args.int8 and not (args.pretrained or args.weights or args.random_weights):
+        # A random-init model quantizes and even passes its agreement check: say so instead of writing it quietly.
+        raise ValueError(
+            "--int8 would quantize random weights: pass --pretrained or --weights FILE (--random-weights if meant)"
+        )
 
 
 def _report(

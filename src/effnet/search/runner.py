@@ -175,6 +175,29 @@ def run_trials(
     return {task.trial_id: records[task.trial_id] for task in tasks}
 
 
+def _start_ray(config: RunnerConfig, threads: int) -> bool:
+    """Connect to `config.address` or start a local Ray; False when Ray was already running in this process."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Ray runs its workers at nice 15 unless told otherwise; on a machine shared with other jobs that starves
+    # the trials (measured: ~10% of a core each under load). Trials are the work, so run them at normal
+    # priority, like the sequential backend does; an explicit RAY_worker_niceness still wins.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    if config.address:
+        check_reachable(config.address)
+        ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=config.workers * threads,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    return True
+
+
 def _run_on_ray(
     tasks: list[TrialTask], trial_fn: TrialFn, config: RunnerConfig, finish: Callable[[dict[str, Any]], None]
 ) -> None:
@@ -185,22 +208,7 @@ def _run_on_ray(
         # Workers may not import the caller's module (a test file, a script): ship it by value.
         ray.cloudpickle.register_pickle_by_value(sys.modules[module])
     threads = tasks[0].threads
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Ray runs its workers at nice 15 unless told otherwise; on a machine shared with other jobs that starves
-        # the trials (measured: ~10% of a core each under load). Trials are the work, so run them at normal
-        # priority, like the sequential backend does; an explicit RAY_worker_niceness still wins.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        if config.address:
-            check_reachable(config.address)
-            ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
-        else:
-            ray.init(
-                num_cpus=config.workers * threads,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
+    started_here = _start_ray(config, threads)
     if config.address or not started_here:  # someone else's cluster: fit the trials to its nodes
         node_cpus = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
         threads = fit_threads(config, node_cpus)

@@ -20,6 +20,27 @@ if TYPE_CHECKING:
     from effnet.models.net import EfficientNet
 
 
+def _shape_mismatch(
+    model: EfficientNet,
+    state: dict[str, torch.Tensor],
+    own: dict[str, torch.Tensor],
+    mismatched: list[tuple[str, str]],
+    where: str,
+    only_head: bool,
+) -> str:
+    """The error for tensors of the wrong shape: the first five, and the fix when only the classifier differs."""
+    lines = [
+        f"{ours} {tuple(own[ours].shape)} <- {theirs} {tuple(state[theirs].shape)}" for ours, theirs in mismatched[:5]
+    ]
+    hint = ""
+    if only_head and all(ours.startswith("classifier.") for ours, _ in mismatched):
+        hint = (
+            f"\nonly the classifier differs: create the model with num_classes="
+            f"{state[mismatched[0][1]].shape[0]}, or pass reset_classifier=True for a fresh one to fine-tune"
+        )
+    return f"{len(mismatched)} tensor(s){where} do not fit {model.spec.name}; first:\n  " + "\n  ".join(lines) + hint
+
+
 def load_state_dict(
     model: EfficientNet, state: dict[str, torch.Tensor], *, source: str = "", strict: bool = True
 ) -> str:
@@ -34,21 +55,8 @@ def load_state_dict(
     unexpected = sorted(set(state) - set(names.values()))
     where = f" from {source}" if source else ""
     if mismatched:
-        lines = [
-            f"{ours} {tuple(own[ours].shape)} <- {theirs} {tuple(state[theirs].shape)}"
-            for ours, theirs in mismatched[:5]
-        ]
-        hint = ""
-        if all(ours.startswith("classifier.") for ours, _ in mismatched) and not (missing or unexpected):
-            hint = (
-                f"\nonly the classifier differs: create the model with num_classes="
-                f"{state[mismatched[0][1]].shape[0]}, or pass reset_classifier=True for a fresh one to fine-tune"
-            )
-        raise ValueError(
-            f"{len(mismatched)} tensor(s){where} ({layout} layout) do not fit {model.spec.name}; first:\n  "
-            + "\n  ".join(lines)
-            + hint
-        )
+        only_head = not (missing or unexpected)
+        raise ValueError(_shape_mismatch(model, state, own, mismatched, f"{where} ({layout} layout)", only_head))
     if strict and (missing or unexpected):
         raise ValueError(
             f"weights{where} ({layout} layout) do not match {model.spec.name}: "
