@@ -102,6 +102,19 @@ def test_resume_skips_damaged_checkpoints_and_ends_like_the_uninterrupted_run(fi
     assert load_checkpoint(ckpt / "last.pt")["global_step"] == 16
 
 
+def test_a_finished_run_with_a_truncated_last_pt_is_repaired_by_its_resume(finished, tmp_path, capsys):
+    # Resuming a finished run trains and saves nothing: the damaged last.pt must still be replaced, so that
+    # `effnet eval last.pt` works after a resume that reported the run done.
+    spec, _, _ = finished
+    run = copy_run(finished, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    replace_bytes(last, last.read_bytes()[:1000])
+    assert main(train_args(spec, tmp_path, "run", "--resume")) == 0
+    assert "rewrote it from step-00000016.pt" in (run / "train.log").read_text()
+    assert load_checkpoint(last)["global_step"] == 16
+    assert main(["eval", str(last)]) == 0
+
+
 def test_random_bytes_that_still_unpickle_fail_the_checksum(finished, tmp_path):
     state = load_checkpoint(finished[1] / "checkpoints" / "last.pt")
     name = next(iter(state["model"]))

@@ -205,14 +205,18 @@ class CheckpointManager:
         """The intact checkpoint furthest into the run (last.pt or a step file), or None if there is none.
 
         Also returns a note per damaged file; damaged files newer than the chosen one are renamed *.corrupt so
-        that pruning never keeps them in place of intact ones.
+        that pruning never keeps them in place of intact ones, and a damaged last.pt is rewritten from the chosen
+        file (a run that resumes only to find itself finished saves nothing, and last.pt must still load).
         """
         notes: list[str] = []
         best: tuple[Path, Checkpoint] | None = None
+        last_note = None  # the index of last.pt's note when it is damaged
         for path in self._candidates():
             try:
                 checkpoint = Checkpoint.read(path)
             except CorruptCheckpoint as err:
+                if path == self.last:
+                    last_note = len(notes)
                 notes.append(str(err))
                 if path != self.last:
                     path.replace(path.with_name(path.name + ".corrupt"))
@@ -221,6 +225,9 @@ class CheckpointManager:
                 best = (path, checkpoint)
             if path != self.last:  # step files come newest first: no older one can be further along
                 break
+        if best and last_note is not None:
+            _atomic_copy(best[0], self.last)
+            notes[last_note] += f"; rewrote it from {best[0].name}"
         return (best[0], best[1], notes) if best else None
 
     def _candidates(self) -> Iterator[Path]:
