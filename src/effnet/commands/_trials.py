@@ -199,7 +199,10 @@ class Progress:
         tqdm.write(f"{'resumed ' if resumed else 'finished'} {record['trial_id']}: {text}", file=self.stream)
         self.bar.update(1)
 
-    def close(self) -> None:
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.bar.close()
 
 

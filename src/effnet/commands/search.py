@@ -107,11 +107,8 @@ def run(args: argparse.Namespace) -> int:
         f"{config.runner.workers} at a time; results in {args.out}",
         file=lines(args),
     )
-    progress = Progress(total, "search", args)
-    try:
+    with Progress(total, "search", args) as progress:
         result = run_search(config, on_record=progress)
-    finally:
-        progress.close()
     if args.json:
         print_json(result)
     else:

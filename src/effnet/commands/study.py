@@ -71,11 +71,8 @@ def run(args: argparse.Namespace) -> int:
         f"{seed_text(config.training_seeds())}; results in {args.out}",
         file=lines(args),
     )
-    progress = Progress(total, "study", args)
-    try:
+    with Progress(total, "study", args) as progress:
         result = run_study(config, on_record=progress)
-    finally:
-        progress.close()
     if args.json:
         print_json(
             {
